@@ -1,0 +1,52 @@
+"""PLM Playground: explore pretrained language models in the browser.
+
+Run ``python app.py`` (host/port from GRADIO_SERVER_NAME / GRADIO_SERVER_PORT). The app
+assembles one tab per module listed in :data:`TABS`, a Models panel, the English/Chinese
+UI texts, and a bounded queue; models load lazily on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import gradio as gr
+
+from demo import i18n
+from demo.common import is_offline
+from demo.i18n import I18N
+from model_utils.config import get_settings
+
+# (label key, tab module): each module has build_tab() and STRINGS. Add a tab with one line.
+TABS: list[tuple[str, object]] = []
+
+CONCURRENCY = int(os.environ.get("PLM_CONCURRENCY", "2"))  # events of one kind running at once
+QUEUE_MAX_SIZE = int(os.environ.get("PLM_QUEUE_MAX_SIZE", "64"))  # waiting requests before "busy"
+
+
+def build_demo() -> gr.Blocks:
+    """Assemble the whole UI (tabs, offline banner, Models panel) into a ``gr.Blocks``."""
+    for _, module in TABS:
+        i18n.add_strings(module.STRINGS)
+    with gr.Blocks(title="PLM Playground") as demo:
+        gr.Markdown(I18N("app_title"), elem_id="app-title")
+        gr.Markdown(I18N("app_intro"))
+        gr.Markdown(I18N("offline_banner"), visible=is_offline(), elem_id="offline-banner")
+        with gr.Tabs():
+            for label_key, module in TABS:
+                with gr.Tab(I18N(label_key), id=label_key):
+                    module.build_tab()
+    return demo
+
+
+def main() -> None:
+    """Build, configure the queue, and launch the app."""
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    demo = build_demo()
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    demo.launch(i18n=I18N, max_file_size=settings.max_upload_bytes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""PLM Playground's user interface: one module per tab plus shared helpers (no torch here)."""

@@ -1,0 +1,73 @@
+"""UI helpers shared by every tab: error conversion and model dropdowns built from the registry."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, TypeVar
+
+import gradio as gr
+
+from demo.i18n import I18N
+from model_utils.config import get_settings, hub_offline
+from model_utils.registry import choices
+
+logger = logging.getLogger("plm_playground")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(fn: F) -> F:
+    """Turn ValueError (bad input, unknown model, missing head) into a visible ``gr.Error``.
+
+    Any other exception is logged with its traceback and shown as a short message, so one
+    bad request never takes the app down.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as err:
+            raise gr.Error(str(err), print_exception=False) from err
+        except Exception as err:  # noqa: BLE001 - the UI must keep serving
+            logger.exception("unexpected error in %s", getattr(fn, "__name__", fn))
+            raise gr.Error(f"Unexpected error ({type(err).__name__}): {err}") from err
+
+    return wrapper  # type: ignore[return-value]
+
+
+def default_model(task: str) -> str:
+    """The default checkpoint for ``task`` (a bundled one while offline)."""
+    settings = get_settings()
+    return settings.default_checkpoint(task, hub_offline(settings))
+
+
+def model_choices(task: str) -> list[str]:
+    """Registry choices for ``task``, with the default first-listed if it is not already there."""
+    options = choices(task)
+    default = default_model(task)
+    return options if default in options else [default, *options]
+
+
+def model_dropdown(task: str, *, multiselect: bool = False, max_choices: int | None = None,
+                   elem_id: str | None = None) -> gr.Dropdown:
+    """A model picker for ``task``: registry choices, default preselected, custom Hub ids allowed."""
+    default = default_model(task)
+    return gr.Dropdown(
+        choices=model_choices(task),
+        value=[default] if multiselect else default,
+        multiselect=multiselect,
+        max_choices=max_choices,
+        allow_custom_value=True,
+        label=I18N("model"),
+        info=I18N("models_info"),
+        elem_id=elem_id,
+    )
+
+
+def is_offline() -> bool:
+    """True when the app runs without the Hugging Face Hub."""
+    return hub_offline()

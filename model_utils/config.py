@@ -1,0 +1,166 @@
+"""Settings of PLM Playground, read from ``PLM_*`` environment variables.
+
+One frozen :class:`Settings` object holds every knob (default checkpoints, cache
+limits, device, input limits, offline mode). :func:`get_settings` re-reads the
+environment on each call so tests can monkeypatch it; importing this module has
+no side effects. :func:`hub_offline` says whether the Hugging Face Hub is out of
+reach (``HF_HUB_OFFLINE=1``/``PLM_OFFLINE=1`` or a short, cached connection check).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlparse
+
+TASKS: tuple[str, ...] = (
+    "fill-mask",
+    "next-sentence",
+    "text-classification",
+    "attention",
+    "fine-tune-base",
+    "pretrain-base",
+)
+
+# Defaults used where the Hub is reachable; each can be overridden by PLM_DEFAULT_<TASK>.
+HUB_DEFAULTS: Mapping[str, str] = {
+    "fill-mask": "bert-base-uncased",
+    "next-sentence": "bert-base-uncased",
+    "text-classification": "distilbert-base-uncased-finetuned-sst-2-english",
+    "attention": "bert-base-uncased",
+    "fine-tune-base": "bert-base-uncased",
+    "pretrain-base": "bert-base-uncased",
+}
+
+# Offline fallbacks: the small models bundled with the app (model_utils/bundled).
+BUNDLED_DEFAULTS: Mapping[str, str] = {
+    "fill-mask": "bundled:minilm-pretrained",
+    "next-sentence": "bundled:minilm-pretrained",
+    "text-classification": "bundled:minilm-sentiment",
+    "attention": "bundled:minilm-pretrained",
+    "fine-tune-base": "bundled:minilm-pretrained",
+    "pretrain-base": "bundled:minilm-pretrained",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in _TRUE
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(float(value))
+    except ValueError as err:
+        raise ValueError(f"Environment variable {name} must be a number, got {value!r}") from err
+
+
+def _env_str(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def task_env_var(task: str) -> str:
+    """Name of the environment variable overriding ``task``'s default checkpoint."""
+    return "PLM_DEFAULT_" + task.upper().replace("-", "_")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every runtime knob of the app, with its environment variable in the comment."""
+
+    # Task -> default checkpoint used where the Hub is reachable (PLM_DEFAULT_FILL_MASK, ...).
+    default_checkpoints: Mapping[str, str] = field(default_factory=lambda: dict(HUB_DEFAULTS))
+    # Task -> checkpoint used instead of a Hub default while offline (bundled models).
+    offline_checkpoints: Mapping[str, str] = field(default_factory=lambda: dict(BUNDLED_DEFAULTS))
+    # Folder of fine-tuned/pretrained checkpoints, offered as local:<name> (PLM_CHECKPOINTS_DIR).
+    checkpoints_dir: Path = Path("checkpoints")
+    # Most (checkpoint, head) pairs kept loaded at once (PLM_CACHE_MAX_MODELS).
+    cache_max_models: int = 4
+    # Memory budget of the model cache in bytes (PLM_CACHE_MAX_MB, megabytes).
+    cache_max_bytes: int = 4096 * 2**20
+    # Device override such as "cpu", "cuda", "cuda:1", "mps"; None = best available (PLM_DEVICE).
+    device: str | None = None
+    # Longest input in tokens; longer inputs are truncated with a notice (PLM_MAX_SEQ_LEN).
+    max_seq_len: int = 512
+    # Most [MASK] tokens in one Fill-Mask input (PLM_MAX_MASKS).
+    max_masks: int = 5
+    # True when HF_HUB_OFFLINE or PLM_OFFLINE is set: never try the Hub.
+    offline: bool = False
+    # Largest file a user may upload, in bytes (PLM_MAX_UPLOAD_MB, megabytes).
+    max_upload_bytes: int = 10 * 2**20
+    # Most rows read from an uploaded CSV/JSONL file (PLM_MAX_UPLOAD_ROWS).
+    max_upload_rows: int = 2000
+    # Most tokens shown in attention views (PLM_MAX_ATTENTION_TOKENS).
+    max_attention_tokens: int = 128
+    # Seconds the Hub reachability check waits before declaring the Hub unreachable (PLM_HUB_TIMEOUT).
+    hub_timeout: float = 1.5
+
+    def default_checkpoint(self, task: str, offline: bool) -> str:
+        """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
+        if task not in self.default_checkpoints:
+            raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}")
+        chosen = self.default_checkpoints[task]
+        if offline and not chosen.startswith(("bundled:", "local:")):
+            return self.offline_checkpoints[task]
+        return chosen
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; call it whenever you need them)."""
+    defaults = {t: _env_str(task_env_var(t)) or HUB_DEFAULTS[t] for t in TASKS}
+    return Settings(
+        default_checkpoints=defaults,
+        checkpoints_dir=Path(_env_str("PLM_CHECKPOINTS_DIR") or "checkpoints").expanduser(),
+        cache_max_models=max(1, _env_int("PLM_CACHE_MAX_MODELS", 4)),
+        cache_max_bytes=max(1, _env_int("PLM_CACHE_MAX_MB", 4096)) * 2**20,
+        device=_env_str("PLM_DEVICE"),
+        max_seq_len=max(8, _env_int("PLM_MAX_SEQ_LEN", 512)),
+        max_masks=max(1, _env_int("PLM_MAX_MASKS", 5)),
+        offline=_env_bool("HF_HUB_OFFLINE") or _env_bool("PLM_OFFLINE"),
+        max_upload_bytes=max(1, _env_int("PLM_MAX_UPLOAD_MB", 10)) * 2**20,
+        max_upload_rows=max(1, _env_int("PLM_MAX_UPLOAD_ROWS", 2000)),
+        max_attention_tokens=max(8, _env_int("PLM_MAX_ATTENTION_TOKENS", 128)),
+        hub_timeout=float(_env_str("PLM_HUB_TIMEOUT") or 1.5),
+    )
+
+
+_HUB_CHECK_TTL = 300.0  # seconds a reachability answer is trusted
+_hub_check: dict[str, tuple[float, bool]] = {}
+_hub_check_lock = threading.Lock()
+
+
+def _hub_reachable(endpoint: str, timeout: float) -> bool:
+    """True if a TCP connection to the Hub endpoint opens within ``timeout`` seconds."""
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_offline(settings: Settings | None = None) -> bool:
+    """True when the Hub must not or cannot be used (env flag, or cached failed connection)."""
+    settings = settings or get_settings()
+    if settings.offline:
+        return True
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    with _hub_check_lock:
+        checked_at, reachable = _hub_check.get(endpoint, (0.0, False))
+        if time.monotonic() - checked_at > _HUB_CHECK_TTL:
+            reachable = _hub_reachable(endpoint, settings.hub_timeout)
+            _hub_check[endpoint] = (time.monotonic(), reachable)
+    return not reachable

@@ -1,0 +1,194 @@
+"""Known checkpoints and what each can do.
+
+Three sources, each with a name prefix:
+
+* ``bundled:<name>``: the small offline models in :mod:`model_utils.bundled`;
+* ``local:<name>``: fine-tuned/pretrained checkpoints saved under the checkpoints
+  directory (settings), found by scanning it;
+* anything else is a Hugging Face Hub id (validated with the Hub's own rules); a few
+  popular ones are described in :data:`HUB_MODELS`.
+
+:func:`choices` builds the dropdown choices of a task and :func:`resolve` validates a
+user-typed name, raising :class:`ValueError` with a readable message.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_utils.config import TASKS, get_settings
+
+BUNDLED_PREFIX = "bundled:"
+LOCAL_PREFIX = "local:"
+
+_BERT_TASKS = ("fill-mask", "next-sentence", "attention", "fine-tune-base", "pretrain-base")
+_MLM_TASKS = ("fill-mask", "attention", "fine-tune-base")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What the app knows about one checkpoint."""
+
+    name: str  # as shown to users: "bert-base-uncased", "local:my-model", "bundled:minilm-pretrained"
+    source: str  # "hub", "local" or "bundled"
+    location: str  # Hub id, absolute folder path, or bundled name
+    family: str | None  # model_type such as "bert", "roberta"; None if unknown
+    tasks: tuple[str, ...]  # tasks it supports; unknown Hub ids list every task
+    mask_token: str | None  # the model's own mask token, if known
+    description: str = ""
+
+
+# Popular Hub checkpoints offered in the dropdowns (they need the Hub or the local HF cache).
+HUB_MODELS: dict[str, CheckpointInfo] = {
+    info.name: info
+    for info in (
+        CheckpointInfo("bert-base-uncased", "hub", "bert-base-uncased", "bert", _BERT_TASKS, "[MASK]",
+                       "BERT base, uncased English (110M)"),
+        CheckpointInfo("bert-base-cased", "hub", "bert-base-cased", "bert", _BERT_TASKS, "[MASK]",
+                       "BERT base, cased English (110M)"),
+        CheckpointInfo("bert-base-chinese", "hub", "bert-base-chinese", "bert", _BERT_TASKS, "[MASK]",
+                       "BERT base, Chinese characters (110M)"),
+        CheckpointInfo("roberta-base", "hub", "roberta-base", "roberta", _MLM_TASKS, "<mask>",
+                       "RoBERTa base, English (125M); no next-sentence head"),
+        CheckpointInfo("distilbert-base-uncased", "hub", "distilbert-base-uncased", "distilbert",
+                       _MLM_TASKS, "[MASK]", "DistilBERT base, uncased (66M); no next-sentence head"),
+        CheckpointInfo("albert-base-v2", "hub", "albert-base-v2", "albert", _MLM_TASKS, "[MASK]",
+                       "ALBERT base v2 (12M); sentence-order head, not next-sentence"),
+        CheckpointInfo("distilbert-base-uncased-finetuned-sst-2-english", "hub",
+                       "distilbert-base-uncased-finetuned-sst-2-english", "distilbert",
+                       ("text-classification", "attention"), "[MASK]",
+                       "DistilBERT fine-tuned on SST-2 sentiment (positive/negative)"),
+    )
+}
+
+# Used while model_utils.bundled is not importable, so the app still lists the offline defaults.
+_BUNDLED_FALLBACK: dict[str, dict] = {
+    "bundled:minilm-pretrained": {
+        "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction",
+                  "fine-tune-base", "pretrain-base"],
+        "description": "MiniLM (6 layers, 384 hidden) with MLM and NSP heads, bundled for offline use",
+    },
+    "bundled:minilm-sentiment": {
+        "tasks": ["text-classification", "attention"],
+        "description": "MiniLM fine-tuned for sentiment (negative/positive), bundled for offline use",
+    },
+}
+
+# Architecture suffix in a checkpoint's config.json -> tasks it can serve.
+_ARCHITECTURE_TASKS: dict[str, tuple[str, ...]] = {
+    "ForPreTraining": _BERT_TASKS,
+    "ForMaskedLM": ("fill-mask", "attention", "fine-tune-base", "pretrain-base"),
+    "ForSequenceClassification": ("text-classification", "attention", "fine-tune-base"),
+    "ForNextSentencePrediction": ("next-sentence", "attention"),
+    "Model": ("attention", "fine-tune-base"),
+}
+_MASK_TOKENS = {"roberta": "<mask>", "xlm-roberta": "<mask>", "camembert": "<mask>"}
+_LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def _bundled_models() -> dict[str, dict]:
+    try:
+        from model_utils.bundled import BUNDLED_MODELS
+    except Exception:  # the lead's module may be missing or half-built: list the known names
+        return _BUNDLED_FALLBACK
+    return dict(BUNDLED_MODELS)
+
+
+def bundled_info(name: str) -> CheckpointInfo:
+    """Info of a ``bundled:`` checkpoint; ValueError if the name is unknown."""
+    models = _bundled_models()
+    if name not in models:
+        raise ValueError(f"Unknown bundled model {name!r}; available: {', '.join(sorted(models))}")
+    meta = models[name]
+    return CheckpointInfo(name, "bundled", name, "bert", tuple(meta.get("tasks", ())), "[MASK]",
+                          str(meta.get("description", "")))
+
+
+def _local_tasks(config: dict) -> tuple[str, ...]:
+    tasks: list[str] = []
+    for arch in config.get("architectures") or []:
+        for suffix, arch_tasks in _ARCHITECTURE_TASKS.items():
+            if arch.endswith(suffix):
+                tasks.extend(t for t in arch_tasks if t not in tasks)
+                break
+    return tuple(tasks) or ("attention", "fine-tune-base")
+
+
+def _local_info(folder: Path) -> CheckpointInfo | None:
+    """Describe a saved checkpoint folder, or None if it does not hold one."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    family = config.get("model_type")
+    return CheckpointInfo(
+        name=LOCAL_PREFIX + folder.name,
+        source="local",
+        location=str(folder.resolve()),
+        family=family,
+        tasks=_local_tasks(config),
+        mask_token=_MASK_TOKENS.get(family or "", "[MASK]"),
+        description=str(config.get("plm_description", f"checkpoint in {folder}")),
+    )
+
+
+def local_checkpoints() -> list[CheckpointInfo]:
+    """Checkpoints saved in the checkpoints directory, sorted by name."""
+    root = get_settings().checkpoints_dir
+    if not root.is_dir():
+        return []
+    infos = (_local_info(p) for p in sorted(root.iterdir()) if p.is_dir() and _LOCAL_NAME.match(p.name))
+    return [info for info in infos if info is not None]
+
+
+def _resolve_local(name: str) -> CheckpointInfo:
+    if not _LOCAL_NAME.match(name) or ".." in name:
+        raise ValueError(f"Invalid local checkpoint name {name!r}: use local:<folder name>, no paths")
+    root = get_settings().checkpoints_dir.resolve()
+    folder = (root / name).resolve()
+    if folder.parent != root:
+        raise ValueError(f"Local checkpoint {name!r} must be a folder directly inside {root}")
+    info = _local_info(folder)
+    if info is None:
+        raise ValueError(f"No checkpoint named local:{name} in {root} (missing folder or config.json)")
+    return info
+
+
+def _resolve_hub(name: str) -> CheckpointInfo:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if name in HUB_MODELS:
+        return HUB_MODELS[name]
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
+        raise ValueError(f"{name!r} is not a valid model id (expected e.g. 'bert-base-uncased', "
+                         "'org/model', 'local:<name>' or 'bundled:<name>')") from err
+    if Path(name).exists():  # from_pretrained would read a local folder of that name
+        raise ValueError(f"{name!r} names a local path; saved checkpoints are opened as local:<name>")
+    return CheckpointInfo(name, "hub", name, None, TASKS, None, "Hugging Face Hub model")
+
+
+def resolve(checkpoint: str) -> CheckpointInfo:
+    """Validate a checkpoint name typed or chosen by a user; ValueError with a clear message."""
+    name = (checkpoint or "").strip()
+    if not name:
+        raise ValueError("Please choose a model.")
+    if name.startswith(BUNDLED_PREFIX):
+        return bundled_info(name)
+    if name.startswith(LOCAL_PREFIX):
+        return _resolve_local(name[len(LOCAL_PREFIX):])
+    return _resolve_hub(name)
+
+
+def choices(task: str) -> list[str]:
+    """Dropdown choices for ``task``: bundled models, popular Hub models, then local checkpoints."""
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    bundled = [name for name, meta in _bundled_models().items() if task in meta.get("tasks", ())]
+    hub = [name for name, info in HUB_MODELS.items() if task in info.tasks]
+    local = [info.name for info in local_checkpoints() if task in info.tasks]
+    return bundled + hub + local
