@@ -1,0 +1,196 @@
+"""Tests of model_utils.attention on tiny BERT and GPT-2 models built here (no network).
+
+Checks shapes, that every attention row is a probability distribution, that special tokens and
+segments are labelled, that truncation says what it cut, that the per-head statistics and the
+rollout agree with hand computations, and that the attention formula recomputed from the
+model's own Q/K/V projections reproduces the weights the model returns (causal mask for GPT-2).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from model_utils import attention as attn  # noqa: E402
+
+GPT2_CORPUS = [
+    "the cat sat on the mat and the dog ran in the park",
+    "paris is the capital of france and london is the capital of england",
+    "a good movie is a happy day, a bad book is a sad night",
+] * 4
+
+
+def build_tiny_gpt2(folder: Path) -> Path:
+    """A 2-layer GPT-2 with a byte-level BPE tokenizer trained here on a few sentences."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(GPT2_CORPUS, vocab_size=300, min_frequency=1,
+                            special_tokens=["<|endoftext|>"], show_progress=False)
+    tokenizer = transformers.GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
+                                               eos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                               model_max_length=64)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2,
+                                     n_head=4, n_inner=64)
+    transformers.GPT2Model(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny") / "tiny-gpt2")
+
+
+def _load(folder: Path):
+    model = transformers.AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    return model, transformers.AutoTokenizer.from_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir: Path):
+    return _load(tiny_bert_dir)
+
+
+@pytest.fixture(scope="module")
+def gpt2(tiny_gpt2_dir: Path):
+    return _load(tiny_gpt2_dir)
+
+
+def test_shapes_rows_and_special_tokens_for_a_pair(bert) -> None:
+    model, tokenizer = bert
+    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat.", "it was happy.")
+    tokens = result["tokens"]
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
+    weights = np.asarray(result["attentions"])
+    assert weights.shape == (2, 4, len(tokens), len(tokens))
+    assert result["num_layers"] == 2 and result["num_heads"] == 4
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    assert (weights >= 0).all()
+    assert result["special_tokens"] == [t in ("[CLS]", "[SEP]") for t in tokens]
+    assert result["cls_positions"] == [0]
+    first_sep = tokens.index("[SEP]")
+    assert result["sep_positions"] == [first_sep, len(tokens) - 1]
+    assert result["sentence_b_start"] == first_sep + 1
+    assert result["segment_ids"] == [0] * (first_sep + 1) + [1] * (len(tokens) - first_sep - 1)
+    assert result["causal"] is False and not result["truncation"]["truncated"] and result["notice"] == ""
+
+
+def test_weights_match_the_model_forward(bert) -> None:
+    model, tokenizer = bert
+    result = attn.attention_from_model(model, tokenizer, "a dog ate dinner")
+    enc = tokenizer("a dog ate dinner", return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.stack(model(**enc, output_attentions=True).attentions)[:, 0]
+    np.testing.assert_allclose(np.asarray(result["attentions"]), expected.numpy(), atol=1e-6)
+
+
+def test_truncation_says_what_was_cut(bert) -> None:
+    model, tokenizer = bert
+    text = "the cat sat on the mat and then the dog ate dinner at night"
+    result = attn.attention_from_model(model, tokenizer, text, max_tokens=6)
+    assert len(result["tokens"]) == 6 and np.asarray(result["attentions"]).shape[-1] == 6
+    cut = result["truncation"]
+    assert cut["truncated"] and cut["kept_tokens"] == 6 and cut["total_tokens"] > 6
+    assert cut["dropped"][0] == "the mat and then the dog ate dinner at night"
+    assert "only the first 6" in result["notice"] and "the mat and then" in result["notice"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", None])
+def test_empty_text_is_a_clear_error(bert, text) -> None:
+    model, tokenizer = bert
+    with pytest.raises(ValueError, match="type some text"):
+        attn.attention_from_model(model, tokenizer, text)
+
+
+def test_sdpa_model_gives_a_clear_error(tiny_bert_dir: Path) -> None:
+    model = transformers.AutoModel.from_pretrained(tiny_bert_dir, attn_implementation="sdpa").eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert_dir)
+    with pytest.raises(ValueError, match="eager"):
+        attn.attention_from_model(model, tokenizer, "the cat")
+
+
+def test_gpt2_attention_is_causal(gpt2) -> None:
+    model, tokenizer = gpt2
+    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat")
+    weights = np.asarray(result["attentions"])
+    n = len(result["tokens"])
+    assert weights.shape == (2, 4, n, n) and result["causal"] is True
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+    assert np.abs(np.triu(weights, 1)).max() == 0.0
+    assert result["cls_positions"] == [] and not any(result["special_tokens"])
+
+
+def test_head_summary_matches_hand_computation() -> None:
+    # one layer, two heads, three tokens: head 0 attends uniformly, head 1 always to the previous token
+    uniform = np.full((3, 3), 1 / 3)
+    previous = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])
+    rows = attn.head_summary([[uniform, previous]], cls_positions=[0], sep_positions=[2])
+    assert [(r["layer"], r["head"]) for r in rows] == [(0, 0), (0, 1)]
+    assert rows[0]["entropy"] == pytest.approx(math.log2(3))
+    assert rows[0]["cls"] == pytest.approx(1 / 3) and rows[0]["sep"] == pytest.approx(1 / 3)
+    assert rows[1]["entropy"] == pytest.approx(0.0, abs=1e-9)
+    assert rows[1]["previous"] == pytest.approx(1.0) and rows[1]["next"] == pytest.approx(0.0)
+    assert rows[1]["self"] == pytest.approx(1 / 3) and rows[1]["cls"] == pytest.approx(2 / 3)
+    assert attn.head_summary([[uniform]])[0]["cls"] is None
+
+
+def test_attention_rollout_matches_hand_computation() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.random((3, 2, 4, 4))
+    weights = raw / raw.sum(-1, keepdims=True)
+    rollout = np.asarray(attn.attention_rollout(weights))
+    expected = np.eye(4)
+    for layer in range(3):
+        mixed = 0.5 * weights[layer].mean(0) + 0.5 * np.eye(4)
+        expected = mixed @ expected
+        np.testing.assert_allclose(rollout[layer], expected, atol=1e-12)
+    np.testing.assert_allclose(rollout.sum(-1), 1.0, atol=1e-12)
+
+
+def test_bad_attention_shape_is_rejected() -> None:
+    with pytest.raises(ValueError, match="layer"):
+        attn.head_summary([[1.0, 0.0]])
+
+
+@pytest.mark.parametrize("which", ["bert", "gpt2"])
+def test_formula_reproduces_the_model_attention(which, request) -> None:
+    model, tokenizer = request.getfixturevalue(which)
+    pair = "it was happy." if which == "bert" else None
+    full = attn.attention_from_model(model, tokenizer, "the cat sat on the mat.", pair)
+    n = len(full["tokens"])
+    for layer in range(2):
+        for head in range(4):
+            for query in (0, n // 2, n - 1):
+                math_view = attn.attention_math_from_model(
+                    model, tokenizer, "the cat sat on the mat.", pair, layer=layer, head=head, query=query)
+                np.testing.assert_allclose(math_view["weights"], full["attentions"][layer][head][query], atol=1e-5)
+                assert math_view["max_abs_diff"] < 1e-5
+    # the printed steps are consistent with each other
+    assert math_view["head_dim"] == 8 and math_view["sqrt_dk"] == pytest.approx(math.sqrt(8))
+    q, keys = np.asarray(math_view["query_vector"]), np.asarray(math_view["key_vectors"])
+    np.testing.assert_allclose(math_view["scores"], keys @ q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(math_view["scaled"], np.asarray(math_view["scores"]) / math.sqrt(8), rtol=1e-6)
+    np.testing.assert_allclose(math_view["output"], np.asarray(math_view["weights"]) @ np.asarray(math_view["value_vectors"]), atol=1e-6)
+
+
+def test_formula_shows_the_causal_mask_for_gpt2(gpt2) -> None:
+    model, tokenizer = gpt2
+    result = attn.attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=2, query=2)
+    n = len(result["tokens"])
+    assert result["causal"] is True
+    assert result["masked"] == [k > 2 for k in range(n)]
+    assert all(w == 0.0 for w in result["weights"][3:]) and sum(result["weights"][:3]) == pytest.approx(1.0)
+
+
+def test_formula_rejects_out_of_range_indices(bert) -> None:
+    model, tokenizer = bert
+    with pytest.raises(ValueError, match="head must be between 0 and 3"):
+        attn.attention_math_from_model(model, tokenizer, "the cat", layer=0, head=4, query=0)
