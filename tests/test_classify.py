@@ -84,3 +84,16 @@ def test_long_text_is_truncated_not_crashing(single_dir, monkeypatch):
     monkeypatch.setenv("PLM_MAX_SEQ_LEN", "16")
     scores = classify("the movie was great " * 200, model=load_classifier(load_local(single_dir)))
     assert len(scores) == 3
+
+
+def test_through_the_manager_and_public_api(tiny_env):
+    import model_utils
+
+    ours = model_utils.classify("the cat sat on the mat", model="local:tiny-classifier")
+    assert_same(ours, reference(tiny_env / "tiny-classifier", "the cat sat on the mat"))
+    assert model_utils.classify("the cat sat on the mat") == ours  # None -> the task's default
+
+
+def test_manager_refuses_a_checkpoint_without_a_classifier_head(tiny_env):
+    with pytest.raises(ValueError, match="sequence-classification|not a text classifier"):
+        classify("the cat sat", model="local:tiny-bert")
