@@ -75,7 +75,7 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     override = os.environ.get("PLM_DTYPE", "").strip()
     if override:
         dtype = getattr(torch, override, None)
-        if not isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"PLM_DTYPE={override!r} is not a torch dtype (float32, float16, bfloat16)")
         return dtype
     if device.type == "cuda":

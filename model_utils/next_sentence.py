@@ -1,0 +1,131 @@
+"""Next Sentence Prediction: does sentence B follow sentence A?
+
+:func:`preprocess` (validate, tokenize the pair, truncate with a notice) -> :func:`_forward`
+(the only device code) -> :func:`postprocess` (``{"is_next": p, "not_next": 1 - p}``).
+Public API: :func:`next_sentence` for one pair, :func:`score_pairs` for many, and
+:func:`score_paragraph`, which scores each consecutive pair of a paragraph's sentences
+against a shuffled control.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any, Sequence
+
+import torch
+
+from model_utils import make_module_callable
+from model_utils.config import get_settings
+from model_utils.manager import LoadedModel, get_manager, gpu_task
+
+MAX_PARAGRAPH_SENTENCES = 32
+# A sentence runs to . ! ? (plus closing quotes) before a space or the end, or to 。！？.
+_SENTENCE = re.compile(r"""\S.*?(?:[.!?]+["'”’)\]]*(?=\s|$)|[。！？]+["'”’)\]]*|$)""", re.S)
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split a paragraph into sentences at ., !, ? (and 。！？), dropping empty pieces."""
+    return [s.strip() for s in _SENTENCE.findall(paragraph or "") if s.strip()]
+
+
+def preprocess(first: str, second: str, tokenizer: Any) -> tuple[dict, list[str]]:
+    """Tokenize a sentence pair; ValueError if either is empty. Returns (encoding, notices)."""
+    if not first or not first.strip() or not second or not second.strip():
+        raise ValueError("Please enter both sentence A and sentence B.")
+    model_max = getattr(tokenizer, "model_max_length", 512)
+    limit = min(get_settings().max_seq_len, model_max if model_max < 100_000 else 512)
+    full_length = len(tokenizer(first, second)["input_ids"])
+    encoding = tokenizer(first, second, truncation="longest_first", max_length=limit)
+    notices = []
+    if full_length > limit:
+        notices.append(f"The pair is {full_length} tokens long and the model reads at most {limit}; "
+                       "the longer sentence was cut.")
+    return dict(encoding), notices
+
+
+def _forward(loaded: LoadedModel, encodings: Sequence[dict]) -> torch.Tensor:
+    """P(IsNext) of each encoded pair, as a CPU fp32 tensor."""
+    padded = loaded.tokenizer.pad(list(encodings), return_tensors="pt")
+    inputs = {k: v.to(loaded.device) for k, v in padded.items()}
+    with torch.inference_mode():
+        logits = loaded.model(**inputs).logits
+    return logits.float().softmax(-1)[:, 0].cpu()  # label 0 is "B follows A"
+
+
+def postprocess(p_is_next: float) -> dict:
+    """Plain result of one pair."""
+    return {"is_next": float(p_is_next), "not_next": 1.0 - float(p_is_next)}
+
+
+def _load(model: str | None) -> LoadedModel:
+    return get_manager().get(model, "next-sentence", task="next-sentence")
+
+
+@gpu_task
+def score_pairs(pairs: Sequence[tuple[str, str]], model: str | None = None) -> list[dict]:
+    """Score many (A, B) pairs in one batch: ``[{"is_next", "not_next", "notices"}, ...]``."""
+    if not pairs:
+        raise ValueError("No sentence pairs to score.")
+    loaded = _load(model)
+    with loaded.lock:
+        prepared = [preprocess(a, b, loaded.tokenizer) for a, b in pairs]
+        probs = _forward(loaded, [encoding for encoding, _ in prepared])
+    return [{**postprocess(p), "notices": notices} for p, (_, notices) in zip(probs.tolist(), prepared)]
+
+
+def next_sentence(first: str, second: str, model: str | None = None) -> dict:
+    """Probability that ``second`` follows ``first``: ``{"is_next": p, "not_next": 1 - p}``."""
+    result = score_pairs([(first, second)], model)[0]
+    return {"is_next": result["is_next"], "not_next": result["not_next"]}
+
+
+def shuffled_order(count: int, seed: int = 0) -> list[int]:
+    """A permutation of range(count) with as few original neighbours kept as a few tries find."""
+    rng = random.Random(seed)
+    best = list(range(count))[::-1]
+    best_kept = count
+    for _ in range(50):
+        order = list(range(count))
+        rng.shuffle(order)
+        kept = sum(order[i + 1] == order[i] + 1 for i in range(count - 1))
+        if kept < best_kept:
+            best, best_kept = order, kept
+        if kept == 0:
+            break
+    return best
+
+
+def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> dict:
+    """Score each consecutive sentence pair of ``paragraph`` and the same sentences shuffled.
+
+    Returns ``{"sentences", "pairs": [{"index", "first", "second", "is_next"}], "control":
+    [...same for the shuffled order], "mean_is_next", "mean_control", "notices"}``.
+    """
+    sentences = split_sentences(paragraph)
+    if len(sentences) < 2:
+        raise ValueError("Paragraph mode needs at least two sentences (ending with . ! or ?).")
+    notices = []
+    if len(sentences) > MAX_PARAGRAPH_SENTENCES:
+        notices.append(f"Only the first {MAX_PARAGRAPH_SENTENCES} of {len(sentences)} sentences were scored.")
+        sentences = sentences[:MAX_PARAGRAPH_SENTENCES]
+    shuffled = [sentences[i] for i in shuffled_order(len(sentences), seed)]
+    original = list(zip(sentences, sentences[1:]))
+    control = list(zip(shuffled, shuffled[1:]))
+    scores = score_pairs(original + control, model)
+    for result in scores:
+        notices.extend(n for n in result["notices"] if n not in notices)
+
+    def records(pairs: list[tuple[str, str]], results: list[dict]) -> list[dict]:
+        return [{"index": i + 1, "first": a, "second": b, "is_next": r["is_next"]}
+                for i, ((a, b), r) in enumerate(zip(pairs, results))]
+
+    pairs = records(original, scores[:len(original)])
+    shuffled_pairs = records(control, scores[len(original):])
+    return {"sentences": sentences, "pairs": pairs, "control": shuffled_pairs,
+            "mean_is_next": sum(p["is_next"] for p in pairs) / len(pairs),
+            "mean_control": sum(p["is_next"] for p in shuffled_pairs) / len(shuffled_pairs),
+            "notices": notices}
+
+
+make_module_callable(__name__, next_sentence)

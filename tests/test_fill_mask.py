@@ -1,0 +1,138 @@
+"""Fill-Mask: agreement with transformers.pipeline, joint filling, masks, limits and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import pipeline
+
+import model_utils
+from model_utils.fill_mask import fill_masks_jointly, normalize_masks, run_fill_mask
+from conftest import require_bundled
+
+TEXTS = ["the cat sat on the [MASK] .", "[MASK] is the capital of france .",
+         "i love this movie , it is very [MASK] !"]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoints_dir: Path):
+    return pipeline("fill-mask", model=str(tiny_checkpoints_dir / "tiny-bert"), device="cpu")
+
+
+def assert_same(ours: list[dict], theirs: list[dict], check_sequence: bool = True) -> None:
+    assert [r["token"] for r in ours] == [r["token"] for r in theirs]
+    assert [r["token_str"] for r in ours] == [r["token_str"] for r in theirs]
+    for mine, ref in zip(ours, theirs):
+        assert mine["score"] == pytest.approx(ref["score"], abs=1e-5)
+        if check_sequence:
+            assert mine["sequence"] == ref["sequence"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_single_mask_equals_pipeline(tiny_env: Path, reference, text: str) -> None:
+    ours = model_utils.fill_mask(text, "local:tiny-bert", top_k=7)
+    assert len(ours) == 1
+    assert_same(ours[0], reference(text, top_k=7))
+
+
+def test_candidate_targets_equal_pipeline(tiny_env: Path, reference) -> None:
+    text = TEXTS[0]
+    ours = model_utils.fill_mask(text, "local:tiny-bert", top_k=5, targets="mat, sofa ,dog")
+    assert_same(ours[0], reference(text, targets=["mat", "sofa", "dog"], top_k=5))
+    assert len(ours[0]) == 3
+
+
+def test_multiple_masks_equal_pipeline_scores(tiny_env: Path, reference) -> None:
+    text = "the [MASK] sat on the [MASK] ."
+    ours = model_utils.fill_mask(text, "local:tiny-bert", top_k=4)
+    theirs = reference(text, top_k=4)
+    assert len(ours) == 2
+    for mine, ref in zip(ours, theirs):
+        assert_same(mine, ref, check_sequence=False)
+    assert ours[0][0]["sequence"] == f"the {ours[0][0]['token_str']} sat on the [MASK]."
+
+
+def test_batch_with_padding_equals_single_calls(tiny_env: Path) -> None:
+    batch = run_fill_mask(TEXTS, "local:tiny-bert", top_k=3, joint=False)
+    for text, result in zip(TEXTS, batch):
+        single = model_utils.fill_mask(text, "local:tiny-bert", top_k=3)
+        assert_same(result["predictions"][0], single[0])
+        assert result["model"] == "local:tiny-bert" and result["joint"] is None
+
+
+def test_joint_filling_picks_the_most_confident_mask_first(tiny_env: Path) -> None:
+    from model_utils.manager import get_manager
+
+    text = "the [MASK] sat on the [MASK] ."
+    joint = fill_masks_jointly(text, "local:tiny-bert")
+    loaded = get_manager().get("local:tiny-bert", "masked-lm")
+    ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        probs = loaded.model(input_ids=ids).logits[0].softmax(-1)
+    masks = (ids[0] == loaded.tokenizer.mask_token_id).nonzero().flatten().tolist()
+    best = probs[masks].max(-1)
+    first = int(best.values.argmax())
+    step = joint["steps"][0]
+    assert step["mask"] == first and step["score"] == pytest.approx(float(best.values[first]), abs=1e-6)
+    assert step["token_str"] == loaded.tokenizer.decode([int(best.indices[first])])
+    assert len(joint["steps"]) == 2 and {s["mask"] for s in joint["steps"]} == {0, 1}
+    assert joint["score"] == pytest.approx(joint["steps"][0]["score"] * joint["steps"][1]["score"])
+    assert "[MASK]" not in joint["sequence"]
+    both = run_fill_mask([text], "local:tiny-bert", top_k=2)[0]
+    assert both["joint"] == joint
+
+
+def test_any_mask_spelling_works(tiny_env: Path) -> None:
+    assert normalize_masks("a [mask] b <MASK> c [MASK]", "<mask>") == "a <mask> b <mask> c <mask>"
+    canonical = model_utils.fill_mask("the cat sat on the [MASK] .", "local:tiny-bert")
+    for spelling in ("<mask>", "[mask]"):
+        assert model_utils.fill_mask(f"the cat sat on the {spelling} .", "local:tiny-bert") == canonical
+
+
+def test_module_is_callable_and_function_is_the_same(tiny_env: Path) -> None:
+    from model_utils.fill_mask import fill_mask
+
+    assert model_utils.fill_mask(TEXTS[0], None) == fill_mask(TEXTS[0], "local:tiny-bert")
+
+
+def test_long_text_is_truncated_around_the_mask(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLM_MAX_SEQ_LEN", "16")
+    text = "the dog ran . " * 10 + "the cat sat on the [MASK] . " + "the sun . " * 10
+    result = run_fill_mask([text], "local:tiny-bert", top_k=2)[0]
+    assert len(result["predictions"]) == 1
+    assert "reads at most 16" in result["notices"][0]
+    assert "the cat sat on the" in result["predictions"][0][0]["sequence"]
+    with pytest.raises(ValueError, match="put them closer"):
+        run_fill_mask(["[MASK] " + "the dog ran . " * 10 + "[MASK]"], "local:tiny-bert")
+
+
+@pytest.mark.parametrize("text, model, top_k, message", [
+    ("", "local:tiny-bert", 5, "Please enter a text"),
+    ("no mask here", "local:tiny-bert", 5, "No mask found"),
+    ("[MASK] " * 6, "local:tiny-bert", 5, "Too many masks"),
+    (TEXTS[0], "local:tiny-bert", 0, "top_k must be between"),
+    (TEXTS[0], "local:nothing", 5, "No checkpoint named"),
+    (TEXTS[0], "local:tiny-classifier", 5, "no trained masked-language-model"),
+    (TEXTS[0], "roberta-base", 5, "Hub is unreachable"),
+])
+def test_bad_input_gives_clear_errors(tiny_env: Path, text: str, model: str, top_k: int, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        model_utils.fill_mask(text, model, top_k=top_k)
+
+
+def test_unknown_candidates_are_reported(tiny_env: Path) -> None:
+    result = run_fill_mask([TEXTS[0]], "local:tiny-bert", targets=["mat", "matting"])[0]
+    assert any("'matting' is not one token" in n for n in result["notices"])
+
+
+@pytest.mark.slow
+def test_bundled_model_equals_pipeline(tiny_env: Path) -> None:
+    require_bundled("bundled:minilm-pretrained")
+    from model_utils.manager import get_manager
+
+    text = "paris is the [MASK] of france."
+    loaded = get_manager().get("bundled:minilm-pretrained", "masked-lm")
+    reference = pipeline("fill-mask", model=loaded.model, tokenizer=loaded.tokenizer, device="cpu")
+    assert_same(model_utils.fill_mask(text, "bundled:minilm-pretrained", top_k=5)[0], reference(text, top_k=5))

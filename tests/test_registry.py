@@ -1,0 +1,80 @@
+"""Registry: dropdown choices per task and validation of user-typed checkpoint names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from model_utils import registry
+from model_utils.registry import HUB_MODELS, choices, resolve
+
+REQUIRED_HUB = ["bert-base-uncased", "bert-base-cased", "bert-base-chinese", "roberta-base",
+                "distilbert-base-uncased", "albert-base-v2",
+                "distilbert-base-uncased-finetuned-sst-2-english"]
+
+
+def test_popular_hub_models_are_known_with_family_and_mask() -> None:
+    for name in REQUIRED_HUB:
+        assert name in HUB_MODELS
+    assert HUB_MODELS["roberta-base"].mask_token == "<mask>"
+    assert HUB_MODELS["bert-base-chinese"].family == "bert"
+
+
+def test_choices_follow_tasks(tiny_env: Path) -> None:
+    fill = choices("fill-mask")
+    nsp = choices("next-sentence")
+    cls = choices("text-classification")
+    assert fill[0] == "bundled:minilm-pretrained" and "roberta-base" in fill
+    assert {"local:tiny-bert", "local:tiny-mlm", "local:tiny-distilbert"} <= set(fill)
+    assert "local:tiny-classifier" not in fill
+    assert "local:tiny-bert" in nsp and "local:tiny-mlm" not in nsp
+    assert not {"roberta-base", "distilbert-base-uncased", "albert-base-v2"} & set(nsp)
+    assert cls[0] == "bundled:minilm-sentiment" and "local:tiny-classifier" in cls
+    with pytest.raises(ValueError, match="Unknown task"):
+        choices("translation")
+
+
+def test_resolve_sources(tiny_env: Path) -> None:
+    assert resolve("bert-base-uncased").source == "hub"
+    custom = resolve(" someone/my-bert ")
+    assert (custom.source, custom.location) == ("hub", "someone/my-bert")
+    local = resolve("local:tiny-bert")
+    assert local.source == "local" and Path(local.location) == (tiny_env / "tiny-bert").resolve()
+    assert local.family == "bert" and "next-sentence" in local.tasks
+    sentiment = resolve("bundled:minilm-sentiment")
+    assert "text-classification" in sentiment.tasks and "fill-mask" not in sentiment.tasks
+
+
+@pytest.mark.parametrize("name, message", [
+    ("", "choose a model"),
+    ("../etc/passwd", "not a valid model id"),
+    ("a b", "not a valid model id"),
+    ("org/../x", "not a valid model id"),
+    ("x" * 200, "not a valid model id"),
+    ("local:../secrets", "Invalid local checkpoint"),
+    ("local:a/b", "Invalid local checkpoint"),
+    ("local:/etc", "Invalid local checkpoint"),
+    ("local:missing", "No checkpoint named local:missing"),
+    ("bundled:nope", "Unknown bundled model"),
+    ("tests", "names a local path"),
+])
+def test_resolve_rejects_bad_names(tiny_env: Path, name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve(name)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=40))
+def test_resolve_never_escapes_the_checkpoints_dir(text: str) -> None:
+    root = registry.get_settings().checkpoints_dir.resolve()
+    for name in (text, "local:" + text):
+        try:
+            info = resolve(name)
+        except ValueError:
+            continue
+        if info.source == "local":
+            assert Path(info.location).parent == root
+        else:
+            assert info.source in {"hub", "bundled"} and not Path(info.location).is_absolute()
