@@ -69,27 +69,30 @@ def layer_grid(layer_attention: list[list[list[float]]], tokens: list[str], laye
 
 
 def summary_chart(rows: list[dict], num_layers: int, num_heads: int) -> go.Figure:
-    """One layer x head heatmap per summary metric, to spot heads worth a closer look."""
+    """One layer x head heatmap per summary metric, to spot heads worth a closer look.
+
+    The shares (0–1) use one colour scale (bar on the right); entropy has its own (bar on the left).
+    """
     metrics = [m for m in SUMMARY_METRICS if any(r[m] is not None for r in rows)]
     cols = min(3, len(metrics))
     n_rows = math.ceil(len(metrics) / cols)
     fig = make_subplots(rows=n_rows, cols=cols, subplot_titles=[SUMMARY_TITLES[m] for m in metrics],
-                        horizontal_spacing=0.08, vertical_spacing=0.15)
+                        horizontal_spacing=0.06, vertical_spacing=0.18 if n_rows > 1 else 0.1)
     for i, metric in enumerate(metrics):
         z = [[None] * num_heads for _ in range(num_layers)]
         for r in rows:
             z[r["layer"]][r["head"]] = r[metric]
-        colorbar = dict(len=0.9 / n_rows, y=1 - (i // cols + 0.5) / n_rows, x=(i % cols + 1) / cols - 0.02,
-                        thickness=8)
-        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis" if metric == "entropy" else COLORSCALE,
-                                 colorbar=colorbar, zmin=0, zmax=None if metric == "entropy" else 1,
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis2" if metric == "entropy" else "coloraxis",
                                  hovertemplate=f"layer %{{y}}, head %{{x}}<br>{SUMMARY_TITLES[metric]}: "
                                                "%{z:.3f}<extra></extra>"),
                       row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(title_text="head", dtick=1)
     fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed")
-    fig.update_layout(title="Per-head summary (averaged over query tokens)", height=120 + 300 * n_rows,
-                      margin=dict(l=10, r=10, t=70, b=10))
+    fig.update_layout(title="Per-head summary (averaged over query tokens)", height=140 + 300 * n_rows,
+                      coloraxis=dict(colorscale=COLORSCALE, cmin=0, cmax=1, colorbar=dict(title="share")),
+                      coloraxis2=dict(colorscale="Viridis", colorbar=dict(title="bits", x=-0.12, len=0.5, y=1,
+                                                                          yanchor="top")),
+                      margin=dict(l=90, r=10, t=70, b=10))
     return fig
 
 

@@ -259,4 +259,5 @@ def build_tab() -> None:
           inputs=[state, layer, head, image_format], outputs=figures, api_name=False)
     gr.on([explain.click, query.input], explain_query, inputs=[state, layer, head, query, image_format],
           outputs=[math_md, math_table, math_plot], api_name="attention_math")
-    gr.Examples(EXAMPLES, inputs=[text, pair], label=I18N("examples"))
+    examples = gr.Examples(EXAMPLES, inputs=[text, pair], label=I18N("examples"))
+    examples.dataset.headers = []  # Gradio shows translated labels raw in example headers; the columns are clear

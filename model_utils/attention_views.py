@@ -26,6 +26,7 @@ MODEL_VIEW_MAX_LINES = 200_000
 HEAD_VIEW_MAX_VALUES = 600_000
 
 _CDN_REQUIRE = re.compile(r'<script src="https://[^"]*require[^"]*"></script>')
+_CDN_PATHS = re.compile(r"require\.config\(\{\s*paths:\s*\{[^}]*\}\s*\}\);")  # d3/jQuery CDN URLs
 _REQUIRE_SHIM = """
 window.requirejs = window.require = function (deps, callback) {
   callback.apply(null, deps.map(function (name) { return {jquery: window.jQuery, d3: window.d3}[name]; }));
@@ -56,7 +57,7 @@ def make_offline(fragment: str, title: str = "Attention") -> str:
     """Turn bertviz's returned HTML fragment into a complete document with no network access."""
     if not _CDN_REQUIRE.search(fragment):
         raise RuntimeError("Unexpected bertviz output: the require.js tag was not found.")
-    body = _CDN_REQUIRE.sub("", fragment)
+    body = _CDN_PATHS.sub("", _CDN_REQUIRE.sub("", fragment))
     body = re.sub(r'<script type="text/javascript">\n(.*)\n</script>',
                   lambda m: _script(m.group(1)), body, flags=re.S)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

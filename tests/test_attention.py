@@ -38,7 +38,8 @@ def build_tiny_gpt2(folder: Path) -> Path:
                                                model_max_length=64)
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=2,
-                                     n_head=4, n_inner=64)
+                                     n_head=4, n_inner=64, bos_token_id=tokenizer.eos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id)
     transformers.GPT2Model(config).eval().save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -194,3 +195,37 @@ def test_formula_rejects_out_of_range_indices(bert) -> None:
     model, tokenizer = bert
     with pytest.raises(ValueError, match="head must be between 0 and 3"):
         attn.attention_math_from_model(model, tokenizer, "the cat", layer=0, head=4, query=0)
+
+
+# ---------------------------------------------------------------- through the model manager
+
+
+def test_public_api_uses_the_manager_with_eager_attention(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import model_utils
+
+    monkeypatch.setenv("PLM_MAX_ATTENTION_TOKENS", "8")
+    result = model_utils.attention("the cat sat on the mat and the dog ran in the park")
+    assert result["checkpoint"] == "local:tiny-bert" and len(result["tokens"]) == 8
+    assert result["truncation"]["truncated"] and "only the first 8" in result["notice"]
+    np.testing.assert_allclose(np.asarray(result["attentions"]).sum(-1), 1.0, atol=1e-5)
+    from model_utils.manager import get_manager
+
+    assert [(m["checkpoint"], m["head"]) for m in get_manager().loaded()] == [("local:tiny-bert", "base")]
+
+
+def test_public_api_serves_a_local_gpt2(tiny_gpt2_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_utils import manager
+    from model_utils.attention import attention, attention_math
+
+    monkeypatch.setenv("PLM_CHECKPOINTS_DIR", str(tiny_gpt2_dir.parent))
+    monkeypatch.setenv("PLM_DEVICE", "cpu")
+    monkeypatch.setattr(manager, "_manager", manager.ModelManager())
+    result = attention("the cat sat", "local:tiny-gpt2")
+    assert result["causal"] and result["model_type"] == "gpt2"
+    math_view = attention_math("the cat sat", "local:tiny-gpt2", layer=1, head=0, query=1)
+    np.testing.assert_allclose(math_view["weights"], result["attentions"][1][0][1], atol=1e-5)
+
+
+def test_unknown_model_is_a_clear_error(tiny_env: Path) -> None:
+    with pytest.raises(ValueError, match="local:nope"):
+        attn.attention("the cat", "local:nope")

@@ -1,0 +1,103 @@
+"""Tests of the offline bertviz documents (model_utils.attention_views) and the Attention tab's
+Plotly figures (demo.attention_plots), on small hand-made attention data (no model needed)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import numpy as np
+import pytest
+
+from model_utils import attention_views as views
+
+
+def fake_result(tokens: list[str], layers: int = 2, heads: int = 3, b_start: int | None = None) -> dict:
+    rng = np.random.default_rng(0)
+    raw = rng.random((layers, heads, len(tokens), len(tokens)))
+    return {"tokens": tokens, "attentions": (raw / raw.sum(-1, keepdims=True)).tolist(),
+            "num_layers": layers, "num_heads": heads, "sentence_b_start": b_start}
+
+
+TOKENS = ["[CLS]", "the", "cat", "[SEP]", "it", "sat", "[SEP]"]
+
+
+def test_offline_libraries_come_from_packages() -> None:
+    libs = views.offline_libraries()
+    assert "d3js.org v5.7.0" in libs  # the d3 version bertviz asks its CDN for
+    assert "jQuery" in libs and "window.requirejs" in libs
+
+
+@pytest.mark.parametrize("make", [views.head_view_html, views.model_view_html])
+def test_documents_load_nothing_from_the_network(make) -> None:
+    document, notice = make(fake_result(TOKENS, b_start=4))
+    assert document.startswith("<!DOCTYPE html>") and notice == ""
+    assert not re.search(r"""<script[^>]+src=|https?://cdn|cdnjs""", document)
+    assert '"left_text": ["[CLS]", "the", "cat", "[SEP]", "it", "sat", "[SEP]"]' in document
+    assert "Sentence A -> Sentence B" in document  # bertviz's own pair filters
+
+
+def test_typed_text_cannot_close_the_script() -> None:
+    document, _ = views.head_view_html(fake_result(["[CLS]", "</script><script>alert(1)</script>", "[SEP]"]))
+    body = document.split("</head>", 1)[1]
+    assert body.count("</script>") == 1  # only bertviz's own closing tag
+    assert "<\\/script><script>alert(1)<\\/script>" in body
+
+
+def test_iframe_escapes_the_document() -> None:
+    frame = views.iframe('<p title="x">a & b</p>', 100, "t")
+    assert frame.startswith("<iframe") and 'srcdoc="&lt;p title=&quot;x&quot;&gt;a &amp; b&lt;/p&gt;"' in frame
+    assert html.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1)) == '<p title="x">a & b</p>'
+
+
+def test_layer_window_keeps_large_inputs_bounded() -> None:
+    assert views.layer_window(6, 10, 100) == [0, 1, 2, 3, 4, 5]
+    assert views.layer_window(12, 30, 100, around=11) == [9, 10, 11]
+    assert views.layer_window(12, 30, 100, around=0) == [0, 1, 2]
+    assert views.layer_window(12, 10**9, 100, around=5) == [5]
+
+
+def test_model_view_drops_layers_beyond_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 2 * 3 * len(TOKENS) ** 2 - 1)
+    document, notice = views.model_view_html(fake_result(TOKENS, layers=4), layer=3)
+    assert "layers 3–3 of 0–3" in notice
+    assert '"include_layers": [3]' in document
+
+
+def test_rounded_attention_is_embedded() -> None:
+    result = fake_result(["a", "b"], layers=1, heads=1)
+    document, _ = views.head_view_html(result)
+    data = json.loads(re.search(r"const params = (\{.*?\});", document).group(1).replace("<\\/", "</"))
+    embedded = np.asarray(data["attention"][0]["attn"])
+    np.testing.assert_allclose(embedded[0, 0], np.asarray(result["attentions"])[0, 0], atol=5e-4)
+
+
+# ---------------------------------------------------------------- Plotly figures (demo layer)
+
+plots = pytest.importorskip("demo.attention_plots")
+
+
+def test_heatmap_labels_every_token_even_repeated_ones() -> None:
+    tokens = ["[CLS]", "the", "cat", "the", "[SEP]"]
+    fig = plots.attention_heatmap(fake_result(tokens)["attentions"][0][0], tokens, "t")
+    assert list(fig.layout.xaxis.ticktext) == ["[CLS] (0)", "the (1)", "cat (2)", "the (3)", "[SEP] (4)"]
+    assert list(fig.layout.xaxis.tickvals) == [0, 1, 2, 3, 4] and fig.layout.yaxis.autorange == "reversed"
+
+
+def test_export_config_reaches_the_plot_value() -> None:
+    fig = plots.layer_grid(fake_result(TOKENS)["attentions"][0], TOKENS, 0)
+    assert len(fig.data) == 3
+    value = plots.with_export(fig, "svg", "grid")
+    spec = json.loads(value.plot)
+    assert spec["config"]["toImageButtonOptions"] == {"format": "svg", "filename": "grid", "scale": 1}
+    assert plots.export_config("exe", "x")["toImageButtonOptions"]["format"] == "png"
+
+
+def test_summary_chart_skips_missing_metrics() -> None:
+    from model_utils.attention import head_summary
+
+    rows = head_summary(fake_result(TOKENS)["attentions"])  # no [CLS]/[SEP] positions given
+    fig = plots.summary_chart(rows, 2, 3)
+    assert [a.text for a in fig.layout.annotations] == [
+        plots.SUMMARY_TITLES[m] for m in ("entropy", "self", "previous", "next")]
