@@ -17,7 +17,7 @@ LANGUAGES: tuple[str, ...] = ("en", "zh-CN")
 # Texts shared by the whole app (header, Models panel, common messages).
 COMMON_STRINGS: dict[str, dict[str, str]] = {
     "en": {
-        "app_title": "PLM Playground",
+        "app_title": "# PLM Playground",
         "app_intro": "Explore pretrained language models in your browser: fill masks, score "
                      "sentence pairs, classify text and look inside attention.",
         "offline_banner": "**Offline mode:** the Hugging Face Hub is unreachable, so the bundled "
@@ -41,7 +41,7 @@ COMMON_STRINGS: dict[str, dict[str, str]] = {
         "notice": "Notice",
     },
     "zh-CN": {
-        "app_title": "PLM 游乐场",
+        "app_title": "# PLM 游乐场",
         "app_intro": "在浏览器中探索预训练语言模型：填充掩码、判断句子关系、文本分类、查看注意力。",
         "offline_banner": "**离线模式：** 无法访问 Hugging Face Hub，默认使用内置模型。"
                           "Hub 模型只有在本地缓存中已存在时才能使用。",

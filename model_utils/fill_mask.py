@@ -83,7 +83,8 @@ def preprocess(text: str, tokenizer: Any, *, max_masks: int | None = None) -> Pr
     max_masks = max_masks or get_settings().max_masks
     count = len(MASK_PATTERN.findall(text))
     if count == 0:
-        raise ValueError(f"No mask found: write [MASK] (or {tokenizer.mask_token}) where a word is missing.")
+        own = f" (or {tokenizer.mask_token})" if tokenizer.mask_token != "[MASK]" else ""
+        raise ValueError(f"No mask found: write [MASK]{own} where a word is missing.")
     if count > max_masks:
         raise ValueError(f"Too many masks ({count}); at most {max_masks} are allowed.")
     ids = tokenizer(normalize_masks(text, tokenizer.mask_token))["input_ids"]
@@ -195,6 +196,25 @@ def _clean_targets(targets: str | Sequence[str] | None) -> list[str] | None:
     return words or None
 
 
+def _check_top_k(top_k: int) -> int:
+    top_k = int(top_k)
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}.")
+    return top_k
+
+
+def check_request(text: str, model: str | None = None, top_k: int = 5,
+                  targets: str | Sequence[str] | None = None) -> None:
+    """Raise ValueError if the request would fail; loads (and caches) the model, runs no forward pass."""
+    _check_top_k(top_k)
+    loaded = get_manager().get(model, "masked-lm", task="fill-mask")
+    words = _clean_targets(targets)
+    with loaded.lock:
+        preprocess(text, loaded.tokenizer)
+        if words:
+            target_ids(loaded.tokenizer, words)
+
+
 @gpu_task
 def run_fill_mask(texts: Sequence[str], model: str | None = None, top_k: int = 5,
                   targets: str | Sequence[str] | None = None, joint: bool = True) -> list[dict]:
@@ -203,9 +223,7 @@ def run_fill_mask(texts: Sequence[str], model: str | None = None, top_k: int = 5
     Returns one dict per text: ``{"model", "predictions" (list per mask), "joint" (best joint
     filling or None for one mask), "notices" (truncation, candidate words)}``.
     """
-    top_k = int(top_k)
-    if not 1 <= top_k <= MAX_TOP_K:
-        raise ValueError(f"top_k must be between 1 and {MAX_TOP_K}, got {top_k}.")
+    top_k = _check_top_k(top_k)
     loaded = get_manager().get(model, "masked-lm", task="fill-mask")
     words = _clean_targets(targets)
     with loaded.lock:

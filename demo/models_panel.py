@@ -1,0 +1,80 @@
+"""Models tab: compute device, Hub/offline status, loaded models with their memory, unload buttons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from gradio.context import Context
+
+from demo.common import is_offline
+from demo.i18n import I18N
+from model_utils.config import get_settings
+from model_utils.manager import device_summary, get_manager
+
+STRINGS = {
+    "en": {"tab_models": "Models",
+           "models_unload_one": "Unload this model",
+           "models_intro": "Models load on first use and stay cached (least recently used ones are "
+                           "unloaded when the cache is full). Unload them to free memory."},
+    "zh-CN": {"tab_models": "模型",
+              "models_unload_one": "卸载此模型",
+              "models_intro": "模型在首次使用时加载并保留在缓存中（缓存满时卸载最久未用的模型）。"
+                              "卸载模型可释放内存。"},
+}
+TABLE_HEADERS = ["checkpoint", "head", "device", "precision", "memory (MB)"]
+
+
+def status_markdown() -> str:
+    """One paragraph: device, precision, Hub status, cache use and limits."""
+    device = device_summary()
+    settings = get_settings()
+    loaded = get_manager().loaded()
+    used_mb = sum(m["approx_bytes"] for m in loaded) / 2**20
+    gpu = ""
+    if device["memory_total_mb"]:
+        gpu = f" · GPU memory {device['memory_used_mb']} / {device['memory_total_mb']} MB"
+    hub = ("offline: defaults are the bundled models" if is_offline()
+           else "online: Hub models download on first use")
+    return (f"**Device:** {device['device']} ({device['name']}), {device['dtype']}{gpu}  \n"
+            f"**Hugging Face Hub:** {hub}  \n"
+            f"**Cache:** {len(loaded)} of at most {settings.cache_max_models} models, "
+            f"{used_mb:.1f} MB of {settings.cache_max_bytes / 2**20:.0f} MB")
+
+
+def models_status() -> tuple[str, list[list[Any]], Any]:
+    """API ``models_status``: (status text, loaded-models table, unload choices)."""
+    loaded = get_manager().loaded()
+    rows = [[m["checkpoint"], m["head"], m["device"], m["dtype"], m["approx_mb"]] for m in loaded]
+    names = sorted({m["checkpoint"] for m in loaded})
+    return status_markdown(), rows, gr.Dropdown(choices=names, value=names[0] if names else None)
+
+
+def unload_models(checkpoint: str | None) -> tuple[str, list[list[Any]], Any]:
+    """API ``unload_models``: unload one checkpoint (every head), or all when none is chosen."""
+    count = get_manager().unload(checkpoint or None)
+    gr.Info(f"Unloaded {count} model(s).")
+    return models_status()
+
+
+def build_tab() -> None:
+    """Lay out the Models tab and refresh it whenever it is opened."""
+    gr.Markdown(I18N("models_intro"))
+    status = gr.Markdown(elem_id="models-status")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label=I18N("models_loaded"), interactive=False,
+                         elem_id="models-table")
+    with gr.Row():
+        refresh = gr.Button(I18N("models_refresh"), elem_id="models-refresh")
+        which = gr.Dropdown(label=I18N("col_checkpoint"), choices=[], allow_custom_value=True,
+                            elem_id="models-which")
+        unload_one = gr.Button(I18N("models_unload_one"), elem_id="models-unload-one")
+        unload_all = gr.Button(I18N("models_unload"), variant="stop", elem_id="models-unload")
+    outputs = [status, table, which]
+    refresh.click(models_status, outputs=outputs, api_name="models_status", queue=False)
+    unload_one.click(unload_models, inputs=[which], outputs=outputs, api_name="unload_models")
+    unload_all.click(lambda: unload_models(None), outputs=outputs, api_visibility="private")
+    parent = Context.block  # the gr.Tab app.py opened around this panel
+    if isinstance(parent, gr.Tab):
+        parent.select(models_status, outputs=outputs, api_visibility="private", queue=False)
+    if Context.root_block is not None:
+        Context.root_block.load(models_status, outputs=outputs, api_visibility="private", queue=False)

@@ -1,0 +1,150 @@
+"""Next Sentence tab: P(IsNext) of a sentence pair, and a paragraph scored pair by pair
+against a shuffled control.
+
+Computing events (``api_name="next_sentence"`` and ``"next_sentence_paragraph"``) return plain
+JSON; a private step renders it as a ``gr.Label``, bar charts and a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from demo import plots
+from demo.common import model_dropdown, user_errors
+from demo.i18n import I18N
+from model_utils.manager import get_manager
+from model_utils.next_sentence import next_sentence, score_paragraph
+
+STRINGS = {
+    "en": {
+        "tab_next_sentence": "Next Sentence",
+        "ns_intro": "BERT was pretrained to tell whether sentence B really follows sentence A "
+                    "(next-sentence prediction). Models without that head, such as RoBERTa and "
+                    "DistilBERT, cannot do this.",
+        "ns_pair": "Sentence pair",
+        "ns_paragraph": "Paragraph",
+        "ns_first": "Sentence A",
+        "ns_second": "Sentence B",
+        "ns_run": "Score the pair",
+        "ns_result": "Does B follow A?",
+        "ns_chart": "Probabilities",
+        "ns_paragraph_text": "Paragraph (several sentences)",
+        "ns_paragraph_info": "Each consecutive pair is scored, and the same sentences shuffled as a control.",
+        "ns_seed": "Shuffle seed",
+        "ns_paragraph_run": "Score the paragraph",
+        "ns_paragraph_chart": "P(IsNext) per consecutive pair vs shuffled control",
+        "ns_paragraph_table": "Pairs",
+        "ns_raw": "Raw output (JSON)",
+    },
+    "zh-CN": {
+        "tab_next_sentence": "下一句预测",
+        "ns_intro": "BERT 在预训练时学习判断句子 B 是否紧跟在句子 A 之后（下一句预测）。"
+                    "没有该输出头的模型（如 RoBERTa、DistilBERT）无法完成此任务。",
+        "ns_pair": "句子对",
+        "ns_paragraph": "段落",
+        "ns_first": "句子 A",
+        "ns_second": "句子 B",
+        "ns_run": "计算句子对",
+        "ns_result": "B 是否接在 A 之后？",
+        "ns_chart": "概率",
+        "ns_paragraph_text": "段落（多个句子）",
+        "ns_paragraph_info": "为每对相邻句子打分，并以打乱顺序的同一组句子作为对照。",
+        "ns_seed": "打乱随机种子",
+        "ns_paragraph_run": "计算段落",
+        "ns_paragraph_chart": "相邻句子对的 P(IsNext) 与打乱对照",
+        "ns_paragraph_table": "句子对",
+        "ns_raw": "原始输出 (JSON)",
+    },
+}
+
+PAIR_EXAMPLES = [
+    ["I was very hungry after work.", "So I cooked a big dinner."],
+    ["I was very hungry after work.", "Penguins live in the southern hemisphere."],
+    ["The match was cancelled.", "It had been raining all day."],
+    ["我今天很累。", "所以我早早就睡了。"],
+]
+PARAGRAPH_EXAMPLES = [
+    ["Anna bought a new bike. She rode it to work every day. After a month she was much fitter. "
+     "Her colleagues started cycling too."],
+    ["The museum opens at nine. Tickets are sold at the entrance. Children under twelve enter for free. "
+     "Photography is not allowed inside."],
+]
+PAIR_LABELS = ("IsNext", "NotNext")
+
+
+def _model_name(model: str | None) -> str:
+    return get_manager().resolve_checkpoint(model or None, "next-sentence", "next-sentence")
+
+
+@user_errors
+def score_pair(first: str, second: str, model: str | None) -> dict:
+    """API ``next_sentence``: ``{"model", "is_next", "not_next"}`` for one pair."""
+    result = next_sentence(first, second, model or None)
+    return {"model": _model_name(model), **result}
+
+
+@user_errors
+def score_paragraph_event(paragraph: str, model: str | None, seed: float | None) -> dict:
+    """API ``next_sentence_paragraph``: consecutive pairs and shuffled control (see score_paragraph)."""
+    return {"model": _model_name(model), **score_paragraph(paragraph, model or None, int(seed or 0))}
+
+
+def render_pair(output: dict) -> tuple[dict, Any]:
+    """(gr.Label value, bar chart) of a pair result."""
+    probs = {PAIR_LABELS[0]: output["is_next"], PAIR_LABELS[1]: output["not_next"]}
+    return probs, plots.probability_bars(probs)
+
+
+def render_paragraph(output: dict) -> tuple[Any, list[list[Any]], str]:
+    """(chart, pair table, notices) of a paragraph result."""
+    rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)]
+            for kind, key in (("original", "pairs"), ("shuffled", "control")) for r in output[key]]
+    return plots.paragraph_chart(output), rows, "\n".join(f"⚠️ {n}" for n in output["notices"])
+
+
+def _pair_panel(model: gr.Dropdown) -> None:
+    with gr.Row():
+        first = gr.Textbox(label=I18N("ns_first"), value=PAIR_EXAMPLES[0][0], elem_id="ns-first")
+        second = gr.Textbox(label=I18N("ns_second"), value=PAIR_EXAMPLES[0][1], elem_id="ns-second")
+    run = gr.Button(I18N("ns_run"), variant="primary", elem_id="ns-run")
+    with gr.Row():
+        label = gr.Label(label=I18N("ns_result"), num_top_classes=2, elem_id="ns-label")
+        chart = gr.Plot(label=I18N("ns_chart"), elem_id="ns-chart")
+    with gr.Accordion(I18N("ns_raw"), open=False):
+        raw = gr.JSON(elem_id="ns-raw")
+    gr.Examples(PAIR_EXAMPLES, inputs=[first, second], label=I18N("examples"))
+    gr.on([run.click, second.submit], score_pair, inputs=[first, second, model], outputs=[raw],
+          api_name="next_sentence").success(render_pair, inputs=[raw], outputs=[label, chart],
+                                            api_visibility="private", queue=False)
+
+
+def _paragraph_panel(model: gr.Dropdown) -> None:
+    paragraph = gr.Textbox(label=I18N("ns_paragraph_text"), info=I18N("ns_paragraph_info"), lines=5,
+                           value=PARAGRAPH_EXAMPLES[0][0], elem_id="ns-paragraph")
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, label=I18N("ns_seed"), minimum=0, elem_id="ns-seed")
+        run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")
+    notices = gr.Markdown()
+    chart = gr.Plot(label=I18N("ns_paragraph_chart"), elem_id="ns-paragraph-chart")
+    table = gr.Dataframe(headers=["order", "pair", "sentence A", "sentence B", "P(IsNext)"],
+                         label=I18N("ns_paragraph_table"), interactive=False, wrap=True)
+    with gr.Accordion(I18N("ns_raw"), open=False):
+        raw = gr.JSON()
+    gr.Examples(PARAGRAPH_EXAMPLES, inputs=[paragraph], label=I18N("examples"))
+    run.click(score_paragraph_event, inputs=[paragraph, model, seed], outputs=[raw],
+              api_name="next_sentence_paragraph").success(
+        render_paragraph, inputs=[raw], outputs=[chart, table, notices], api_visibility="private",
+        queue=False)
+
+
+def build_tab() -> None:
+    """Lay out the Next Sentence tab (pair and paragraph modes sharing one model picker)."""
+    gr.Markdown(I18N("ns_intro"))
+    model = model_dropdown("next-sentence", elem_id="ns-model")
+    with gr.Tabs():
+        with gr.Tab(I18N("ns_pair"), id="ns-pair"):
+            _pair_panel(model)
+        with gr.Tab(I18N("ns_paragraph"), id="ns-paragraph-tab"):
+            _paragraph_panel(model)

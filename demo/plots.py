@@ -1,0 +1,74 @@
+"""Plotly figures shared by the tabs, built from the plain data of ``model_utils`` functions.
+
+Any tab may add a helper here; each takes lists/dicts and returns a ``go.Figure``.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+BAR_COLOR = "#3b82f6"
+CONTROL_COLOR = "#f97316"
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def mask_bars(results: list[dict]) -> go.Figure:
+    """Per-mask horizontal probability bars: one row per mask, one column per model.
+
+    ``results`` holds one ``run_fill_mask`` record per model (``{"model", "predictions"}``).
+    """
+    usable = [r for r in results if r.get("predictions")]
+    if not usable:
+        return go.Figure()
+    rows = max(len(r["predictions"]) for r in usable)
+    titles = [f"{_short(r['model'])} · mask {m + 1}" for m in range(rows) for r in usable]
+    fig = make_subplots(rows=rows, cols=len(usable), subplot_titles=titles,
+                        horizontal_spacing=0.12, vertical_spacing=min(0.12, 0.3 / rows))
+    for col, result in enumerate(usable, start=1):
+        for row, candidates in enumerate(result["predictions"], start=1):
+            fig.add_trace(go.Bar(
+                x=[c["score"] for c in candidates], y=[c["token_str"] for c in candidates],
+                orientation="h", marker_color=BAR_COLOR, showlegend=False,
+                text=[f"{c['score']:.1%}" for c in candidates], textposition="auto",
+                hovertemplate="%{y}: %{x:.4f}<extra></extra>"), row=row, col=col)
+            fig.update_yaxes(autorange="reversed", row=row, col=col)
+            fig.update_xaxes(tickformat=".0%", rangemode="tozero", row=row, col=col)
+    fig.update_layout(height=max(280, 230 * rows), margin=dict(l=10, r=10, t=40, b=20),
+                      xaxis_title="probability")
+    return fig
+
+
+def probability_bars(probabilities: dict[str, float], title: str = "") -> go.Figure:
+    """Vertical bars of named probabilities (e.g. IsNext / NotNext)."""
+    names = list(probabilities)
+    values = [probabilities[n] for n in names]
+    fig = go.Figure(go.Bar(x=names, y=values, marker_color=[BAR_COLOR, CONTROL_COLOR][: len(names)] or None,
+                           text=[f"{v:.1%}" for v in values], textposition="auto"))
+    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+                      height=300, margin=dict(l=10, r=10, t=40 if title else 10, b=20))
+    return fig
+
+
+def paragraph_chart(result: dict) -> go.Figure:
+    """P(IsNext) of each consecutive sentence pair vs the shuffled control, with their means."""
+    fig = go.Figure()
+    for key, name, color in (("pairs", "original order", BAR_COLOR),
+                             ("control", "shuffled control", CONTROL_COLOR)):
+        records = result[key]
+        fig.add_trace(go.Bar(
+            x=[r["index"] for r in records], y=[r["is_next"] for r in records], name=name,
+            marker_color=color, customdata=[[r["first"], r["second"]] for r in records],
+            hovertemplate="A: %{customdata[0]}<br>B: %{customdata[1]}<br>P(IsNext)=%{y:.3f}"
+                          f"<extra>{name}</extra>"))
+    for mean_key, color in (("mean_is_next", BAR_COLOR), ("mean_control", CONTROL_COLOR)):
+        fig.add_hline(y=result[mean_key], line_dash="dash", line_color=color,
+                      annotation_text=f"mean {result[mean_key]:.2f}", annotation_position="top left")
+    fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=30, b=30),
+                      xaxis=dict(title="sentence pair", dtick=1),
+                      yaxis=dict(title="P(IsNext)", range=[0, 1.05], tickformat=".0%"),
+                      legend=dict(orientation="h", y=1.1))
+    return fig
