@@ -107,6 +107,22 @@ def _views(result: dict, layer: int) -> tuple[str, str, list[str], str]:
     return head_frame, model_frame, files, " ".join(n for n in (head_notice, model_notice) if n)
 
 
+def refresh_views(state: dict | None, layer: Any) -> tuple:
+    """Redraw the bertviz views around ``layer`` when they could not hold every layer; else skip."""
+    from model_utils import attention_views as views
+
+    if not state:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    result = state["result"]
+    layer = _clamp(layer, result["num_layers"] - 1)
+    if len(views.model_view_layers(result, layer)) == result["num_layers"] and \
+            len(views.head_view_layers(result, layer)) == result["num_layers"]:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    head_frame, model_frame, files, layers_notice = _views(result, layer)
+    notice = " ".join(n for n in (result["notice"], layers_notice) if n)
+    return gr.Markdown(notice, visible=bool(notice)), head_frame, model_frame, files
+
+
 def render_figures(state: dict | None, layer: Any, head: Any, image_format: str) -> tuple:
     """Heatmap of (layer, head), grid of the layer's heads, rollout through layer, summary chart."""
     if not state:
@@ -257,6 +273,8 @@ def build_tab() -> None:
     text.submit(api_name=False, **run_event)
     gr.on([layer.release, head.release, image_format.change], render_figures,
           inputs=[state, layer, head, image_format], outputs=figures, api_name=False)
+    layer.release(refresh_views, inputs=[state, layer], outputs=[notice, head_html, model_html, files],
+                  api_name=False)
     gr.on([explain.click, query.input], explain_query, inputs=[state, layer, head, query, image_format],
           outputs=[math_md, math_table, math_plot], api_name="attention_math")
     examples = gr.Examples(EXAMPLES, inputs=[text, pair], label=I18N("examples"))

@@ -89,13 +89,18 @@ def _layers_notice(view: str, layers: list[int], num_layers: int) -> str:
             f"responsive; pick another layer or shorten the text to see the others.")
 
 
+def head_view_layers(result: dict, layer: int = 0) -> list[int]:
+    """Layers embedded in the head view: all whose values fit in HEAD_VIEW_MAX_VALUES, around ``layer``."""
+    n, pair = len(result["tokens"]), result.get("sentence_b_start") is not None
+    per_layer = result["num_heads"] * n * n * (2 if pair else 1)  # bertviz adds A/B blocks for pairs
+    return layer_window(result["num_layers"], per_layer, HEAD_VIEW_MAX_VALUES, layer)
+
+
 def head_view_html(result: dict, layer: int = 0) -> tuple[str, str]:
     """bertviz head view (``layer`` selected first) as an offline document, and a notice of left-out layers."""
     from bertviz import head_view
 
-    n, pair = len(result["tokens"]), result.get("sentence_b_start") is not None
-    per_layer = result["num_heads"] * n * n * (2 if pair else 1)  # bertviz adds A/B blocks for pairs
-    layers = layer_window(result["num_layers"], per_layer, HEAD_VIEW_MAX_VALUES, layer)
+    layers = head_view_layers(result, layer)
     fragment = head_view(_tensor(result), result["tokens"], sentence_b_start=result.get("sentence_b_start"),
                          layer=min(max(layer, layers[0]), layers[-1]), include_layers=layers,
                          html_action="return").data

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,15 @@ def test_summary_chart_skips_missing_metrics() -> None:
     fig = plots.summary_chart(rows, 2, 3)
     assert [a.text for a in fig.layout.annotations] == [
         plots.SUMMARY_TITLES[m] for m in ("entropy", "self", "previous", "next")]
+
+
+def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    gr = pytest.importorskip("gradio")
+    tab = pytest.importorskip("demo.attention_tab")
+    state = {"result": dict(fake_result(TOKENS, layers=4), notice="")}
+    assert tab.refresh_views(state, 2) == (gr.skip(),) * 4  # everything fits: nothing to redraw
+    monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 3 * len(TOKENS) ** 2)
+    notice, head_frame, model_frame, files = tab.refresh_views(state, 3)
+    assert "model view shows layers 3–3 of 0–3" in notice.value
+    assert head_frame.startswith("<iframe") and "include_layers&quot;: [3]" in model_frame
+    assert [Path(f).name for f in files] == ["attention_head_view.html", "attention_model_view.html"]
