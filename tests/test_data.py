@@ -1,0 +1,104 @@
+"""Tests of the offline corpus builders (model_utils.data) on small synthetic inputs."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from model_utils import data
+
+WORDNET_LINE = ('00039297 04 n 01 contact 2 005 @ 00039021 n 0000 + 00743362 v 0104 | close interaction; '
+                '"they kept in daily contact"; "they claimed that they had been in contact with aliens"  ')
+LICENCE_LINE = "  1 This software and database is being provided to you, the LICENSEE, by  "
+
+
+def test_parse_wordnet_line_splits_gloss_and_examples():
+    lemma, gloss, examples = data.parse_wordnet_line(WORDNET_LINE)
+    assert lemma == "contact"
+    assert gloss == "close interaction"
+    assert examples == ["they kept in daily contact", "they claimed that they had been in contact with aliens"]
+    assert data.parse_wordnet_line(LICENCE_LINE) is None
+
+
+def test_wordnet_documents_one_per_synset(tmp_path: Path):
+    for pos in data.WORDNET_POS:
+        (tmp_path / f"data.{pos}").write_text(LICENCE_LINE + "\n" + (WORDNET_LINE + "\n" if pos == "noun" else ""))
+    docs = data.wordnet_documents(tmp_path)
+    assert len(docs) == 1
+    assert docs[0].sentences[0] == "contact: close interaction."
+    assert docs[0].id == "wordnet:noun:00039297"
+    assert len(docs[0].sentences) == 3
+
+
+def test_group_documents_orders_sentences_by_number():
+    rows = [("1_2", 0.1, "second"), ("2_1", 0.0, "other"), ("1_1", 0.3, "first"), ("1_10", 0.0, "tenth")]
+    docs = {d.id: d.sentences for d in data.group_documents("reviews", rows)}
+    assert docs == {"reviews:1": ("first", "second", "tenth"), "reviews:2": ("other",)}
+
+
+def test_parse_ground_truth_skips_bad_rows_and_cleans_quotes():
+    text = "1\t2.5\tA ''great'' film\r\n2\tnot-a-number\tx\r\n3\t-1.0\t\r\n4\t-3\tawful   stuff\r\n"
+    assert list(data.parse_ground_truth(text)) == [("1", 2.5, 'A "great" film'), ("4", -3.0, "awful stuff")]
+
+
+def test_sentiment_rows_drop_neutral_and_split_stably():
+    text = "".join(f"{i}\t{r}\tsentence {i}\n" for i, r in enumerate([2.0, -2.0, 0.1, -0.4, 0.6] * 40))
+    rows = data.sentiment_rows(text)
+    assert len(rows) == 120  # the 0.1 and -0.4 ratings are inside the neutral band
+    assert {r["label"] for r in rows} == {"positive", "negative"}
+    assert rows == data.sentiment_rows(text)  # deterministic
+    test_share = sum(r["split"] == "test" for r in rows) / len(rows)
+    assert 0.0 < test_share < 0.3
+
+
+def test_split_documents_is_deterministic_and_disjoint():
+    docs = [data.Document("s", f"s:{i}", ("a", "b")) for i in range(400)]
+    train, held = data.split_documents(docs)
+    assert {d.id for d in train}.isdisjoint({d.id for d in held})
+    assert len(train) + len(held) == 400
+    assert 5 <= len(held) <= 40
+    assert data.split_documents(docs) == (train, held)
+
+
+def test_documents_from_text_blank_lines_separate_documents():
+    docs = data.documents_from_text("One. Two!\n\n  \nThree? Four.\n")
+    assert [d.sentences for d in docs] == [("One.", "Two!"), ("Three?", "Four.")]
+
+
+def _fake_sdist(tmp_path: Path) -> Path:
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w:gz") as tar:
+        for name, body in {"amazonReviewSnippets_GroundTruth.txt": "1_1\t1\tgood\n1_2\t1\tvery good\n",
+                           "nytEditorialSnippets_GroundTruth.txt": "7_1\t0\tnews\n",
+                           "movieReviewSnippets_GroundTruth.txt": "1\t3\tloved it\n2\t-3\thated it\n",
+                           "tweets_GroundTruth.txt": "1\t1\tyay\n", "_README_.txt": "x"}.items():
+            info = tarfile.TarInfo(f"hutto_ICWSM_2014/{name}")
+            info.size = len(body.encode())
+            tar.addfile(info, io.BytesIO(body.encode()))
+    outer_path = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    with tarfile.open(outer_path, "w:gz") as tar:
+        info = tarfile.TarInfo("vaderSentiment-3.3.2/" + data.HUTTO_MEMBER)
+        info.size = len(inner.getvalue())
+        tar.addfile(info, io.BytesIO(inner.getvalue()))
+    return outer_path
+
+
+def test_prepare_end_to_end_from_a_fake_sdist(tmp_path: Path):
+    (tmp_path / "wn").mkdir()
+    for pos in data.WORDNET_POS:
+        (tmp_path / "wn" / f"data.{pos}").write_text(WORDNET_LINE + "\n")
+    counts = data.prepare(tmp_path / "out", _fake_sdist(tmp_path), tmp_path / "wn")
+    docs = data.read_documents(tmp_path / "out" / "pretrain_train.jsonl") + \
+        data.read_documents(tmp_path / "out" / "pretrain_eval.jsonl")
+    assert counts["train_docs"] + counts["eval_docs"] == len(docs) == 1 + 1 + 2 + 1 + 4
+    review = next(d for d in docs if d.id == "product_reviews:1")
+    assert review.sentences == ("good", "very good")
+    assert counts["sentiment_rows"] == 2
+
+
+@pytest.mark.parametrize("bucket_key", ["a", "movie:1", "wordnet:noun:00001740"])
+def test_stable_bucket_is_in_range(bucket_key: str):
+    assert 0 <= data.stable_bucket(bucket_key) < 100
