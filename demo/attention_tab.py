@@ -181,7 +181,7 @@ def _math_markdown(m: dict) -> str:
     """The formula with this query's real numbers, as Markdown."""
     fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
     labels = plots.token_labels(m["tokens"])
-    order = sorted(range(len(m["weights"])), key=lambda j: -m["weights"][j])[:3]
+    order = sorted((j for j in range(len(m["weights"])) if not m["masked"][j]), key=lambda j: -m["weights"][j])[:3]
     terms = " + ".join(f"{m['weights'][j]:.3f}·v[{labels[j]}]" for j in order)
     scale_note = (f"1/√d_k = {1 / m['sqrt_dk']:.4f}" if abs(m["scale"] * m["sqrt_dk"] - 1) < 1e-6
                   else f"{m['scale']:.4f} (this layer also divides by its index + 1)")

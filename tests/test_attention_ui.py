@@ -9,6 +9,7 @@ endpoints with gradio_client.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ LOCAL = ("http://127.0.0.1", "http://localhost", "about:", "data:", "blob:")
 
 
 @pytest.mark.browser
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
 def test_views_render_with_the_network_blocked(app_server: str) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     blocked: list[str] = []
