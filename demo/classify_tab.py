@@ -35,7 +35,7 @@ STRINGS = {
         "tab_classify": "Classify",
         "classify_intro": "Classify a text (or a text pair) with any sequence-classification model: "
                           "the bundled sentiment model, a Hub classifier, or one you fine-tuned "
-                          "(local:<name>). Then see which words drove the decision.",
+                          "(`local:<name>`). Then see which words drove the decision.",
         "classify_text": "Text",
         "classify_text_pair": "Second text (optional, for pair tasks such as NLI)",
         "classify_run": "Classify",
@@ -45,7 +45,7 @@ STRINGS = {
         "classify_method": "Method",
         "classify_ig": "Integrated Gradients",
         "classify_gxi": "Gradient × input",
-        "classify_explanation": "Explanation (red: pushes towards the label, blue: against it)",
+        "classify_explanation": "Explanation (red: pushes towards the label, purple: against it)",
         "classify_explain_run": "Explain",
         "classify_batch_heading": "Batch mode: classify a file",
         "classify_batch_help": "Upload a CSV, TSV or JSONL file with a header, pick the text column "
@@ -65,7 +65,7 @@ STRINGS = {
     "zh-CN": {
         "tab_classify": "文本分类",
         "classify_intro": "用任意序列分类模型对文本（或文本对）分类：内置情感模型、Hub 分类器，"
-                          "或你微调的模型（local:<名称>），并查看哪些词影响了判断。",
+                          "或你微调的模型（`local:<名称>`），并查看哪些词影响了判断。",
         "classify_text": "文本",
         "classify_text_pair": "第二段文本（可选，用于自然语言推理等句对任务）",
         "classify_run": "分类",
@@ -75,7 +75,7 @@ STRINGS = {
         "classify_method": "方法",
         "classify_ig": "积分梯度",
         "classify_gxi": "梯度 × 输入",
-        "classify_explanation": "解释（红色：支持该标签；蓝色：反对该标签）",
+        "classify_explanation": "解释（红色：支持该标签；紫色：反对该标签）",
         "classify_explain_run": "解释",
         "classify_batch_heading": "批量模式：对文件分类",
         "classify_batch_help": "上传带表头的 CSV、TSV 或 JSONL 文件，选择文本列；"
@@ -158,6 +158,11 @@ def run_batch(model: str | None, path: str | None, text_column: str | None, labe
             None if metrics is None else plots.confusion_figure(metrics), plots.batch_summary(result))
 
 
+def _no_headers(examples: gr.Examples) -> None:
+    """Drop the examples table's column headers: Gradio shows translated labels there untranslated."""
+    examples.dataset.headers = []
+
+
 def build_tab() -> None:
     """Lay out the Classify tab and wire its events (called inside ``gr.Tab``)."""
     gr.Markdown(I18N("classify_intro"))
@@ -179,7 +184,7 @@ def build_tab() -> None:
     explanation = gr.HighlightedText(label=I18N("classify_explanation"), show_legend=False,
                                      elem_id="classify-explanation")
     note = gr.Markdown(elem_id="classify-explanation-note")
-    gr.Examples(EXAMPLES, inputs=[text, text_pair], label=I18N("examples"))
+    _no_headers(gr.Examples(EXAMPLES, inputs=[text, text_pair], label=I18N("examples")))
 
     explain_inputs = [model, text, text_pair, explain_label, method]
     gr.on([run.click, text.submit], run_classify, inputs=[model, text, text_pair],
@@ -213,7 +218,7 @@ def _build_batch(model: gr.Dropdown) -> None:
         confusion = gr.Plot(label=I18N("classify_confusion"), elem_id="classify-confusion")
         predictions = gr.Dataframe(label=I18N("classify_predictions"), interactive=False, wrap=True,
                                    elem_id="classify-predictions")
-        gr.Examples([[str(EXAMPLE_FILE)]], inputs=[upload], label=I18N("examples"))
+        _no_headers(gr.Examples([[str(EXAMPLE_FILE)]], inputs=[upload], label=I18N("examples")))
     upload.change(read_columns, inputs=[upload], outputs=[text_column, label_column, pair_column],
                   api_name="classify_columns")
     batch_run.click(run_batch, inputs=[model, upload, text_column, label_column, pair_column],
