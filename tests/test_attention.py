@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from conftest import require_bundled  # noqa: E402
 from model_utils import attention as attn  # noqa: E402
 
 GPT2_CORPUS = [
@@ -229,3 +230,16 @@ def test_public_api_serves_a_local_gpt2(tiny_gpt2_dir: Path, monkeypatch: pytest
 def test_unknown_model_is_a_clear_error(tiny_env: Path) -> None:
     with pytest.raises(ValueError, match="local:nope"):
         attn.attention("the cat", "local:nope")
+
+
+@pytest.mark.slow
+def test_bundled_model_attention_and_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    require_bundled("bundled:minilm-pretrained")
+    monkeypatch.setenv("PLM_DEVICE", "cpu")
+    text, pair = "The cat sat on the mat.", "It was happy."
+    result = attn.attention(text, "bundled:minilm-pretrained", pair)
+    weights = np.asarray(result["attentions"])
+    assert weights.shape[:2] == (6, 12) and result["tokens"][0] == "[CLS]"
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-4)
+    math_view = attn.attention_math(text, "bundled:minilm-pretrained", pair, layer=5, head=11, query=3)
+    np.testing.assert_allclose(math_view["weights"], weights[5, 11, 3], atol=1e-5)
