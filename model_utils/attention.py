@@ -106,7 +106,7 @@ def preprocess(tokenizer: Any, text: str, text_pair: str | None, max_tokens: int
                     return_special_tokens_mask=True, return_tensors="pt")
     total, kept = len(full["input_ids"]), enc["input_ids"].shape[1]
     dropped: dict[int, str] = {}
-    if total > kept:
+    if total > kept and enc.is_fast:  # slow tokenizers cannot say which segment a token came from
         full_seq, kept_seq = full.sequence_ids(), enc.sequence_ids(0)
         for segment in (0, 1):
             ids = [i for i, s in zip(full["input_ids"], full_seq) if s == segment]
