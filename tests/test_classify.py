@@ -97,3 +97,37 @@ def test_through_the_manager_and_public_api(tiny_env):
 def test_manager_refuses_a_checkpoint_without_a_classifier_head(tiny_env):
     with pytest.raises(ValueError, match="sequence-classification|not a text classifier"):
         classify("the cat sat", model="local:tiny-bert")
+
+
+def test_half_precision_model_gives_float_scores(single_dir):
+    """GPU models run in bf16/fp16; scores still come back as floats that sum to one."""
+    loaded = load_local(single_dir)
+    loaded.model.to(torch.bfloat16)
+    ours = classify(SENTENCES[0], model=loaded)
+    assert all(isinstance(r["score"], float) for r in ours)
+    assert sum(r["score"] for r in ours) == pytest.approx(1.0, abs=1e-5)
+    reference = {r["label"]: r["score"] for r in classify(SENTENCES[0], model=load_local(single_dir))}
+    for r in ours:
+        assert r["score"] == pytest.approx(reference[r["label"]], abs=0.05)
+
+
+@pytest.mark.slow
+def test_bundled_sentiment_model(tiny_env):
+    from conftest import require_bundled
+
+    require_bundled("bundled:minilm-sentiment")
+    from model_utils.manager import get_manager
+
+    loaded = get_manager().get("bundled:minilm-sentiment", "sequence-classification", task="text-classification")
+    pipe = transformers.pipeline("text-classification", model=loaded.model, tokenizer=loaded.tokenizer,
+                                 top_k=None, device=loaded.device)
+    for text, expected in [("A wonderful, heartfelt film with superb acting.", "positive"),
+                           ("Boring, predictable and far too long.", "negative")]:
+        ours = classify(text, model="bundled:minilm-sentiment")
+        assert ours[0]["label"] == expected
+        assert_same(ours, reference_from(pipe, text))
+
+
+def reference_from(pipe, text):
+    out = pipe(text)
+    return out[0] if out and isinstance(out[0], list) else out
