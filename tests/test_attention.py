@@ -243,3 +243,15 @@ def test_bundled_model_attention_and_formula(monkeypatch: pytest.MonkeyPatch) ->
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-4)
     math_view = attn.attention_math(text, "bundled:minilm-pretrained", pair, layer=5, head=11, query=3)
     np.testing.assert_allclose(math_view["weights"], weights[5, 11, 3], atol=1e-5)
+
+
+def test_half_precision_models_give_float_results(tiny_bert_dir: Path) -> None:
+    # on a GPU the manager loads models in half precision; bfloat16 exercises the same casts on CPU
+    model, tokenizer = _load(tiny_bert_dir)
+    model = model.to(torch.bfloat16)
+    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat")
+    weights = np.asarray(result["attentions"])
+    assert weights.dtype == np.float64 and np.allclose(weights.sum(-1), 1.0, atol=2e-2)
+    math_view = attn.attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=1, query=2)
+    np.testing.assert_allclose(math_view["weights"], weights[1, 1, 2], atol=2e-2)
+    assert all(isinstance(x, float) for x in math_view["output"])

@@ -114,3 +114,9 @@ def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch
     assert "model view shows layers 3–3 of 0–3" in notice.value
     assert head_frame.startswith("<iframe") and "include_layers&quot;: [3]" in model_frame
     assert [Path(f).name for f in files] == ["attention_head_view.html", "attention_model_view.html"]
+
+
+def test_every_ui_text_has_a_chinese_translation() -> None:
+    tab = pytest.importorskip("demo.attention_tab")
+    assert set(tab.STRINGS["en"]) == set(tab.STRINGS["zh-CN"])
+    assert all(text.strip() for texts in tab.STRINGS.values() for text in texts.values())
