@@ -7,8 +7,9 @@ import logging
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
+from gradio.i18n import I18nData
 
-from demo.i18n import I18N
+from demo.i18n import I18N, text
 from model_utils.config import get_settings, hub_offline
 from model_utils.registry import choices
 
@@ -71,3 +72,15 @@ def model_dropdown(task: str, *, multiselect: bool = False, max_choices: int | N
 def is_offline() -> bool:
     """True when the app runs without the Hugging Face Hub."""
     return hub_offline()
+
+
+def examples(rows: list[list[Any]], inputs: list[gr.components.Component], **kwargs: Any) -> gr.Examples:
+    """``gr.Examples`` whose column headers are plain text.
+
+    Gradio fills the headers from the inputs' labels but does not translate ``I18N`` labels
+    there (they would show as raw ``__i18n__`` metadata), so the English texts are used.
+    """
+    block = gr.Examples(rows, inputs=inputs, label=I18N("examples"), **kwargs)
+    block.dataset.headers = [text(c.label.key) if isinstance(c.label, I18nData) else (c.label or "")
+                             for c in block.dataset._components]
+    return block

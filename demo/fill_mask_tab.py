@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import model_dropdown, user_errors
+from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
 
@@ -175,7 +175,7 @@ def build_tab() -> None:
                          elem_id="fm-table")
     with gr.Accordion(I18N("fm_raw"), open=False):
         raw = gr.JSON(elem_id="fm-raw")
-    gr.Examples(EXAMPLES, inputs=[text, targets], label=I18N("examples"))
+    examples(EXAMPLES, inputs=[text, targets])
     gr.on([run.click, text.submit], fill_mask_batch, inputs=[text, models, top_k, targets],
           outputs=[raw], api_name="fill_mask", batch=True, max_batch_size=MAX_BATCH,
           concurrency_limit=1, concurrency_id="fill_mask",

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import model_dropdown, user_errors
+from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
 from model_utils.manager import get_manager
 from model_utils.next_sentence import next_sentence, score_paragraph
@@ -114,7 +114,7 @@ def _pair_panel(model: gr.Dropdown) -> None:
         chart = gr.Plot(label=I18N("ns_chart"), elem_id="ns-chart")
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON(elem_id="ns-raw")
-    gr.Examples(PAIR_EXAMPLES, inputs=[first, second], label=I18N("examples"))
+    examples(PAIR_EXAMPLES, inputs=[first, second])
     gr.on([run.click, second.submit], score_pair, inputs=[first, second, model], outputs=[raw],
           api_name="next_sentence").success(render_pair, inputs=[raw], outputs=[label, chart],
                                             api_visibility="private", queue=False)
@@ -132,7 +132,7 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
                          label=I18N("ns_paragraph_table"), interactive=False, wrap=True)
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON()
-    gr.Examples(PARAGRAPH_EXAMPLES, inputs=[paragraph], label=I18N("examples"))
+    examples(PARAGRAPH_EXAMPLES, inputs=[paragraph])
     run.click(score_paragraph_event, inputs=[paragraph, model, seed], outputs=[raw],
               api_name="next_sentence_paragraph").success(
         render_paragraph, inputs=[raw], outputs=[chart, table, notices], api_visibility="private",

@@ -36,9 +36,8 @@ def mask_bars(results: list[dict]) -> go.Figure:
                 text=[f"{c['score']:.1%}" for c in candidates], textposition="auto",
                 hovertemplate="%{y}: %{x:.4f}<extra></extra>"), row=row, col=col)
             fig.update_yaxes(autorange="reversed", row=row, col=col)
-            fig.update_xaxes(tickformat=".0%", rangemode="tozero", row=row, col=col)
-    fig.update_layout(height=max(280, 230 * rows), margin=dict(l=10, r=10, t=40, b=20),
-                      xaxis_title="probability")
+            fig.update_xaxes(tickformat=".2~%", rangemode="tozero", row=row, col=col)
+    fig.update_layout(height=max(280, 230 * rows), margin=dict(l=10, r=10, t=40, b=20))
     return fig
 
 

@@ -1,0 +1,85 @@
+"""End to end in Debian's Chromium: fill a mask, score a sentence pair, and see the Chinese UI.
+
+A screenshot of each run is kept under test-artifacts/ (gitignored; CI can upload it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import model_utils
+from conftest import ARTIFACTS
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed")]
+
+
+def open_app(page, url: str) -> None:
+    """Load the app and wait until Gradio has rendered it (the Fill-Mask button is there)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(url, timeout=120_000)
+    playwright_api.expect(page.locator("#fm-run")).to_be_visible(timeout=120_000)
+
+
+def fill(page, selector: str, value: str) -> None:
+    """Type into a textbox and check the value stuck (it can be reset while the app hydrates)."""
+    box = page.locator(selector)
+    box.fill(value)
+    playwright_api.expect(box).to_have_value(value)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as play:
+        chromium = play.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_fill_mask_then_next_sentence(browser, app_server: str, tiny_env: Path) -> None:
+    text = "the cat sat on the [MASK] ."
+    best = model_utils.fill_mask(text, "local:tiny-bert", top_k=1)[0][0]["token_str"]
+    pair = ("i was hungry after work .", "so i ate dinner .")
+    is_next = model_utils.next_sentence(*pair, "local:tiny-bert")["is_next"]
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1600})
+    try:
+        open_app(page, app_server)
+        fill(page, "#fm-text textarea", text)
+        page.locator("#fm-run").click()
+        filled = page.locator("#fm-filled")
+        playwright_api.expect(filled).to_contain_text(best, timeout=120_000)
+        playwright_api.expect(page.locator("#fm-table")).to_contain_text(best)
+        playwright_api.expect(page.locator("#fm-chart")).to_contain_text("local:tiny-bert · mask 1", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "browser_fill_mask.png"), full_page=True)
+
+        page.get_by_role("tab", name="Next Sentence").click()
+        fill(page, "#ns-first textarea", pair[0])
+        fill(page, "#ns-second textarea", pair[1])
+        page.locator("#ns-run").click()
+        label = page.locator("#ns-label")
+        playwright_api.expect(label).to_contain_text("IsNext", timeout=120_000)
+        playwright_api.expect(label).to_contain_text(f"{round(is_next * 100)}%")
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "browser_app.png"), full_page=True)
+        page.close()
+
+
+def test_chinese_ui_and_visible_error(browser, app_server: str) -> None:
+    page = browser.new_page(locale="zh-CN")
+    try:
+        open_app(page, app_server)
+        playwright_api.expect(page.get_by_role("tab", name="掩码填充")).to_be_visible(timeout=60_000)
+        playwright_api.expect(page.locator("#offline-banner")).to_contain_text("离线模式")
+        fill(page, "#fm-text textarea", "no mask here")
+        page.locator("#fm-run").click()
+        playwright_api.expect(page.get_by_text("No mask found").first).to_be_visible(timeout=60_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "browser_zh_error.png"), full_page=True)
+        page.close()
