@@ -6,24 +6,36 @@ num_train_epochs=3, per_device_train_batch_size=16, per_device_eval_batch_size=1
 (PEFT) for low-memory runs. Every knob is defined once, as dataclasses parsed by
 ``HfArgumentParser``, and shared by the command line and the UI.
 
-Command line: ``python -m model_utils.finetune --help``.
+:func:`run` is the whole job (check the checkpoint name, train, optionally train the same
+architecture from scratch for comparison, save atomically into the checkpoints directory with a
+model card and the training log); it reports progress through ``on_event`` and polls
+``should_stop``, so :mod:`model_utils.jobs` can run it in the background for the UI.
+
+Command line: ``python -m model_utils.finetune --help``; the same entry point runs under
+``torchrun --nproc_per_node N`` or ``accelerate launch`` (the Trainer's DDP; rank 0 saves).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
+import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                          HfArgumentParser, Trainer, TrainingArguments)
+                          HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
 
+from model_utils import registry
+from model_utils.checkpoints import atomic_checkpoint, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
+from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
 
 RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
                    "eval_strategy": "epoch", "save_strategy": "no", "logging_steps": 10, "report_to": "none"}
@@ -49,10 +61,16 @@ class DataArguments:
 class ModelArguments:
     """What is fine-tuned, and how."""
 
-    base_model: str = field(default="minilm", metadata={"help": "'minilm', a bundled:/local: name, or a checkpoint folder"})
+    base_model: str = field(default="", metadata={"help": "a bundled:/local: name, a Hub id, 'minilm' (the packaged "
+                                                          "encoder) or a checkpoint folder; default: the settings' "
+                                                          "fine-tune base (bundled:minilm-pretrained offline)"})
     lora_rank: int = field(default=0, metadata={"help": "LoRA rank over the encoder (0: train all weights)"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
     from_scratch: bool = field(default=False, metadata={"help": "random initialisation of the same architecture"})
+    compare_from_scratch: bool = field(default=False, metadata={"help": "also train the same recipe from a random "
+                                                                        "initialisation, to compare validation curves"})
+    checkpoint_name: str = field(default="", metadata={"help": "save as local:<name> in the checkpoints directory "
+                                                               "(atomic, never overwrites); default: output_dir/final"})
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -63,7 +81,12 @@ def read_table(path: Path) -> list[dict[str, str]]:
         raise ValueError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path.name} is not valid JSON Lines (line {exc.lineno}: {exc.msg}).") from None
+        if not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path.name}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}.")
         return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
     if suffix in (".csv", ".tsv"):
         return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
@@ -114,6 +137,46 @@ def label_names(rows: Sequence[dict[str, str]], data: DataArguments) -> list[str
     return sorted(values, key=int) if numeric else sorted(values)
 
 
+def load_rows(data: DataArguments) -> list[dict[str, str]]:
+    """Rows of ``data.train_file`` (the bundled sample when empty), at most ``data.max_rows``."""
+    path = Path(data.train_file) if data.train_file else default_train_file()
+    rows = read_table(path)
+    if len(rows) > data.max_rows:
+        raise ValueError(f"{path.name} has {len(rows)} rows; the limit is {data.max_rows}.")
+    return rows
+
+
+@dataclass
+class PreparedData:
+    """Cleaned training and validation rows with their label names."""
+
+    train_rows: list[dict[str, str]]
+    valid_rows: list[dict[str, str]]
+    labels: list[str]  # sorted label names; index = class id
+    skipped: int  # rows dropped for an empty text or label
+
+
+def prepare_data(rows: list[dict[str, str]], data: DataArguments) -> PreparedData:
+    """Clean, split and label-map ``rows``; ValueError with a clear message when they cannot be trained on."""
+    if not rows:
+        raise ValueError("The data has no rows.")
+    rows, skipped = clean_rows(rows, data)
+    if not rows:
+        raise ValueError(f"Every row has an empty {data.text_column!r} or {data.label_column!r}; nothing to train on.")
+    train_rows, valid_rows = split_rows(rows, data)
+    if data.validation_file:
+        valid_rows, valid_skipped = clean_rows(valid_rows, data)
+        skipped += valid_skipped
+    if not train_rows or not valid_rows:
+        raise ValueError(f"Need rows for both training ({len(train_rows)}) and validation ({len(valid_rows)}); "
+                         "add rows or change the split.")
+    labels = label_names(train_rows, data)
+    unknown = {r[data.label_column].strip() for r in valid_rows} - set(labels)
+    if unknown:
+        raise ValueError(f"Validation labels not seen in training: {sorted(unknown)[:5]}.")
+    return PreparedData(train_rows, valid_rows, labels, skipped)
+
+
 class Encoded(torch.utils.data.Dataset):
     """Tokenised examples (no padding: the collator pads each batch to its longest)."""
 
@@ -145,86 +208,325 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     return {"accuracy": float(np.mean(preds == labels)), "macro_f1": float(np.mean(f1s))}
 
 
-def load_model(args: ModelArguments, labels: list[str]):
-    """A sequence classifier with ``len(labels)`` outputs on top of the chosen base; returns ``(model, tokenizer)``."""
-    from model_utils.pretrain import add_encoder_adapter, minilm_dir
+def resolve_base(name: str) -> tuple[str, str]:
+    """``(source, location)`` of a base model: ``minilm``, a bundled:/local: name, a Hub id or a folder.
 
-    id2label = dict(enumerate(labels))
-    label2id = {v: k for k, v in id2label.items()}
-    if args.base_model.startswith("bundled:"):
-        from model_utils.bundled import load_bundled
+    Names go through the registry (ValueError with a clear message for unknown or invalid ones);
+    a plain folder path is accepted only when it exists (command line use).
+    """
+    name = (name or "").strip() or default_base_model()
+    if name == "minilm":
+        from model_utils.pretrain import minilm_dir
 
-        model, tokenizer = load_bundled(args.base_model, "sequence-classification")
-        model.config.update({"id2label": id2label, "label2id": label2id, "num_labels": len(labels)})
-        model.classifier = torch.nn.Linear(model.config.hidden_size, len(labels))
-        model.num_labels = len(labels)
-    else:
-        path = str(minilm_dir() if args.base_model == "minilm" else args.base_model)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        return "folder", str(minilm_dir())
+    if not name.startswith((BUNDLED_PREFIX, LOCAL_PREFIX)) and Path(name).is_dir():
+        return "folder", name
+    info = registry.resolve(name)
+    return info.source, info.location
+
+
+def default_base_model() -> str:
+    """The fine-tune base from the settings (the bundled pretrained encoder while offline)."""
+    from model_utils.config import get_settings, hub_offline
+
+    settings = get_settings()
+    return settings.default_checkpoint("fine-tune-base", hub_offline(settings))
+
+
+def _bundled_classifier(name: str, id2label: dict[int, str]):
+    """A ``BertForSequenceClassification`` over a bundled encoder, with a new classifier for ``id2label``."""
+    from transformers import BertForSequenceClassification
+
+    from model_utils.bundled import load_bundled
+
+    try:
+        encoder, tokenizer = load_bundled(name, "base")
+    except FileNotFoundError as err:
+        raise ValueError(f"The weights of {name} are missing from this installation: {err}") from err
+    config = copy.deepcopy(encoder.config)
+    config.update({"id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
+                   "architectures": ["BertForSequenceClassification"]})
+    model = BertForSequenceClassification(config)
+    model.bert = encoder
+    return model, tokenizer
+
+
+def _pretrained_classifier(source: str, location: str, id2label: dict[int, str]):
+    """A sequence classifier from a Hub id or a folder, with a new head sized for ``id2label``."""
+    from model_utils.config import hub_offline
+
+    local_only = source != "hub" or hub_offline()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=id2label, label2id=label2id, use_safetensors=True)
+            location, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            ignore_mismatched_sizes=True, use_safetensors=True, local_files_only=local_only, trust_remote_code=False)
+    except OSError as err:
+        where = "the Hub is unreachable and it is not in the local cache" if source == "hub" and local_only else err
+        raise ValueError(f"Could not load the base model {location!r} ({where}); it needs safetensors "
+                         "weights and a tokenizer.") from err
+    except ValueError as err:
+        raise ValueError(f"{location!r} cannot be fine-tuned for classification: {err}") from err
+    return model, tokenizer
+
+
+def load_model(args: ModelArguments, labels: list[str]):
+    """A sequence classifier with ``len(labels)`` outputs on top of the chosen base; returns ``(model, tokenizer)``.
+
+    The base's own classification head (if any) is replaced by a new one for ``labels``; with
+    ``from_scratch`` every weight is re-initialised (same architecture and tokenizer).
+    """
+    id2label = dict(enumerate(labels))
+    source, location = resolve_base(args.base_model)
+    if source == "bundled":
+        model, tokenizer = _bundled_classifier(location, id2label)
+    else:
+        model, tokenizer = _pretrained_classifier(source, location, id2label)
+    model.num_labels = len(labels)
     if args.from_scratch:
         model = type(model)(model.config)
     if args.lora_rank:
+        from model_utils.pretrain import add_encoder_adapter
+
+        if not hasattr(model, "bert"):
+            raise ValueError("LoRA fine-tuning supports BERT-family encoders only; set the LoRA rank to 0.")
         add_encoder_adapter(model, args.lora_rank, args.lora_alpha)
     return model, tokenizer
 
 
+def precision_overrides() -> dict[str, bool]:
+    """Mixed precision for the Trainer: bf16 on GPUs that support it, else fp16 on GPU, none on CPU."""
+    if not torch.cuda.is_available():
+        return {}
+    return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+
+
 def build_training_arguments(output_dir: str, **overrides) -> TrainingArguments:
-    """``TrainingArguments`` with the recipe's defaults, overridden by ``overrides``."""
-    return TrainingArguments(output_dir=output_dir, **{**RECIPE_DEFAULTS, **overrides})
+    """``TrainingArguments`` with the recipe's defaults and GPU mixed precision, overridden by ``overrides``."""
+    return TrainingArguments(output_dir=output_dir, **{**RECIPE_DEFAULTS, **precision_overrides(), **overrides})
 
 
-def finetune(data: DataArguments, model_args: ModelArguments, training: TrainingArguments, callbacks=()) -> dict:
-    """Train and evaluate; returns ``{"metrics", "log", "seconds", "trainer", "labels", "skipped"}``."""
-    path = Path(data.train_file) if data.train_file else default_train_file()
-    rows = read_table(path)
-    if len(rows) > data.max_rows:
-        raise ValueError(f"{path.name} has {len(rows)} rows; the limit is {data.max_rows}.")
-    rows, skipped = clean_rows(rows, data)
-    train_rows, valid_rows = split_rows(rows, data)
-    if not train_rows or not valid_rows:
-        raise ValueError("Need rows for both training and validation.")
-    labels = label_names(train_rows, data)
-    unknown = {r[data.label_column].strip() for r in valid_rows} - set(labels)
-    if unknown:
-        raise ValueError(f"Validation labels not seen in training: {sorted(unknown)[:5]}.")
+class EventCallback(TrainerCallback):
+    """Forward the Trainer's progress to ``on_event`` dicts and stop when ``should_stop()`` says so.
+
+    Events: ``{"kind": "progress", "step", "total"}`` after each step, ``{"kind": "train", "step",
+    "loss", "epoch"}`` at each log, ``{"kind": "eval", "step", "accuracy", "macro_f1", "loss"}`` after
+    each evaluation; each also carries ``"run"`` (e.g. "pretrained" or "scratch").
+    """
+
+    def __init__(self, on_event: Callable[[dict], None] | None, should_stop: Callable[[], bool] | None,
+                 run: str = "pretrained"):
+        self.on_event = on_event or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.run = run
+        self.stopped = False
+
+    def _check(self, control):
+        if self.should_stop():
+            self.stopped = True
+            control.should_training_stop = True
+            control.should_evaluate = False
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.on_event({"kind": "progress", "run": self.run, "step": state.global_step, "total": state.max_steps})
+        return self._check(control)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" in logs:
+            self.on_event({"kind": "train", "run": self.run, "step": state.global_step,
+                           "loss": float(logs["loss"]), "epoch": float(logs.get("epoch") or 0)})
+        if "eval_accuracy" in logs:
+            self.on_event({"kind": "eval", "run": self.run, "step": state.global_step,
+                           "accuracy": float(logs["eval_accuracy"]), "macro_f1": float(logs["eval_macro_f1"]),
+                           "loss": float(logs.get("eval_loss", float("nan"))), "epoch": float(logs.get("epoch") or 0)})
+        return self._check(control)
+
+
+def evaluate_predictions(trainer: Trainer, dataset: Encoded, labels: list[str]) -> dict:
+    """Accuracy, macro-F1, per-label figures and the confusion matrix on ``dataset`` (plain data)."""
+    from model_utils.batch import compute_metrics as table_metrics
+
+    output = trainer.predict(dataset)
+    predicted = np.asarray(output.predictions).argmax(-1)
+    return table_metrics([labels[i] for i in dataset.labels], [labels[i] for i in predicted], labels)
+
+
+def finetune(data: DataArguments, model_args: ModelArguments, training: TrainingArguments, callbacks=(),
+             rows: list[dict[str, str]] | None = None, prepared: PreparedData | None = None) -> dict:
+    """Train and evaluate one model; returns ``{"metrics", "evaluation", "log", "seconds", "trainer", ...}``.
+
+    ``rows`` (already read, e.g. an upload checked against the app's limits) or ``prepared`` replace
+    reading ``data.train_file``. A callback that stops training makes ``"stopped"`` true.
+    """
+    prepared = prepared or prepare_data(rows if rows is not None else load_rows(data), data)
+    labels = prepared.labels
+    set_seed(training.seed)  # the new head (and a from-scratch model) start the same way each run
     model, tokenizer = load_model(model_args, labels)
     label2id = {v: k for k, v in enumerate(labels)}
-    trainer = Trainer(model=model, args=training, train_dataset=Encoded(train_rows, tokenizer, data, label2id),
-                      eval_dataset=Encoded(valid_rows, tokenizer, data, label2id), processing_class=tokenizer,
+    valid = Encoded(prepared.valid_rows, tokenizer, data, label2id)
+    trainer = Trainer(model=model, args=training, train_dataset=Encoded(prepared.train_rows, tokenizer, data, label2id),
+                      eval_dataset=valid, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
                       callbacks=list(callbacks))
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    metrics = trainer.evaluate()
-    return {"metrics": metrics, "log": trainer.state.log_history, "seconds": seconds, "trainer": trainer,
-            "labels": labels, "skipped": skipped, "train_rows": len(train_rows), "validation_rows": len(valid_rows)}
+    stopped = any(getattr(c, "stopped", False) for c in callbacks)
+    evaluation = None if stopped else evaluate_predictions(trainer, valid, labels)  # a stop must end fast
+    if evaluation is not None:
+        metrics = {"accuracy": evaluation["accuracy"], "macro_f1": evaluation["macro_f1"]}
+    else:  # the last evaluation during training, if any
+        evals = [e for e in trainer.state.log_history if "eval_accuracy" in e]
+        metrics = {"accuracy": evals[-1]["eval_accuracy"], "macro_f1": evals[-1]["eval_macro_f1"]} if evals else {}
+    return {"metrics": metrics, "evaluation": evaluation, "log": trainer.state.log_history, "seconds": seconds,
+            "trainer": trainer, "labels": labels, "skipped": prepared.skipped, "stopped": stopped,
+            "steps": trainer.state.global_step, "max_steps": trainer.state.max_steps,
+            "train_rows": len(prepared.train_rows), "validation_rows": len(prepared.valid_rows)}
+
+
+def merged_model(model):
+    """The model with a LoRA adapter merged into the encoder (a plain transformers model)."""
+    from peft import PeftModel
+
+    if isinstance(getattr(model, "bert", None), PeftModel):
+        model.bert = model.bert.merge_and_unload()
+    return model
+
+
+def hyperparameters(data: DataArguments, model_args: ModelArguments, training: TrainingArguments) -> dict:
+    """The knobs that define a run, for the model card (plain data)."""
+    return {"base_model": model_args.base_model or default_base_model(), "from_scratch": model_args.from_scratch,
+            "lora_rank": model_args.lora_rank, "num_train_epochs": training.num_train_epochs,
+            "max_steps": training.max_steps, "per_device_train_batch_size": training.per_device_train_batch_size,
+            "learning_rate": training.learning_rate, "warmup_steps": training.warmup_steps,
+            "weight_decay": training.weight_decay, "max_length": data.max_length, "seed": training.seed,
+            "precision": "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32",
+            "processes": training.world_size}
+
+
+def model_card(result: dict, data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
+               name: str) -> str:
+    """Markdown model card: data, hyperparameters, metrics and time of a finished run."""
+    source = Path(data.train_file).name if data.train_file else "bundled sample sentiment data"
+    params = "\n".join(f"| {k} | {v} |" for k, v in hyperparameters(data, model_args, training).items())
+    metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in result["metrics"].items())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    stopped = " (stopped by the user; metrics from the last evaluation before the stop)" if result["stopped"] else ""
+    return (f"# {name}\n\nText classifier fine-tuned with PLM Playground ({when}).\n\n"
+            f"## Data\n\n- source: {source} (text column `{data.text_column}`, label column `{data.label_column}`)\n"
+            f"- training rows: {result['train_rows']}, validation rows: {result['validation_rows']}, "
+            f"skipped rows (empty text or label): {result['skipped']}\n"
+            f"- labels: {', '.join(result['labels'])}\n\n"
+            f"## Hyperparameters\n\n| name | value |\n|---|---|\n{params}\n\n"
+            f"## Validation metrics\n\n| metric | value |\n|---|---|\n{metrics}\n\n"
+            f"## Time\n\n{result['steps']} of {result['max_steps']} optimisation steps in "
+            f"{result['seconds']:.1f} s of training{stopped}.\n\n"
+            "The training log is in `training_log.json`.\n")
+
+
+def save_checkpoint(result: dict, name: str, data: DataArguments, model_args: ModelArguments,
+                    training: TrainingArguments, root: Path | None = None) -> Path:
+    """Write the trained model atomically as checkpoint ``name`` (safetensors, tokenizer, card, log)."""
+    trainer = result["trainer"]
+    model = merged_model(trainer.model)
+    card = model_card(result, data, model_args, training, name)
+    model.config.plm_description = f"fine-tuned from {hyperparameters(data, model_args, training)['base_model']}"
+    with atomic_checkpoint(name, root) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        trainer.processing_class.save_pretrained(str(tmp))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        log = {"log": result["log"], "metrics": result["metrics"], "evaluation": result["evaluation"],
+               "seconds": result["seconds"], "hyperparameters": hyperparameters(data, model_args, training)}
+        (tmp / "training_log.json").write_text(json.dumps(log, indent=1, default=str), encoding="utf-8")
+    return checkpoint_path(name, root)
+
+
+def run(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
+        rows: list[dict[str, str]] | None = None, on_event: Callable[[dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None) -> dict:
+    """The whole job: check the name, fine-tune, optionally the from-scratch twin, save the checkpoint.
+
+    Returns the :func:`finetune` result plus ``"checkpoint"`` (``local:<name>`` or None) and
+    ``"scratch"`` (the from-scratch result, or None). A stopped run still saves what it trained
+    (its card says so) but skips the from-scratch twin.
+    """
+    emit = on_event or (lambda event: None)
+    if model_args.checkpoint_name:
+        ensure_new(model_args.checkpoint_name)  # fail before training, not after
+    prepared = prepare_data(rows if rows is not None else load_rows(data), data)
+    emit({"kind": "data", "train_rows": len(prepared.train_rows), "validation_rows": len(prepared.valid_rows),
+          "skipped": prepared.skipped, "labels": prepared.labels})
+    result = finetune(data, model_args, training, [EventCallback(on_event, should_stop, "pretrained")],
+                      prepared=prepared)
+    result["checkpoint"] = None
+    if model_args.checkpoint_name and result["trainer"].is_world_process_zero():
+        path = save_checkpoint(result, model_args.checkpoint_name, data, model_args, training)
+        result["checkpoint"] = LOCAL_PREFIX + path.name
+        emit({"kind": "saved", "checkpoint": result["checkpoint"]})
+    result["scratch"] = None
+    if model_args.compare_from_scratch and not result["stopped"]:
+        scratch_args = dataclasses.replace(model_args, from_scratch=True, lora_rank=0)
+        scratch = finetune(data, scratch_args, training, [EventCallback(on_event, should_stop, "scratch")],
+                           prepared=prepared)
+        result["scratch"] = {k: v for k, v in scratch.items() if k != "trainer"}
+    return result
+
+
+def summarize(result: dict) -> dict:
+    """Plain data of a :func:`run` result (no model): what the UI and the API show."""
+    def part(r: dict) -> dict:
+        return {"metrics": r["metrics"], "steps": r["steps"], "seconds": r["seconds"], "stopped": r["stopped"]}
+
+    return {"checkpoint": result["checkpoint"], "stopped": result["stopped"], "steps": result["steps"],
+            "max_steps": result["max_steps"], "labels": result["labels"], "evaluation": result["evaluation"],
+            "train_rows": result["train_rows"], "validation_rows": result["validation_rows"],
+            "skipped": result["skipped"], "pretrained": part(result),
+            "scratch": part(result["scratch"]) if result["scratch"] else None}
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
+    """Parse the command line into the three argument dataclasses (recipe defaults filled in)."""
+    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if "--output_dir" not in argv:
+        argv += ["--output_dir", "runs/finetune"]
+    defaults = {**RECIPE_DEFAULTS, **precision_overrides()}
+    if "--fp16" in argv or "--bf16" in argv:
+        defaults = {k: v for k, v in defaults.items() if k not in ("fp16", "bf16")}
+    for key, value in defaults.items():
+        if f"--{key}" not in argv:
+            argv += [f"--{key}", str(value)]
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line entry point: trains, then writes the model (or, with --export_delta, only the delta)."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
-    argv = list(argv) if argv is not None else __import__("sys").argv[1:]
-    if "--output_dir" not in argv:
-        argv += ["--output_dir", "runs/finetune"]
-    for key, value in RECIPE_DEFAULTS.items():
-        if f"--{key}" not in argv:
-            argv += [f"--{key}", str(value)]
-    data, model_args, training = parser.parse_args_into_dataclasses(args=argv)
-    result = finetune(data, model_args, training)
-    model = result["trainer"].model
-    out = Path(training.output_dir)
-    if model_args.lora_rank:
-        from model_utils.pretrain import save_delta
+    """Command line entry point (also under ``torchrun``/``accelerate launch``): train, then save.
 
-        save_delta(model, out / "final")
-    else:
-        model.save_pretrained(str(out / "final"), safe_serialization=True)
-        result["trainer"].processing_class.save_pretrained(str(out / "final"))
-    summary = {"seconds": round(result["seconds"], 1), "train_rows": result["train_rows"],
-               "validation_rows": result["validation_rows"], "skipped_rows": result["skipped"], **result["metrics"]}
+    With ``--checkpoint_name`` the model goes atomically into the checkpoints directory; otherwise
+    into ``output_dir/final`` (with ``--lora_rank``, only the LoRA delta, as the bundled models are).
+    """
+    data, model_args, training = parse_arguments(argv)
+    result = run(data, model_args, training)
+    if not result["trainer"].is_world_process_zero():
+        return
+    out = Path(training.output_dir)
+    if not model_args.checkpoint_name:
+        model = result["trainer"].model
+        if model_args.lora_rank:
+            from model_utils.pretrain import save_delta
+
+            save_delta(model, out / "final")
+        else:
+            model.save_pretrained(str(out / "final"), safe_serialization=True)
+            result["trainer"].processing_class.save_pretrained(str(out / "final"))
+    summary = {"seconds": round(result["seconds"], 1), "steps": result["steps"], "train_rows": result["train_rows"],
+               "validation_rows": result["validation_rows"], "skipped_rows": result["skipped"],
+               "checkpoint": result["checkpoint"], **result["metrics"]}
+    if result["scratch"]:
+        summary["from_scratch"] = result["scratch"]["metrics"]
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps({"summary": summary, "log": result["log"]}, indent=1))
     print(json.dumps(summary, indent=2))
 
