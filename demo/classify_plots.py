@@ -57,6 +57,8 @@ def completeness_note(explanation: dict) -> str:
     """One line of numbers behind the explanation (language-neutral symbols)."""
     total = sum(w["score"] for w in explanation["words"])
     head = f"**{explanation['label']}**: f(x) = {explanation['score']:.4f} · Σ = {total:+.4f}"
+    if explanation.get("truncated"):
+        head = "✂️ (input truncated to the model's length limit) " + head
     if explanation.get("delta") is None:
         return head
     ok = "✓" if explanation["converged"] else "✗"

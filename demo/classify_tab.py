@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import classify_plots as plots
-from demo.common import model_dropdown, user_errors
+from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
 
 TASK = "text-classification"
@@ -158,11 +158,6 @@ def run_batch(model: str | None, path: str | None, text_column: str | None, labe
             None if metrics is None else plots.confusion_figure(metrics), plots.batch_summary(result))
 
 
-def _no_headers(examples: gr.Examples) -> None:
-    """Drop the examples table's column headers: Gradio shows translated labels there untranslated."""
-    examples.dataset.headers = []
-
-
 def build_tab() -> None:
     """Lay out the Classify tab and wire its events (called inside ``gr.Tab``)."""
     gr.Markdown(I18N("classify_intro"))
@@ -184,7 +179,7 @@ def build_tab() -> None:
     explanation = gr.HighlightedText(label=I18N("classify_explanation"), show_legend=False,
                                      elem_id="classify-explanation")
     note = gr.Markdown(elem_id="classify-explanation-note")
-    _no_headers(gr.Examples(EXAMPLES, inputs=[text, text_pair], label=I18N("examples")))
+    examples(EXAMPLES, inputs=[text, text_pair])
 
     explain_inputs = [model, text, text_pair, explain_label, method]
     gr.on([run.click, text.submit], run_classify, inputs=[model, text, text_pair],
@@ -192,6 +187,7 @@ def build_tab() -> None:
         run_explain, inputs=explain_inputs, outputs=[explanation, note], api_visibility="private")
     gr.on([explain_run.click, method.input, explain_label.input], run_explain, inputs=explain_inputs,
           outputs=[explanation, note], api_name="classify_explain")
+    model.change(lambda: gr.update(choices=[], value=None), outputs=[explain_label], api_visibility="private")
     _build_batch(model)
 
 
@@ -218,7 +214,7 @@ def _build_batch(model: gr.Dropdown) -> None:
         confusion = gr.Plot(label=I18N("classify_confusion"), elem_id="classify-confusion")
         predictions = gr.Dataframe(label=I18N("classify_predictions"), interactive=False, wrap=True,
                                    elem_id="classify-predictions")
-        _no_headers(gr.Examples([[str(EXAMPLE_FILE)]], inputs=[upload], label=I18N("examples")))
+        examples([[str(EXAMPLE_FILE)]], inputs=[upload])
     upload.change(read_columns, inputs=[upload], outputs=[text_column, label_column, pair_column],
                   api_name="classify_columns")
     batch_run.click(run_batch, inputs=[model, upload, text_column, label_column, pair_column],

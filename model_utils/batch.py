@@ -108,10 +108,13 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def encode(tokenizer: Any, texts: list[str], pairs: list[str | None] | None, limit: int) -> list[dict]:
-    """Tokenize without padding, one dict of id lists per row; rows without a pair get none."""
+def encode(tokenizer: Any, texts: list[str], pairs: list[str | None] | None,
+           limit: int) -> tuple[list[dict], int]:
+    """Tokenize without padding: one dict of id lists per row (rows without a pair get none),
+    and how many rows were cut at the length limit."""
     pairs = pairs or [None] * len(texts)
     encoded: list[dict] = [{}] * len(texts)
+    truncated = 0
     for has_pair in (False, True):
         idx = [i for i, p in enumerate(pairs) if bool(p) == has_pair]
         if not idx:
@@ -121,14 +124,18 @@ def encode(tokenizer: Any, texts: list[str], pairs: list[str | None] | None, lim
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in out]
         for j, i in enumerate(idx):
             encoded[i] = {k: out[k][j] for k in keys}
-    return encoded
+        truncated += sum(bool(e.overflowing) for e in (out.encodings or []))
+    return encoded, truncated
 
 
 def predict_texts(loaded: Any, texts: list[str], pairs: list[str | None] | None = None,
-                  batch_size: int = BATCH_SIZE, progress: Progress | None = None) -> torch.Tensor:
-    """Scores (rows, labels) for ``texts``: batches sorted by length, each padded only to its longest."""
+                  batch_size: int = BATCH_SIZE, progress: Progress | None = None) -> tuple[torch.Tensor, int]:
+    """Scores (rows, labels) for ``texts`` and the number of rows truncated to the length limit.
+
+    Batches are sorted by length and each is padded only to its own longest row.
+    """
     tokenizer, config = loaded.tokenizer, loaded.model.config
-    encoded = encode(tokenizer, texts, pairs, max_length(tokenizer, config))
+    encoded, truncated = encode(tokenizer, texts, pairs, max_length(tokenizer, config))
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]["input_ids"]), reverse=True)
     scores = torch.empty(len(texts), config.num_labels)
     if progress:
@@ -141,7 +148,7 @@ def predict_texts(loaded: Any, texts: list[str], pairs: list[str | None] | None 
         scores[chunk] = scores_from_logits(logits, config)
         if progress:
             progress(min(start + batch_size, len(order)), len(order))
-    return scores
+    return scores, truncated
 
 
 def classify_file(path: str | Path, text_column: str, label_column: str | None = None,
@@ -165,7 +172,7 @@ def classify_file(path: str | Path, text_column: str, label_column: str | None =
         raise ValueError(f"Every row has an empty {text_column!r} column: nothing to classify.")
     texts = [table[i][text_column] for i in kept]
     pairs = [table[i][pair_column].strip() or None for i in kept] if pair_column else None
-    scores = predict_texts(loaded, texts, pairs, batch_size, progress)
+    scores, truncated = predict_texts(loaded, texts, pairs, batch_size, progress)
     names = label_names(loaded.model.config)
     rows = [_row_record(i + 1, table[i], text_column, label_column, names, s) for i, s in zip(kept, scores)]
     result = {"columns": columns, "labels": names, "rows": rows, "total_rows": len(table),
@@ -174,6 +181,9 @@ def classify_file(path: str | Path, text_column: str, label_column: str | None =
     if skipped:
         result["notes"].append(f"{len(skipped)} of {len(table)} row(s) have an empty {text_column!r} and were "
                                f"skipped (rows {_row_list(skipped)}); results cover {len(rows)} rows.")
+    if truncated:
+        limit = max_length(loaded.tokenizer, loaded.model.config)
+        result["notes"].append(f"{truncated} row(s) were longer than {limit} tokens; only their start was classified.")
     if label_column:
         _add_metrics(result, names, score_function(loaded.model.config))
     return result

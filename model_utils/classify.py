@@ -93,6 +93,11 @@ def preprocess(
     )
 
 
+def was_truncated(encoding: Any) -> bool:
+    """True if a fast tokenizer cut tokens off ``encoding`` (a batch of one) at the length limit."""
+    return any(len(e.overflowing) for e in (getattr(encoding, "encodings", None) or []))
+
+
 def model_inputs(encoding: Any, model: Any, device: torch.device) -> dict[str, torch.Tensor]:
     """Tensors of ``encoding`` that ``model.forward`` accepts, moved to ``device``."""
     accepted = inspect.signature(model.forward).parameters

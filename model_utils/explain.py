@@ -24,6 +24,7 @@ from model_utils.classify import (
     label_names,
     load_classifier,
     model_inputs,
+    was_truncated,
     preprocess,
     scores_from_logits,
 )
@@ -45,9 +46,9 @@ def explain(
 ) -> dict:
     """Attribute the score of ``label`` (default: the top label) to the words of the input.
 
-    Returns plain data: ``{"label", "score", "method", "text", "text_pair", "words": [{"word",
-    "start", "end", "segment", "score"}], "baseline_score", "delta", "tolerance", "n_steps",
-    "converged"}``; the last five are None for gradient × input. ``start``/``end`` index into
+    Returns plain data: ``{"label", "score", "method", "text", "text_pair", "truncated",
+    "words": [{"word", "start", "end", "segment", "score"}], "baseline_score", "delta",
+    "tolerance", "n_steps", "converged"}``; the last five are None for gradient × input. ``start``/``end`` index into
     ``text`` (segment 0) or ``text_pair`` (segment 1). Raises ValueError on bad input.
     """
     if method not in METHODS:
@@ -68,7 +69,7 @@ def explain(
     pair = text_pair if text_pair and str(text_pair).strip() else None
     words = merge_words(encoding, result.pop("token_scores"), text, pair)
     return {"label": label_names(config)[target], "method": method, "text": text, "text_pair": pair,
-            "words": words, **result}
+            "words": words, "truncated": was_truncated(encoding), **result}
 
 
 def _label_id(label: str | None, config: Any, model: Any, inputs: dict) -> int:

@@ -108,6 +108,14 @@ def test_empty_rows_are_skipped_and_reported(loaded, tmp_path):
     assert any("no label" in note for note in result["notes"])
 
 
+def test_truncated_rows_are_reported(loaded, tmp_path, monkeypatch):
+    monkeypatch.setenv("PLM_MAX_SEQ_LEN", "8")
+    rows = [("the movie was great " * 5, "positive"), ("fun", "positive")]
+    result = classify_file(write_csv(tmp_path / "t.csv", rows), "text", "label", model=loaded)
+    assert result["classified"] == 2
+    assert any(note.startswith("1 row(s) were longer than 8 tokens") for note in result["notes"])
+
+
 def test_predictions_csv_round_trip(loaded, tmp_path):
     result = classify_file(write_csv(tmp_path / "d.csv", ROWS + [("=cmd()", "positive")]), "text", "label",
                            model=loaded)

@@ -81,6 +81,14 @@ def test_wordpieces_are_merged_into_the_users_words(loaded):
     assert result["words"][2]["score"] != 0.0  # an unknown word still gets attribution
 
 
+def test_truncation_is_flagged_and_words_stop_at_the_limit(loaded, monkeypatch):
+    assert explain(TEXT, model=loaded, method="gradient-x-input")["truncated"] is False
+    monkeypatch.setenv("PLM_MAX_SEQ_LEN", "8")
+    result = explain(TEXT, model=loaded, method="gradient-x-input")
+    assert result["truncated"] is True
+    assert [w["word"] for w in result["words"]] == ["The", "movies", "were", "GREAT", ","]  # 6 tokens + 2 specials
+
+
 def test_pair_words_keep_their_segment(loaded):
     result = explain("the plot was bad", model=loaded, text_pair="but the music was great")
     segments = [(w["segment"], w["word"]) for w in result["words"]]
