@@ -7,7 +7,9 @@ adapter (PEFT) and the heads are trained in full, so a run's result is a few MB:
 
 Why this loop is faster than calling ``BertForPreTraining(..., labels=..., next_sentence_label=...)``:
 the 30k-way vocabulary projection is applied only at the ~15% selected positions, not at every
-position (on CPU that projection dominates the cost). ``benchmarks/bench_pretrain.py`` measures it.
+position (on CPU that projection is a large share of the cost), and each batch runs as
+length-sorted micro-batches padded only to their own longest sequence (same loss and gradient,
+much less padding). ``benchmarks/bench_pretrain.py`` measures it.
 
 Command line: ``python -m model_utils.pretrain --help``.
 """
@@ -57,6 +59,7 @@ class PretrainArguments:
     resume: bool = field(default=True, metadata={"help": "continue from output_dir/last if it exists"})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the training forward (CPU or GPU)"})
+    micro_batches: int = field(default=4, metadata={"help": "length-sorted parts per batch, each padded to its own longest"})
 
 
 @dataclass
@@ -193,6 +196,40 @@ def pretraining_losses(model: BertForPreTraining, batch: dict[str, torch.Tensor]
         result.update(nsp_correct=torch.tensor(0), nsp_count=torch.tensor(0))
     result.update(nsp_loss=nsp_loss, loss=mlm_loss + nsp_loss)
     return result
+
+
+def _trimmed(batch: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The ``rows`` of a batch, cut to the longest of them (less padding to compute)."""
+    part = {k: v[rows] for k, v in batch.items()}
+    width = int(part["attention_mask"].sum(1).max())
+    return {k: v[:, :width] if v.dim() == 2 else v for k, v in part.items()}
+
+
+def pretraining_step(model: BertForPreTraining, batch: dict[str, torch.Tensor], micro_batches: int = 1,
+                     bf16: bool = False) -> dict[str, float]:
+    """Forward and backward of one batch; returns its ``loss``, ``mlm_loss``, ``nsp_loss``, ``mlm_accuracy``.
+
+    The batch is sorted by length and cut into ``micro_batches`` parts, each padded only to its own
+    longest sequence; each part's loss is weighted by its share of the batch's masked tokens and
+    NSP pairs, so the gradient is the whole batch's (up to dropout and rounding).
+    """
+    order = batch["attention_mask"].sum(1).argsort(descending=True)
+    mlm_total = max(int((batch["labels"] != -100).sum()), 1)
+    nsp_total = max(int((batch["next_sentence_label"] != -100).sum()), 1)
+    mlm_loss = nsp_loss = 0.0
+    correct = 0
+    device_type = batch["input_ids"].device.type
+    for rows in order.chunk(max(1, micro_batches)):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            part = pretraining_losses(model, _trimmed(batch, rows))
+        mlm_part = part["mlm_loss"].float() * int(part["mlm_count"]) / mlm_total
+        nsp_part = part["nsp_loss"].float() * int(part["nsp_count"]) / nsp_total
+        (mlm_part + nsp_part).backward()
+        mlm_loss += float(mlm_part)
+        nsp_loss += float(nsp_part)
+        correct += int(part["mlm_correct"])
+    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
+            "mlm_accuracy": correct / mlm_total}
 
 
 @torch.inference_mode()
@@ -434,17 +471,13 @@ def train(args: PretrainArguments, train_docs: list[Document] | None = None, eva
     bar = tqdm(total=args.max_steps, initial=step, desc="pretrain", unit="step")
     while step < args.max_steps and not (should_stop and should_stop()):
         batch = {k: v.to(device) for k, v in collate(next(stream), tokenizer, masker).items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            result = pretraining_losses(model, batch)
-        result["loss"].backward()
+        result = pretraining_step(model, batch, args.micro_batches, args.bf16)
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        record = {"kind": "train", "step": step, "loss": float(result["loss"]),
-                  "mlm_loss": float(result["mlm_loss"]), "nsp_loss": float(result["nsp_loss"]),
-                  "lr": scheduler.get_last_lr()[0]}
+        record = {"kind": "train", "step": step, **result, "lr": scheduler.get_last_lr()[0]}
         log.append(record)
         emit(record)
         bar.update(1)

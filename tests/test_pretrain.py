@@ -174,3 +174,19 @@ def test_nsp_needs_two_documents():
     tok = tiny_tokenizer()
     with pytest.raises(ValueError, match="two"):
         P.build_examples(P.tokenize_documents(tiny_docs(1, 3), tok), tok, 64, random.Random(0))
+
+
+def test_micro_batches_give_the_whole_batch_gradient(tiny_dir: Path):
+    model, tok = load_tiny(tiny_dir)
+    model.eval()  # no dropout, so both ways compute the same function
+    examples = P.build_examples(P.tokenize_documents(tiny_docs(40, 4), tok), tok, 64, random.Random(0))
+    batch = P.collate(examples[:24], tok, P.make_masker(tok, 0.15, 0))
+    grads = []
+    for micro in (1, 3):
+        model.zero_grad()
+        result = P.pretraining_step(model, batch, micro_batches=micro)
+        grads.append((result, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (whole, g1), (parts, g3) = grads
+    assert whole["loss"] == pytest.approx(parts["loss"], abs=1e-5)
+    assert whole["loss"] == pytest.approx(float(P.pretraining_losses(model, batch)["loss"]), abs=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g1, g3))
