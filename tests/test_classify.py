@@ -126,6 +126,12 @@ def test_bundled_sentiment_model(tiny_env):
         ours = classify(text, model="bundled:minilm-sentiment")
         assert ours[0]["label"] == expected
         assert_same(ours, reference_from(pipe, text))
+    from model_utils.explain import explain
+
+    why = explain("A wonderful, heartfelt film with superb acting.", model="bundled:minilm-sentiment")
+    total = sum(w["score"] for w in why["words"])
+    assert why["label"] == "positive" and why["converged"]
+    assert total == pytest.approx(why["score"] - why["baseline_score"], abs=why["tolerance"])
 
 
 def reference_from(pipe, text):
