@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import dataclasses
 import json
 import sys
@@ -75,11 +76,13 @@ class ModelArguments:
 
 def read_table(path: Path) -> list[dict[str, str]]:
     """Rows of a CSV, TSV or JSONL file as dicts (clear ValueError for other formats or bad bytes)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise ValueError(f"Unsupported file type {suffix!r}: use .csv, .tsv or .jsonl.")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         try:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -88,9 +91,7 @@ def read_table(path: Path) -> list[dict[str, str]]:
         if not all(isinstance(r, dict) for r in rows):
             raise ValueError(f"{path.name}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}.")
         return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
-    if suffix in (".csv", ".tsv"):
-        return list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-    raise ValueError(f"Unsupported file type {suffix!r}: use .csv, .tsv or .jsonl.")
+    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
 
 
 def default_train_file() -> Path:

@@ -1,0 +1,84 @@
+"""Background job runner: one job at a time, visible waiting, stop, captured failures, event streaming."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from model_utils.jobs import DONE, FAILED, RUNNING, STOPPED, WAITING, JobRunner
+
+
+def _until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_one_job_at_a_time_and_the_second_waits_visibly():
+    runner = JobRunner()
+    release = threading.Event()
+    first = runner.submit("fine-tune", "first", lambda job: release.wait(10) and "one")
+    assert _until(lambda: first.state == RUNNING)
+    second = runner.submit("pretrain", "second", lambda job: "two")
+    time.sleep(0.3)
+    assert second.state == WAITING and runner.running() is first
+    release.set()
+    assert second.wait(10) and first.wait(10)
+    assert (first.state, first.result, second.state, second.result) == (DONE, "one", DONE, "two")
+    assert first.finished <= second.started
+
+
+def test_stop_ends_a_polling_job_and_a_waiting_job_never_starts():
+    runner = JobRunner()
+    steps = []
+
+    def work(job):
+        while not job.should_stop():
+            steps.append(1)
+            job.emit({"kind": "progress", "step": len(steps)})
+            time.sleep(0.01)
+        return len(steps)
+
+    job = runner.submit("fine-tune", "loop", work, owner="alice")
+    waiting = runner.submit("fine-tune", "later", lambda job: steps.append("ran"), owner="bob")
+    assert _until(lambda: len(job.events) >= 3)
+    assert [j.id for j in runner.unfinished("bob")] == [waiting.id]
+    assert runner.stop(waiting.id) and waiting.wait(5) and waiting.state == STOPPED
+    started = time.monotonic()
+    assert runner.stop(job.id) and job.wait(5)
+    assert time.monotonic() - started < 2 and job.state == STOPPED and job.result == len(job.events)
+    assert "ran" not in steps and not runner.stop(job.id)
+
+
+def test_failures_are_captured_and_the_runner_keeps_working():
+    runner = JobRunner()
+    bad = runner.submit("fine-tune", "bad input", lambda job: (_ for _ in ()).throw(ValueError("Need two classes")))
+    crash = runner.submit("fine-tune", "crash", lambda job: 1 / 0)
+    assert bad.wait(5) and crash.wait(5)
+    assert (bad.state, bad.error) == (FAILED, "Need two classes")
+    assert crash.state == FAILED and crash.error.startswith("ZeroDivisionError")
+    ok = runner.submit("fine-tune", "fine", lambda job: 42)
+    assert ok.wait(5) and ok.result == 42
+
+
+def test_updates_follow_events_until_the_end():
+    runner = JobRunner()
+    go = threading.Event()
+
+    def work(job):
+        go.wait(5)
+        for step in range(3):
+            job.emit({"kind": "progress", "step": step})
+            time.sleep(0.05)
+        return "done"
+
+    job = runner.submit("fine-tune", "stream", work)
+    seen = []
+    for current in job.updates(interval=0.05):
+        seen.append((current.state, len(current.events)))
+        go.set()
+    assert seen[-1] == (DONE, 3) and len(seen) >= 2
+    assert [e["step"] for e in job.events] == [0, 1, 2]
