@@ -1,0 +1,487 @@
+"""Continued pretraining from the app: the user's corpus in, a live run, a saved ``local:<name>`` out.
+
+Built on :mod:`model_utils.pretrain` (the same MLM + NSP loop, masking rule and LoRA adapter
+that made the bundled model) and adds what a person watching the run needs:
+
+* corpus checks: pasted text or ``.txt`` files (size limit, binary detection) or the bundled
+  corpus sample, split into documents by blank lines, with a clear minimum size;
+* a held-out slice of the user's own text, evaluated on the base model before training and on
+  the adapted model after it (the before/after table);
+* a probe sentence with one ``[MASK]`` whose top-5 is recomputed every N steps (the timeline);
+* one training example shown as the model sees it (:func:`masking_example`): which tokens were
+  selected, which became ``[MASK]``, a random token or stayed unchanged, the NSP pair and its
+  label, and the MLM loss ``-log p(true token)`` at every selected position;
+* the adapted model merged and saved atomically as a full ``BertForPreTraining`` checkpoint with
+  its tokenizer and a model card, so every tab can load it at once.
+
+:func:`run_pretraining` is the whole job; it reports through ``on_event`` and polls
+``should_stop`` so :mod:`model_utils.jobs` can run it in the background. Everything returned
+is plain data (lists, dicts, floats, strings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from model_utils import pretrain as P
+from model_utils.data import Document, documents_from_text, read_documents
+
+BUNDLED_CORPUS = Path(__file__).resolve().parent / "bundled" / "data" / "pretrain_heldout_sample.jsonl"
+BUNDLED_CORPUS_NAME = "bundled"  # the UI's name for the bundled corpus sample
+MIN_DOCUMENTS = 2  # NSP negatives come from another document; the held-out slice needs two as well
+MIN_SENTENCES = 12  # fewer gives no held-out slice worth measuring
+MIN_PAIR_DOCUMENTS = 2  # documents with 2+ sentences (NSP needs true next-sentence pairs)
+HELDOUT_SHARE = 0.15  # share of the text held out for the before/after metrics
+DOCUMENT_SPLIT_MIN = 20  # from this many documents on, whole documents are held out
+BINARY_SNIFF_BYTES = 8192  # bytes inspected for NUL/control characters
+PROBE_TOP_K = 5
+STATUS_NAMES = ("special", "kept", "mask", "random", "unchanged")  # how each token reached the model
+
+
+@dataclass
+class SessionOptions:
+    """What a run from the app adds to :class:`model_utils.pretrain.PretrainArguments`."""
+
+    base_model: str = field(default="", metadata={"help": "checkpoint with an MLM head (bundled:, local: or Hub id)"})
+    checkpoint_name: str = field(default="", metadata={"help": "save the adapted model as local:<name>; empty: do not save"})
+    probe_text: str = field(default="", metadata={"help": "a sentence with one [MASK], re-predicted during training"})
+    probe_every: int = field(default=10, metadata={"help": "recompute the probe every N steps"})
+    example_index: int = field(default=0, metadata={"help": "which training example the masking panel shows"})
+    corpus_name: str = field(default="pasted text", metadata={"help": "where the corpus came from (model card)"})
+
+
+def app_arguments(**overrides) -> P.PretrainArguments:
+    """PretrainArguments for a short interactive run (no resume, no intermediate checkpoints)."""
+    base = dict(max_steps=60, batch_size=16, learning_rate=5e-4, max_seq_length=128, mlm_probability=0.15,
+                nsp=True, eval_every=10, eval_examples=256, save_every=0, resume=False, warmup_ratio=0.1)
+    return P.PretrainArguments(**{**base, **overrides})
+
+
+# ---------------------------------------------------------------- corpus
+
+def read_text_file(path: Path, max_bytes: int) -> str:
+    """The UTF-8 text of an uploaded ``.txt`` file; ValueError for other types, binary data or size."""
+    if path.suffix.lower() != ".txt":
+        raise ValueError(f"{path.name}: upload plain-text .txt files (documents separated by blank lines).")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
+    data = path.read_bytes()
+    head = data[:BINARY_SNIFF_BYTES]
+    controls = sum(b < 9 or 13 < b < 32 for b in head)
+    if b"\x00" in head or controls > len(head) // 100:
+        raise ValueError(f"{path.name} looks like a binary file, not text.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path.name} is not UTF-8 text ({err.reason} at byte {err.start}).") from None
+
+
+def load_corpus(text: str = "", files: Sequence[str | Path] = (), use_bundled: bool = False,
+                max_bytes: int | None = None) -> tuple[list[Document], str]:
+    """Documents from the pasted text plus the uploaded files, or the bundled corpus sample.
+
+    Returns ``(documents, description)``; ValueError when the input is too large or unreadable.
+    """
+    from model_utils.config import get_settings
+
+    limit = max_bytes or get_settings().max_upload_bytes
+    if use_bundled:
+        return read_documents(BUNDLED_CORPUS), "bundled corpus sample (600 documents)"
+    parts, names = [], []
+    if text and text.strip():
+        parts.append(text)
+        names.append("pasted text")
+    for f in files or ():
+        path = Path(f)
+        parts.append(read_text_file(path, limit))
+        names.append(path.name)
+    total = sum(len(p.encode("utf-8")) for p in parts)
+    if total > limit:
+        raise ValueError(f"The corpus is {total / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB.")
+    docs = [d for i, part in enumerate(parts) for d in documents_from_text(part, source=f"part{i}")]
+    return docs, " + ".join(names) or "nothing"
+
+
+def corpus_summary(docs: Sequence[Document]) -> dict:
+    """Counts a user can check against the minimum: documents, sentences, words."""
+    sentences = [s for d in docs for s in d.sentences]
+    return {"documents": len(docs), "sentences": len(sentences), "words": sum(len(s.split()) for s in sentences),
+            "pair_documents": sum(len(d.sentences) > 1 for d in docs)}
+
+
+def minimum_text() -> str:
+    """The minimum corpus, in words."""
+    return (f"at least {MIN_DOCUMENTS} documents (separate them with a blank line) and {MIN_SENTENCES} "
+            f"sentences in all, with {MIN_PAIR_DOCUMENTS} or more documents of two sentences or more")
+
+
+def check_corpus(docs: Sequence[Document]) -> dict:
+    """Raise ValueError (stating the minimum) for a corpus too small to train and measure on."""
+    counts = corpus_summary(docs)
+    if not counts["documents"]:
+        raise ValueError(f"The corpus is empty. Paste text, upload .txt files or use the bundled corpus: "
+                         f"{minimum_text()}.")
+    if (counts["documents"] < MIN_DOCUMENTS or counts["sentences"] < MIN_SENTENCES
+            or counts["pair_documents"] < MIN_PAIR_DOCUMENTS):
+        raise ValueError(f"The corpus is too small ({counts['documents']} documents, {counts['sentences']} "
+                         f"sentences, {counts['pair_documents']} with two sentences or more); the minimum is "
+                         f"{minimum_text()}.")
+    return counts
+
+
+def split_heldout(docs: Sequence[Document], share: float = HELDOUT_SHARE) -> tuple[list[Document], list[Document]]:
+    """``(train, held_out)``: every k-th whole document for large corpora, else each document's last sentences.
+
+    Small corpora (a few pasted paragraphs) keep every document in training and hold out the
+    tail of each document with 3+ sentences, so the held-out slice has the same mix of topics.
+    """
+    docs = list(docs)
+    if len(docs) >= DOCUMENT_SPLIT_MIN:
+        every = max(2, round(1 / share))
+        return ([d for i, d in enumerate(docs) if i % every != every - 1],
+                [d for i, d in enumerate(docs) if i % every == every - 1])
+    train, held = [], []
+    for d in docs:
+        n = len(d.sentences)
+        k = min(max(1, round(n * share)), n - 2) if n >= 3 else 0
+        train.append(replace(d, sentences=d.sentences[:n - k]))
+        if k:
+            held.append(Document(d.source, d.id + ":heldout", d.sentences[n - k:]))
+    if len(held) < 2 or not any(len(d.sentences) > 1 for d in held):
+        held = _widen_tails(docs, train, held)
+    return [d for d in train if d.sentences], held
+
+
+def _widen_tails(docs: list[Document], train: list[Document], held: list[Document]) -> list[Document]:
+    """Hold out two sentences of the longest documents when the proportional tails were too thin."""
+    longest = sorted(range(len(docs)), key=lambda i: -len(docs[i].sentences))[:2]
+    if any(len(docs[i].sentences) < 4 for i in longest):
+        raise ValueError(f"The corpus is too small to hold out a slice for measuring; the minimum is "
+                         f"{minimum_text()}, and two documents need four sentences or more.")
+    held = [h for h in held if not any(h.id == docs[i].id + ":heldout" for i in longest)]
+    for i in longest:
+        d = docs[i]
+        train[i] = replace(d, sentences=d.sentences[:-2])
+        held.append(Document(d.source, d.id + ":heldout", d.sentences[-2:]))
+    return held
+
+
+# ---------------------------------------------------------------- base model
+
+def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
+    """A fresh, trainable ``BertForPreTraining`` of checkpoint ``name``; returns ``(model, tokenizer, notices)``.
+
+    ValueError when the checkpoint is not BERT-family, has no trained MLM head, or cannot load.
+    A checkpoint with an MLM head but no NSP head gets a new NSP head (and a notice).
+    """
+    from model_utils import registry
+
+    info = registry.resolve(name)
+    if info.source == "bundled":
+        return _load_bundled_base(info), []
+    if info.family not in (None, "bert"):
+        raise ValueError(f"{info.name} is a {info.family} model; continued pretraining with MLM + NSP supports "
+                         "BERT checkpoints (BertForPreTraining or BertForMaskedLM).")
+    return _load_bert_base(info)
+
+
+def _load_bundled_base(info) -> tuple:
+    from model_utils.bundled import load_bundled
+
+    if "pretrain-base" not in info.tasks:
+        raise ValueError(f"{info.name} has no masked-language-model head; choose a model with one "
+                         "(e.g. bundled:minilm-pretrained).")
+    try:
+        model, tokenizer = load_bundled(info.name, "pretraining")
+    except FileNotFoundError as err:
+        raise ValueError(f"The weights of {info.name} are missing from this installation: {err}") from err
+    return model.float(), tokenizer
+
+
+def _load_bert_base(info) -> tuple:
+    from transformers import AutoConfig, AutoTokenizer, BertForPreTraining
+
+    from model_utils.config import hub_offline
+
+    local_only = info.source == "local" or hub_offline()
+    opts = {"local_files_only": local_only, "trust_remote_code": False}
+    try:
+        config = AutoConfig.from_pretrained(info.location, **opts)
+        if config.model_type != "bert":
+            raise ValueError(f"{info.name} is a {config.model_type} model; continued pretraining with MLM + NSP "
+                             "supports BERT checkpoints (BertForPreTraining or BertForMaskedLM).")
+        model, loading = BertForPreTraining.from_pretrained(info.location, use_safetensors=True,
+                                                            output_loading_info=True, **opts)
+        tokenizer = AutoTokenizer.from_pretrained(info.location, **opts)
+    except OSError as err:
+        raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a tokenizer): {err}") from err
+    missing = set(loading.get("missing_keys", ())) - set(BertForPreTraining._tied_weights_keys or {})
+    encoder_missing = any(k.startswith(("bert.embeddings", "bert.encoder")) for k in missing)
+    if encoder_missing or any(k.startswith("cls.predictions") for k in missing):
+        raise ValueError(f"{info.name} has no trained masked-language-model head; choose a checkpoint with one "
+                         "(a ...ForMaskedLM or ...ForPreTraining model).")
+    notices = []
+    if any(k.startswith(("cls.seq_relationship", "bert.pooler")) for k in missing):
+        notices.append(f"{info.name} has no next-sentence head: a new one starts from random weights.")
+    return model.float(), tokenizer, notices
+
+
+# ---------------------------------------------------------------- probe
+
+def probe_ids(tokenizer, text: str, max_length: int = 128) -> torch.Tensor:
+    """Token ids of a probe sentence; ValueError unless it has exactly one mask token."""
+    text = (text or "").strip()
+    mask = tokenizer.mask_token
+    if not text:
+        raise ValueError(f"Write a probe sentence with one {mask}, e.g. 'The patient was given [MASK] for the pain.'")
+    text = text.replace("<mask>", mask).replace("[mask]", mask)
+    ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
+    count = int((ids == tokenizer.mask_token_id).sum())
+    if count != 1:
+        raise ValueError(f"The probe sentence needs exactly one {mask} (it has {count}).")
+    return ids
+
+
+@torch.inference_mode()
+def probe_top_k(model, tokenizer, ids: torch.Tensor, k: int = PROBE_TOP_K) -> list[dict]:
+    """Top-``k`` fillers of the probe's mask: ``[{"token", "token_str", "score"}]`` (model left as it was)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    hidden = model.bert(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    logits = model.cls.predictions(hidden[ids == tokenizer.mask_token_id]).float()
+    probs = logits.softmax(-1)[0]
+    model.train(was_training)
+    top = probs.topk(min(k, probs.numel()))
+    return [{"token": int(i), "token_str": tokenizer.decode([int(i)]).strip(), "score": float(s)}
+            for s, i in zip(top.values.cpu(), top.indices.cpu())]
+
+
+# ---------------------------------------------------------------- masking made visible
+
+def training_examples(docs: Sequence[Document], tokenizer, args: P.PretrainArguments) -> list[P.Example]:
+    """The training sequences exactly as :func:`model_utils.pretrain.train` builds them (before masking)."""
+    return P.build_examples(P.tokenize_documents(list(docs), tokenizer), tokenizer, args.max_seq_length,
+                            random.Random(args.seed), args.nsp)
+
+
+def masked_example(example: P.Example, tokenizer, args: P.PretrainArguments) -> dict[str, torch.Tensor]:
+    """One example masked by the training masking rule (a draw with at least one selected token)."""
+    for attempt in range(20):
+        batch = P.collate([example], tokenizer, P.make_masker(tokenizer, args.mlm_probability, args.seed + attempt))
+        if (batch["labels"] != -100).any():
+            return batch
+    raise ValueError("This example is too short to mask any token; choose another example.")
+
+
+def token_statuses(batch: dict[str, torch.Tensor], tokenizer) -> list[dict]:
+    """Per token: original and input token, segment, and how it reached the model (see STATUS_NAMES)."""
+    inputs, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    special = set(tokenizer.all_special_ids)
+    rows = []
+    for pos, (inp, label, seg) in enumerate(zip(inputs, labels, batch["token_type_ids"][0].tolist())):
+        original = inp if label == -100 else label
+        if label == -100:
+            status = "special" if inp in special else "kept"
+        elif inp == tokenizer.mask_token_id:
+            status = "mask"
+        else:
+            status = "unchanged" if inp == label else "random"
+        rows.append({"position": pos, "original": tokenizer.convert_ids_to_tokens(original),
+                     "input": tokenizer.convert_ids_to_tokens(inp), "segment": seg, "status": status})
+    return rows
+
+
+@torch.inference_mode()
+def score_selected(model, batch: dict[str, torch.Tensor], tokenizer, top_k: int = 3) -> dict:
+    """MLM loss ``-log p(true token)`` at each selected position, top guesses there, and P(IsNext)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    b = {k: v.to(device) for k, v in batch.items()}
+    out = model.bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"])
+    selected = b["labels"][0] != -100
+    log_probs = model.cls.predictions(out.last_hidden_state[0][selected]).float().log_softmax(-1)
+    nsp = model.cls.seq_relationship(out.pooler_output).float().softmax(-1)[0, P.IS_NEXT]
+    model.train(was_training)
+    targets = b["labels"][0][selected]
+    nll = -log_probs.gather(1, targets[:, None])[:, 0]
+    top = log_probs.topk(top_k, dim=-1)
+    positions = selected.nonzero()[:, 0].tolist()
+    return {"positions": [{"position": pos, "nll": float(nll[i]), "prob": math.exp(-float(nll[i])),
+                           "top": [{"token_str": tokenizer.convert_ids_to_tokens(int(t)), "prob": math.exp(float(v))}
+                                   for v, t in zip(top.values[i].cpu(), top.indices[i].cpu())]}
+                          for i, pos in enumerate(positions)],
+            "mean_nll": float(nll.mean()), "p_is_next": float(nsp)}
+
+
+def masking_example(docs: Sequence[Document], tokenizer, args: P.PretrainArguments, index: int = 0) -> dict:
+    """Training example ``index`` as the model sees it (plain data), with the masked batch to score it."""
+    examples = training_examples(docs, tokenizer, args)
+    if not examples:
+        raise ValueError("The corpus gives no training example.")
+    index = int(index) % len(examples)
+    example = examples[index]
+    batch = masked_example(example, tokenizer, args)
+    sep = example.input_ids.index(tokenizer.sep_token_id)
+    label = example.next_sentence_label
+    return {"index": index, "count": len(examples), "tokens": token_statuses(batch, tokenizer),
+            "sentence_a": tokenizer.decode(example.input_ids[1:sep]),
+            "sentence_b": tokenizer.decode(example.input_ids[sep + 1:-1]) if label != -100 else "",
+            "nsp_label": {P.IS_NEXT: "IsNext", P.NOT_NEXT: "NotNext"}.get(label),
+            "mlm_probability": args.mlm_probability, "batch": batch}
+
+
+def attach_scores(view: dict, model, tokenizer, key: str) -> dict:
+    """Add ``key`` ("base" or "adapted") scores of ``model`` to a :func:`masking_example` view."""
+    view.setdefault("scores", {})[key] = score_selected(model, view["batch"], tokenizer)
+    return view
+
+
+def plain_view(view: dict) -> dict:
+    """A masking view without its tensors (JSON-ready)."""
+    return {k: v for k, v in view.items() if k != "batch"}
+
+
+# ---------------------------------------------------------------- the whole job
+
+def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Sequence[Document],
+                    on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
+                    model_and_tokenizer: tuple | None = None) -> dict:
+    """Check, measure the base, train, measure again, save ``local:<name>``; returns plain data.
+
+    Events: ``data`` (corpus counts), ``before`` (base metrics, probe, masking view), the
+    ``train``/``eval`` events of :func:`model_utils.pretrain.train`, ``probe`` (top-5 every
+    ``probe_every`` steps) and ``done``. A stopped run saves nothing (``"stopped": True``).
+    """
+    from model_utils.checkpoints import ensure_new
+
+    emit = on_event or (lambda event: None)
+    if options.checkpoint_name:
+        ensure_new(options.checkpoint_name)  # fail before training, not after
+    counts = check_corpus(docs)
+    train_docs, held = split_heldout(docs)
+    model, tokenizer, notices = (*model_and_tokenizer, []) if model_and_tokenizer else load_pretrain_base(options.base_model)
+    ids = probe_ids(tokenizer, options.probe_text, args.max_seq_length) if (options.probe_text or "").strip() else None
+    examples, eval_batches = _prepared(args, tokenizer, train_docs, held)
+    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    data = {**counts, "train_sequences": len(examples), "heldout_sentences": sum(len(d.sentences) for d in held),
+            "heldout_sequences": sum(len(b["input_ids"]) for b in eval_batches), "notices": notices}
+    emit({"kind": "data", **data})
+    view = attach_scores(masking_example(train_docs, tokenizer, args, options.example_index), model, tokenizer, "base")
+    before = {"metrics": P.evaluate(model, eval_batches), "probe": probe_top_k(model, tokenizer, ids) if ids is not None else []}
+    emit({"kind": "before", **before, "masking": plain_view(view)})
+    timeline = [{"step": 0, "predictions": before["probe"]}] if ids is not None else []
+    result = _train(args, options, train_docs, held, (model, tokenizer), ids, timeline, emit, should_stop)
+    stopped = result["steps"] < args.max_steps
+    after = {"metrics": result["metrics"], "probe": probe_top_k(model, tokenizer, ids) if ids is not None else []}
+    if ids is not None and timeline[-1]["step"] != result["steps"]:
+        timeline.append({"step": result["steps"], "predictions": after["probe"]})
+    attach_scores(view, model, tokenizer, "adapted")
+    summary = {"stopped": stopped, "steps": result["steps"], "seconds": result["seconds"], "data": data,
+               "before": before, "after": after, "timeline": timeline, "log": result["log"],
+               "masking": plain_view(view), "checkpoint": None, "base_model": options.base_model,
+               "probe_text": options.probe_text, "arguments": _card_arguments(args)}
+    if options.checkpoint_name and not stopped:
+        summary["checkpoint"] = save_adapted(model, tokenizer, options, summary)
+    emit({"kind": "done", "stopped": stopped, "checkpoint": summary["checkpoint"], "steps": result["steps"]})
+    return summary
+
+
+def _prepared(args: P.PretrainArguments, tokenizer, train_docs: list[Document], held: list[Document]):
+    """Training examples and held-out batches, with the minimum restated when there are none."""
+    try:
+        return P.prepare_examples(args, tokenizer, train_docs, held)
+    except ValueError as err:
+        raise ValueError(f"{err} The minimum is {minimum_text()}.") from None
+
+
+def _train(args, options, train_docs, held, model_and_tokenizer, ids, timeline, emit, should_stop) -> dict:
+    """:func:`model_utils.pretrain.train` in a scratch folder, with the probe recomputed every N steps."""
+    model, tokenizer = model_and_tokenizer
+    every = max(1, int(options.probe_every or 1))
+
+    def on_event(event: dict) -> None:
+        emit(event)
+        if ids is not None and event["kind"] == "train" and event["step"] % every == 0:
+            timeline.append({"step": event["step"], "predictions": probe_top_k(model, tokenizer, ids)})
+            emit({"kind": "probe", **timeline[-1]})
+
+    with tempfile.TemporaryDirectory(prefix="plm-pretrain-") as scratch:
+        run_args = replace(args, output_dir=scratch, resume=False, save_every=0)
+        return P.train(run_args, train_docs, held, on_event=on_event, should_stop=should_stop,
+                       model_and_tokenizer=model_and_tokenizer)
+
+
+def _card_arguments(args: P.PretrainArguments) -> dict:
+    keep = ("max_steps", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length",
+            "mlm_probability", "nsp", "lora_rank", "lora_alpha", "eval_examples", "seed")
+    return {k: v for k, v in asdict(args).items() if k in keep}
+
+
+METRIC_NAMES = {"mlm_loss": "held-out MLM loss", "mlm_accuracy": "held-out masked-token accuracy",
+                "perplexity": "held-out perplexity", "nsp_loss": "held-out NSP loss",
+                "nsp_accuracy": "held-out NSP accuracy"}
+
+
+def before_after_rows(summary: dict) -> list[dict]:
+    """Rows ``{"metric", "base", "adapted", "change"}`` of the before/after table (probe rows included)."""
+    before, after = summary["before"]["metrics"], summary["after"]["metrics"]
+    rows = [{"metric": label, "base": before[k], "adapted": after[k], "change": after[k] - before[k]}
+            for k, label in METRIC_NAMES.items() if k in before and k in after]
+    probe_b, probe_a = summary["before"]["probe"], summary["after"]["probe"]
+    if probe_b and probe_a:
+        rows.append({"metric": "probe top-5", "base": ", ".join(p["token_str"] for p in probe_b),
+                     "adapted": ", ".join(p["token_str"] for p in probe_a), "change": ""})
+        rows.append({"metric": "probe top-1 probability", "base": probe_b[0]["score"], "adapted": probe_a[0]["score"],
+                     "change": probe_a[0]["score"] - probe_b[0]["score"]})
+    return rows
+
+
+def model_card(summary: dict, options: SessionOptions, name: str) -> str:
+    """Markdown model card of an adapted model: data, hyperparameters, before/after metrics, time."""
+    data = summary["data"]
+    params = "\n".join(f"| {k} | {v} |" for k, v in summary["arguments"].items())
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    table = "\n".join(f"| {r['metric']} | {fmt(r['base'])} | {fmt(r['adapted'])} |" for r in before_after_rows(summary))
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return (f"# {name}\n\nContinued pretraining (masked LM{' + next-sentence prediction' if summary['arguments']['nsp'] else ''}) "
+            f"of `{options.base_model}` with PLM Playground ({when}). A LoRA adapter over the encoder and the "
+            "heads were trained, then merged: this folder is an ordinary `BertForPreTraining` checkpoint.\n\n"
+            f"## Data\n\n- source: {options.corpus_name}\n- documents: {data['documents']}, sentences: "
+            f"{data['sentences']}, words: {data['words']}\n- training sequences: {data['train_sequences']}; "
+            f"held-out slice: {data['heldout_sentences']} sentences ({data['heldout_sequences']} sequences)\n\n"
+            f"## Hyperparameters\n\n| name | value |\n|---|---|\n{params}\n\n"
+            f"## Base vs adapted (held-out slice of the same text)\n\n| metric | base | adapted |\n|---|---|---|\n{table}\n\n"
+            f"## Time\n\n{summary['steps']} optimisation steps in {summary['seconds']:.1f} s.\n\n"
+            "The training log, probe timeline and masking example are in `training_log.json`.\n")
+
+
+def save_adapted(model, tokenizer, options: SessionOptions, summary: dict) -> str:
+    """Merge the adapter and write the model atomically as ``local:<name>``; returns that name."""
+    from model_utils.checkpoints import atomic_checkpoint
+    from model_utils.finetune import merged_model
+    from model_utils.registry import LOCAL_PREFIX
+
+    model = merged_model(model)
+    name = options.checkpoint_name.strip().removeprefix(LOCAL_PREFIX)
+    model.config.plm_description = f"continued pretraining of {options.base_model} on {options.corpus_name}"
+    model.config.architectures = ["BertForPreTraining"]
+    with atomic_checkpoint(name) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "README.md").write_text(model_card(summary, options, name), encoding="utf-8")
+        log = {k: summary[k] for k in ("arguments", "data", "before", "after", "timeline", "log", "masking", "steps", "seconds")}
+        (tmp / "training_log.json").write_text(json.dumps(log, indent=1, default=str), encoding="utf-8")
+    return LOCAL_PREFIX + name
