@@ -84,3 +84,12 @@ def examples(rows: list[list[Any]], inputs: list[gr.components.Component], **kwa
     block.dataset.headers = [text(c.label.key) if isinstance(c.label, I18nData) else (c.label or "")
                              for c in block.dataset._components]
     return block
+
+
+def find_component(elem_id: str) -> gr.components.Component | None:
+    """A component built earlier in the app being assembled (e.g. another tab's model picker), by elem_id."""
+    from gradio.context import Context
+
+    root = Context.root_block
+    blocks = root.blocks.values() if root is not None else ()
+    return next((b for b in blocks if getattr(b, "elem_id", None) == elem_id), None)

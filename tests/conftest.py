@@ -149,6 +149,7 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
                PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
                PLM_DEFAULT_ATTENTION="local:tiny-bert",
                PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
+               PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert",
                HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     log = tmp_path_factory.mktemp("app") / "app.log"
     with log.open("w") as out:
