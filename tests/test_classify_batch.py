@@ -6,6 +6,8 @@ import csv
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from classify_helpers import load_local, save_tiny_classifier, save_tiny_pretraining
 
 from model_utils.batch import classify_file, compute_metrics, normalize_label, read_table, write_predictions_csv
@@ -171,3 +173,28 @@ def test_not_a_classifier(tmp_path):
     pre = save_tiny_pretraining(tmp_path / "pre")
     with pytest.raises(ValueError, match="not a text classifier"):
         load_classifier(load_local(pre))
+
+
+LABEL = st.sampled_from(["a", "b", "c", "d"])
+
+
+@given(st.lists(st.tuples(LABEL, LABEL), min_size=1, max_size=40))
+@settings(max_examples=40, deadline=None)
+def test_metric_invariants(pairs):
+    gold, pred = [g for g, _ in pairs], [p for _, p in pairs]
+    m = compute_metrics(gold, pred, ["a", "b", "c", "d"])
+    matrix = m["confusion"]
+    assert sum(map(sum, matrix)) == len(pairs)
+    assert m["accuracy"] == pytest.approx(sum(matrix[i][i] for i in range(4)) / len(pairs))
+    assert 0.0 <= m["macro_f1"] <= 1.0
+    assert (m["macro_f1"] == 1.0) == (gold == pred)
+
+
+@given(st.lists(st.text(min_size=1, max_size=30).filter(lambda t: t.strip() and "\x00" not in t),
+                min_size=1, max_size=15))
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_csv_reader_round_trips_any_text(tmp_path, texts):
+    path = write_csv(tmp_path / "any.csv", [(t, "x") for t in texts])
+    columns, rows = read_table(path)
+    assert columns == ["text", "label"]
+    assert [r["text"] for r in rows] == texts
