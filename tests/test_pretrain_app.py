@@ -11,20 +11,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
+from test_pretrain_session import PROBE, TEXT
 
 from model_utils import pretrain as P
 from model_utils import pretrain_session as S
 
 gradio_client = pytest.importorskip("gradio_client")
 
-TEXT = "\n\n".join([
-    "the cat sat on the mat. the dog ran in the park. she ate dinner at night. they love the film. "
-    "the bird sleeps in the tree.",
-    "paris is the capital of france. london is a city in england. the sun was on the house. "
-    "i hate rain in the morning. it is a great book.",
-    "my car is very bad. you are so good. this movie was terrible. he was happy after dinner. we ate food in paris.",
-])
-PROBE = "the cat sat on the [MASK]."
 # text, files, use_bundled, base, name, probe, probe_every, steps, batch, lr, max_len, mlm_prob, nsp, example
 KNOBS = dict(probe_every=2, steps=6, batch=4, lr=1e-2, max_len=32, mlm=0.15, nsp=True, example=1)
 
