@@ -26,6 +26,7 @@ from demo.i18n import I18N
 from model_utils.jobs import DONE, FAILED, STOPPED, WAITING, Job, get_runner
 
 TASK = "fine-tune-base"
+JOB_KIND = "fine-tune"
 CLASSIFY_MODEL_ID = "classify-model"  # elem_id of the Classify tab's model dropdown
 EXAMPLE_FILE = Path(__file__).resolve().parent / "examples" / "finetune_reviews.csv"
 PREVIEW_ROWS = 5
@@ -177,7 +178,7 @@ def _submit(path: str | None, use_sample: bool, text_column: str, label_column: 
             shutil.rmtree(output_dir, ignore_errors=True)
 
     description = f"fine-tuning {base_model} as local:{model.checkpoint_name}"
-    return get_runner().submit("fine-tune", description, work, owner=owner)
+    return get_runner().submit(JOB_KIND, description, work, owner=owner)
 
 
 def _status(job: Job) -> str:
@@ -233,9 +234,9 @@ def start(path: str | None, use_sample: bool, text_column: str, label_column: st
 
 
 def stop(request: gr.Request) -> str:
-    """API ``finetune_stop``: stop this session's training job(s)."""
+    """API ``finetune_stop``: stop this session's fine-tuning job(s)."""
     owner = getattr(request, "session_hash", None) or ""
-    jobs = get_runner().unfinished(owner)
+    jobs = [j for j in get_runner().unfinished(owner) if j.kind == JOB_KIND]  # not this session's pretraining
     for job in jobs:
         job.stop()
     return "⏹ Stopping…" if jobs else "No training job of yours is running."
