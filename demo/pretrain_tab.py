@@ -10,6 +10,7 @@ new ``local:<name>`` checkpoint, listed at once in the other tabs' model pickers
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Iterator
 
@@ -172,6 +173,9 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
     from model_utils.registry import resolve
 
     _check_knobs(knobs)
+    masks = len(re.findall(r"\[MASK\]|<mask>", probe or "", flags=re.IGNORECASE))
+    if (probe or "").strip() and masks != 1:
+        raise ValueError(f"The probe sentence needs exactly one [MASK] (it has {masks}); or leave it empty.")
     docs, source = S.load_corpus(text or "", _file_paths(files), bool(use_bundled))
     S.check_corpus(docs)
     S.split_heldout(docs)

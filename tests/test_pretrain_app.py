@@ -22,9 +22,10 @@ gradio_client = pytest.importorskip("gradio_client")
 KNOBS = dict(probe_every=2, steps=6, batch=4, lr=1e-2, max_len=32, mlm=0.15, nsp=True, example=1)
 
 
-def request(name: str, text: str = TEXT, files=None, base: str = "local:tiny-bert", **knobs) -> tuple:
+def request(name: str, text: str = TEXT, files=None, base: str = "local:tiny-bert", probe: str = PROBE,
+            **knobs) -> tuple:
     k = {**KNOBS, **knobs}
-    return (text, files or [], False, base, name, PROBE, k["probe_every"], k["steps"], k["batch"], k["lr"],
+    return (text, files or [], False, base, name, probe, k["probe_every"], k["steps"], k["batch"], k["lr"],
             k["max_len"], k["mlm"], k["nsp"], k["example"])
 
 
@@ -77,6 +78,8 @@ def test_api_bad_inputs_are_clear(client, text: str, base: str, message: str) ->
 def test_api_binary_upload_and_corpus_info(client, tmp_path: Path) -> None:
     binary = tmp_path / "photo.txt"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00" + bytes(range(256)) * 8)
+    with pytest.raises(Exception, match="exactly one"):
+        client.predict(*request("probe", probe="no mask here"), api_name="/pretrain")
     with pytest.raises(Exception, match="binary"):
         client.predict(*request("bin", text="", files=[gradio_client.handle_file(str(binary))]), api_name="/pretrain")
     info = client.predict(TEXT, [], False, api_name="/pretrain_corpus")

@@ -218,3 +218,13 @@ def test_taken_name_fails_before_training(ckpt_root: Path) -> None:
         S.run_pretraining(tiny_args(), S.SessionOptions(base_model="local:tiny-bert", checkpoint_name="tiny-bert"),
                           docs, on_event=events.append)
     assert events == []
+
+
+def test_run_without_nsp_or_probe(ckpt_root: Path) -> None:
+    docs, _ = S.load_corpus(TEXT)
+    summary = S.run_pretraining(tiny_args(max_steps=3, nsp=False), S.SessionOptions(base_model="local:tiny-bert"),
+                                docs)
+    assert summary["checkpoint"] is None and summary["timeline"] == [] and summary["steps"] == 3
+    assert "nsp_loss" not in summary["after"]["metrics"] and summary["masking"]["nsp_label"] is None
+    assert [r["metric"] for r in S.before_after_rows(summary)] == [
+        "held-out MLM loss", "held-out masked-token accuracy", "held-out perplexity"]
