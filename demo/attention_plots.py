@@ -1,15 +1,19 @@
 """Plotly figures of the Attention tab, built from the plain data of ``model_utils.attention``.
 
-Every figure uses numeric axes with token tick labels (a sentence often repeats a token, and
-Plotly would merge repeated category labels). :func:`with_export` attaches Plotly's own
+Token axes are categorical with position-tagged labels ("the (1)", "the (4)"), so a repeated token
+keeps its own row and column; matrices stay numpy arrays (fast to build) and are sent as lists
+rounded to 5 decimals. :func:`with_export` attaches Plotly's own
 toolbar configuration so its camera button saves PNG or SVG.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -25,44 +29,38 @@ def token_labels(tokens: list[str]) -> list[str]:
     return [f"{t.replace('Ġ', '␣').replace('▁', '␣')} ({i})" for i, t in enumerate(tokens)]
 
 
-def _token_axes(fig: go.Figure, tokens: list[str], row: int | None = None, col: int | None = None,
-                show: bool = True) -> None:
-    ticks = dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=token_labels(tokens),
-                 showticklabels=show)
-    fig.update_xaxes(title_text="key (attended to)" if show else None, tickangle=-60, row=row, col=col, **ticks)
-    fig.update_yaxes(title_text="query (attending)" if show else None, autorange="reversed",
-                     row=row, col=col, **ticks)
+def _token_axes(fig: go.Figure, show_titles: bool = True) -> None:
+    fig.update_xaxes(type="category", tickangle=-60, title_text="key (attended to)" if show_titles else None)
+    fig.update_yaxes(type="category", autorange="reversed", title_text="query (attending)" if show_titles else None)
 
 
-def _hover(tokens: list[str]) -> list[list[str]]:
-    labels = token_labels(tokens)
-    return [[f"{q} → {k}" for k in labels] for q in labels]
-
-
-def attention_heatmap(matrix: list[list[float]], tokens: list[str], title: str) -> go.Figure:
+def attention_heatmap(matrix: Any, tokens: list[str], title: str) -> go.Figure:
     """Heatmap of one ``[query][key]`` attention matrix with token labels on both axes."""
-    fig = go.Figure(go.Heatmap(z=matrix, text=_hover(tokens), colorscale=COLORSCALE, zmin=0,
-                               hovertemplate="%{text}<br>weight %{z:.4f}<extra></extra>"))
-    _token_axes(fig, tokens)
+    labels = token_labels(tokens)
+    fig = go.Figure(go.Heatmap(z=np.asarray(matrix, dtype=np.float32), x=labels, y=labels, colorscale=COLORSCALE,
+                               zmin=0, hovertemplate="%{y} → %{x}<br>weight %{z:.4f}<extra></extra>"))
+    _token_axes(fig)
     side = max(420, min(900, 120 + 18 * len(tokens)))
     fig.update_layout(title=title, height=side, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
-def layer_grid(layer_attention: list[list[list[float]]], tokens: list[str], layer: int) -> go.Figure:
+def layer_grid(layer_attention: Any, tokens: list[str], layer: int) -> go.Figure:
     """All heads of one layer as small heatmaps sharing one colour scale."""
-    heads = len(layer_attention)
+    weights = np.asarray(layer_attention, dtype=np.float32)
+    heads = weights.shape[0]
     cols = min(4, heads)
     rows = math.ceil(heads / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(heads)],
                         horizontal_spacing=0.03, vertical_spacing=0.08 / max(1, rows - 1) + 0.02)
-    hover = _hover(tokens)
-    for h, matrix in enumerate(layer_attention):
-        fig.add_trace(go.Heatmap(z=matrix, text=hover, coloraxis="coloraxis",
-                                 hovertemplate=f"head {h}<br>%{{text}}<br>weight %{{z:.4f}}<extra></extra>"),
+    labels = token_labels(tokens)
+    for h in range(heads):
+        fig.add_trace(go.Heatmap(z=weights[h], x=labels, y=labels, coloraxis="coloraxis",
+                                 hovertemplate=f"head {h}<br>%{{y}} → %{{x}}<br>weight %{{z:.4f}}<extra></extra>"),
                       row=h // cols + 1, col=h % cols + 1)
+    _token_axes(fig, show_titles=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_yaxes(showticklabels=False)
     fig.update_layout(title=f"All heads of layer {layer}", coloraxis=dict(colorscale=COLORSCALE, cmin=0),
                       height=120 + 230 * rows, margin=dict(l=10, r=10, t=70, b=10))
     return fig
@@ -96,7 +94,7 @@ def summary_chart(rows: list[dict], num_layers: int, num_heads: int) -> go.Figur
     return fig
 
 
-def rollout_heatmap(matrix: list[list[float]], tokens: list[str], layer: int) -> go.Figure:
+def rollout_heatmap(matrix: Any, tokens: list[str], layer: int) -> go.Figure:
     """Attention rollout accumulated through ``layer`` (Abnar & Zuidema, 2020)."""
     return attention_heatmap(matrix, tokens, f"Attention rollout through layer {layer} "
                                              "(heads averaged, residual added, layers multiplied)")
@@ -129,10 +127,25 @@ def export_config(image_format: str, filename: str) -> dict:
             "toImageButtonOptions": {"format": fmt, "filename": filename, "scale": 2 if fmt == "png" else 1}}
 
 
+def _plain(value: Any) -> Any:
+    """Plotly's binary array spec ({"dtype", "bdata", "shape"}) as a rounded nested list, else unchanged.
+
+    Plotly (Python) stores numpy arrays in that binary form; Gradio's bundled Plotly.js cannot read it.
+    """
+    if not (isinstance(value, dict) and "bdata" in value and "dtype" in value):
+        return value
+    array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+    shape = value.get("shape")
+    if shape:
+        array = array.reshape([int(n) for n in str(shape).split(",")])
+    return np.round(array.astype(np.float64), 5).tolist() if array.dtype.kind == "f" else array.tolist()
+
+
 def with_export(fig: go.Figure, image_format: str, filename: str):
     """``gr.Plot`` value carrying ``fig`` plus :func:`export_config` (Gradio passes ``config`` to Plotly)."""
     from gradio.components.plot import PlotData
 
-    spec = json.loads(fig.to_json())
+    spec = fig.to_dict()
+    spec["data"] = [{key: _plain(value) for key, value in trace.items()} for trace in spec["data"]]
     spec["config"] = export_config(image_format, filename)
     return PlotData(type="plotly", plot=json.dumps(spec))

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import attention_plots as plots
-from demo.common import model_dropdown, user_errors
+from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
 
 EXAMPLES = [
@@ -107,13 +107,18 @@ def _views(result: dict, layer: int) -> tuple[str, str, list[str], str]:
     return head_frame, model_frame, files, " ".join(n for n in (head_notice, model_notice) if n)
 
 
+def _with_weights(state: dict) -> dict:
+    """The run's result with its attentions as the float32 array kept in the state."""
+    return {**state["result"], "attentions": state["weights"]}
+
+
 def refresh_views(state: dict | None, layer: Any) -> tuple:
     """Redraw the bertviz views around ``layer`` when they could not hold every layer; else skip."""
     from model_utils import attention_views as views
 
     if not state:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    result = state["result"]
+    result = _with_weights(state)
     layer = _clamp(layer, result["num_layers"] - 1)
     if len(views.model_view_layers(result, layer)) == result["num_layers"] and \
             len(views.head_view_layers(result, layer)) == result["num_layers"]:
@@ -130,9 +135,9 @@ def render_figures(state: dict | None, layer: Any, head: Any, image_format: str)
     result = state["result"]
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
-    tokens = result["tokens"]
-    heatmap = plots.attention_heatmap(result["attentions"][layer][head], tokens, f"Layer {layer}, head {head}")
-    grid = plots.layer_grid(result["attentions"][layer], tokens, layer)
+    tokens, weights = result["tokens"], state["weights"]
+    heatmap = plots.attention_heatmap(weights[layer, head], tokens, f"Layer {layer}, head {head}")
+    grid = plots.layer_grid(weights[layer], tokens, layer)
     rollout = plots.rollout_heatmap(state["rollout"][layer], tokens, layer)
     summary = plots.summary_chart(state["summary"], result["num_layers"], result["num_heads"])
     return (plots.with_export(heatmap, image_format, f"attention_L{layer}_H{head}"),
@@ -153,18 +158,22 @@ def _summary_table(rows: list[dict]) -> list[list]:
 def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: Any, image_format: str,
                   progress: gr.Progress = gr.Progress()) -> tuple:
     """Compute the attention of ``text`` [+ ``text_pair``] and fill every view of the tab."""
+    import numpy as np
+
     from model_utils.attention import attention, attention_rollout, head_summary
 
     progress(0.05, desc="Loading the model and computing attention…")
     result = attention(text, checkpoint or None, text_pair or None)
+    weights = np.asarray(result.pop("attentions"), dtype=np.float32)  # 4x smaller than lists in the state
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
     progress(0.5, desc="Summarising heads and rolling out attention…")
-    state = {"result": result, "text": text, "text_pair": text_pair or None, "checkpoint": result["checkpoint"],
-             "rollout": attention_rollout(result["attentions"]),
-             "summary": head_summary(result["attentions"], result["cls_positions"], result["sep_positions"])}
+    state = {"result": result, "weights": weights, "text": text, "text_pair": text_pair or None,
+             "checkpoint": result["checkpoint"],
+             "rollout": np.asarray(attention_rollout(weights), dtype=np.float32),
+             "summary": head_summary(weights, result["cls_positions"], result["sep_positions"])}
     progress(0.7, desc="Rendering the views…")
-    head_frame, model_frame, files, layers_notice = _views(result, layer)
+    head_frame, model_frame, files, layers_notice = _views(_with_weights(state), layer)
     notice = " ".join(n for n in (result["notice"], layers_notice) if n)
     if notice:
         gr.Warning(notice)
@@ -277,5 +286,4 @@ def build_tab() -> None:
                   api_name=False)
     gr.on([explain.click, query.input], explain_query, inputs=[state, layer, head, query, image_format],
           outputs=[math_md, math_table, math_plot], api_name="attention_math")
-    examples = gr.Examples(EXAMPLES, inputs=[text, pair], label=I18N("examples"))
-    examples.dataset.headers = []  # Gradio shows translated labels raw in example headers; the columns are clear
+    examples(EXAMPLES, inputs=[text, pair])

@@ -55,21 +55,24 @@ def offline_libraries() -> str:
 
 def make_offline(fragment: str, title: str = "Attention") -> str:
     """Turn bertviz's returned HTML fragment into a complete document with no network access."""
-    if not _CDN_REQUIRE.search(fragment):
-        raise RuntimeError("Unexpected bertviz output: the require.js tag was not found.")
-    body = _CDN_PATHS.sub("", _CDN_REQUIRE.sub("", fragment))
-    body = re.sub(r'<script type="text/javascript">\n(.*)\n</script>',
-                  lambda m: _script(m.group(1)), body, flags=re.S)
+    opening, closing = '<script type="text/javascript">\n', "\n</script>"
+    start, end = fragment.find(opening), fragment.rfind(closing)
+    if not _CDN_REQUIRE.search(fragment) or start < 0 or end < start:
+        raise RuntimeError("Unexpected bertviz output: its require.js or view script was not found.")
+    markup = _CDN_REQUIRE.sub("", fragment[:start])
+    script = _CDN_PATHS.sub("", fragment[start + len(opening):end], count=1)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(title)}</title>{offline_libraries()}</head>"
-            f'<body style="margin:8px;background:#fff;color:#000">{body}</body></html>')
+            f'<body style="margin:8px;background:#fff;color:#000">{markup}{_script(script)}'
+            f"{fragment[end + len(closing):]}</body></html>")
 
 
 def _tensor(result: dict, decimals: int = 3) -> list:
     """Attention as bertviz wants it: one ``[1, heads, n, n]`` tensor per layer, rounded (smaller HTML)."""
+    import numpy as np
     import torch
 
-    weights = torch.tensor(result["attentions"], dtype=torch.float64).round(decimals=decimals)
+    weights = torch.from_numpy(np.asarray(result["attentions"], dtype=np.float64)).round(decimals=decimals)
     return [layer.unsqueeze(0) for layer in weights]
 
 

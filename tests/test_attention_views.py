@@ -82,8 +82,9 @@ plots = pytest.importorskip("demo.attention_plots")
 def test_heatmap_labels_every_token_even_repeated_ones() -> None:
     tokens = ["[CLS]", "the", "cat", "the", "[SEP]"]
     fig = plots.attention_heatmap(fake_result(tokens)["attentions"][0][0], tokens, "t")
-    assert list(fig.layout.xaxis.ticktext) == ["[CLS] (0)", "the (1)", "cat (2)", "the (3)", "[SEP] (4)"]
-    assert list(fig.layout.xaxis.tickvals) == [0, 1, 2, 3, 4] and fig.layout.yaxis.autorange == "reversed"
+    labels = ["[CLS] (0)", "the (1)", "cat (2)", "the (3)", "[SEP] (4)"]
+    assert list(fig.data[0].x) == labels and list(fig.data[0].y) == labels
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.autorange == "reversed"
 
 
 def test_export_config_reaches_the_plot_value() -> None:
@@ -92,6 +93,9 @@ def test_export_config_reaches_the_plot_value() -> None:
     value = plots.with_export(fig, "svg", "grid")
     spec = json.loads(value.plot)
     assert spec["config"]["toImageButtonOptions"] == {"format": "svg", "filename": "grid", "scale": 1}
+    # Gradio's Plotly.js cannot decode Plotly's binary arrays: matrices must arrive as plain lists
+    assert "bdata" not in value.plot
+    np.testing.assert_allclose(spec["data"][1]["z"], fake_result(TOKENS)["attentions"][0][1], atol=1e-5)
     assert plots.export_config("exe", "x")["toImageButtonOptions"]["format"] == "png"
 
 
@@ -107,7 +111,8 @@ def test_summary_chart_skips_missing_metrics() -> None:
 def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     gr = pytest.importorskip("gradio")
     tab = pytest.importorskip("demo.attention_tab")
-    state = {"result": dict(fake_result(TOKENS, layers=4), notice="")}
+    result = dict(fake_result(TOKENS, layers=4), notice="")
+    state = {"result": result, "weights": np.asarray(result.pop("attentions"), dtype=np.float32)}
     assert tab.refresh_views(state, 2) == (gr.skip(),) * 4  # everything fits: nothing to redraw
     monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 3 * len(TOKENS) ** 2)
     notice, head_frame, model_frame, files = tab.refresh_views(state, 3)
