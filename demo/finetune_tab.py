@@ -107,7 +107,8 @@ def preview(path: str | None) -> tuple[Any, dict, dict, bool]:
 
     columns, rows = read_table(path)
     text = _guess(columns, TEXT_COLUMN_GUESSES, columns[0])
-    label = _guess([c for c in columns if c != text], LABEL_COLUMN_GUESSES, columns[-1])
+    others = [c for c in columns if c != text and c.lower() != "split"] or columns  # "split" marks validation rows
+    label = _guess(others, LABEL_COLUMN_GUESSES, others[0])
     table = [[row.get(c, "") for c in columns] for row in rows[:PREVIEW_ROWS]]
     return (gr.update(value=table, headers=columns), gr.update(choices=columns, value=text),
             gr.update(choices=columns, value=label), False)
