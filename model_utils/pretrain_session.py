@@ -188,7 +188,7 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
 
     info = registry.resolve(name)
     if info.source == "bundled":
-        return _load_bundled_base(info), []
+        return (*_load_bundled_base(info), [])
     if info.family not in (None, "bert"):
         raise ValueError(f"{info.name} is a {info.family} model; continued pretraining with MLM + NSP supports "
                          "BERT checkpoints (BertForPreTraining or BertForMaskedLM).")

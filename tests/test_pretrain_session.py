@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model
+from conftest import build_tiny_model, require_bundled
 from transformers import BertForMaskedLM, BertForPreTraining, pipeline
 
 from model_utils import pretrain as P
@@ -228,3 +228,14 @@ def test_run_without_nsp_or_probe(ckpt_root: Path) -> None:
     assert "nsp_loss" not in summary["after"]["metrics"] and summary["masking"]["nsp_label"] is None
     assert [r["metric"] for r in S.before_after_rows(summary)] == [
         "held-out MLM loss", "held-out masked-token accuracy", "held-out perplexity"]
+
+
+@pytest.mark.slow
+def test_bundled_base_loads_for_pretraining() -> None:
+    require_bundled("bundled:minilm-pretrained")
+    model, tok, notices = S.load_pretrain_base("bundled:minilm-pretrained")
+    assert isinstance(model, BertForPreTraining) and notices == [] and model.dtype == torch.float32
+    best = S.probe_top_k(model, tok, S.probe_ids(tok, "paris is the [MASK] of france."))[0]
+    assert best["token_str"] == "capital"
+    with pytest.raises(ValueError, match="masked-language-model head"):
+        S.load_pretrain_base("bundled:minilm-sentiment")
