@@ -235,7 +235,13 @@ def test_bundled_base_loads_for_pretraining() -> None:
     require_bundled("bundled:minilm-pretrained")
     model, tok, notices = S.load_pretrain_base("bundled:minilm-pretrained")
     assert isinstance(model, BertForPreTraining) and notices == [] and model.dtype == torch.float32
-    best = S.probe_top_k(model, tok, S.probe_ids(tok, "paris is the [MASK] of france."))[0]
-    assert best["token_str"] == "capital"
+    from model_utils.bundled import load_bundled
+
+    text = "paris is the [MASK] of france."
+    ours = S.probe_top_k(model, tok, S.probe_ids(tok, text))
+    reference = pipeline("fill-mask", model=load_bundled("bundled:minilm-pretrained", "masked-lm")[0],
+                         tokenizer=tok, top_k=5)(text)
+    assert [o["token"] for o in ours] == [r["token"] for r in reference]
+    assert [o["score"] for o in ours] == pytest.approx([r["score"] for r in reference], abs=1e-5)
     with pytest.raises(ValueError, match="masked-language-model head"):
         S.load_pretrain_base("bundled:minilm-sentiment")
