@@ -225,8 +225,8 @@ def pretraining_step(model: BertForPreTraining, batch: dict[str, torch.Tensor], 
         mlm_part = part["mlm_loss"].float() * int(part["mlm_count"]) / mlm_total
         nsp_part = part["nsp_loss"].float() * int(part["nsp_count"]) / nsp_total
         (mlm_part + nsp_part).backward()
-        mlm_loss += float(mlm_part)
-        nsp_loss += float(nsp_part)
+        mlm_loss += float(mlm_part.detach())
+        nsp_loss += float(nsp_part.detach())
         correct += int(part["mlm_correct"])
     return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
             "mlm_accuracy": correct / mlm_total}
