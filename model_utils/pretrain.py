@@ -340,8 +340,11 @@ def apply_delta(model: torch.nn.Module, delta_dir: Path) -> torch.nn.Module:
         encoder.load_state_dict(load_file(str(delta_dir / "encoder.safetensors")), strict=False)
     if hasattr(model, "bert"):
         model.bert = encoder
-        return model
-    return encoder
+    else:
+        model = encoder
+    for p in model.parameters():  # PEFT leaves the merged weights frozen; an ordinary model is trainable
+        p.requires_grad_(True)
+    return model
 
 
 def minilm_dir() -> Path:

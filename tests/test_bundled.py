@@ -110,3 +110,11 @@ def test_sample_sentiment_csv_shape():
     assert {r["label"] for r in rows} == {"negative", "positive"}
     assert {r["split"] for r in rows} == {"train", "test"}
     assert Path(bundled.SAMPLE_SENTIMENT_CSV).stat().st_size < 2 * 2**20
+
+
+@pytest.mark.slow
+def test_reassembled_models_are_ordinary_trainable_models(no_network):
+    require_bundled(PRETRAINED)
+    for head in ("base", "masked-lm"):
+        model, _ = bundled.load_bundled(PRETRAINED, head)
+        assert all(p.requires_grad for p in model.parameters()), head
