@@ -7,7 +7,7 @@ Hugging Face tutorial: ``tokenizer(..., padding="max_length", truncation=True)``
 same rows for the same number of steps; the script prints training samples/s of each and the ratio
 (target >= 1.5x).
 
-    python benchmarks/bench_finetune.py [--base_model minilm] [--rows 256] [--max_length 128] [--threads 2]
+    python benchmarks/bench_finetune.py [--base_model minilm] [--rows 256] [--max_length 128] [--threads 2] [--repeats 2]
 
 ``--quality`` instead runs the full recipe on the bundled sample sentiment data and prints validation
 accuracy and wall time (long on CPU: minutes to tens of minutes).
@@ -16,6 +16,7 @@ accuracy and wall time (long on CPU: minutes to tens of minutes).
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -85,8 +86,13 @@ def throughput(args: argparse.Namespace) -> None:
     valid = [dict(r, split="test") for r in rows[:32]]
     prepared = finetune.prepare_data(rows + valid, data)
     steps = len(prepared.train_rows) // args.batch_size
-    ours = run_ours(data, model_args, prepared, steps, args.batch_size)
-    reference = run_reference(data, model_args, prepared, steps, args.batch_size)
+    for run in (run_ours, run_reference):  # warm-up: thread pools, allocator, first-call costs
+        run(data, model_args, prepared, 2, args.batch_size)
+    measured = {"ours": [], "reference": []}
+    for _ in range(args.repeats):  # alternate, so that background load hits both alike
+        measured["ours"].append(run_ours(data, model_args, prepared, steps, args.batch_size))
+        measured["reference"].append(run_reference(data, model_args, prepared, steps, args.batch_size))
+    ours, reference = statistics.median(measured["ours"]), statistics.median(measured["reference"])
     print(f"{steps} steps x batch {args.batch_size} on {args.base_model}, {torch.get_num_threads()} threads, "
           f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
     print(f"reference (static padding): {reference:.1f} samples/s")
@@ -116,6 +122,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating measurements of each (median)")
     parser.add_argument("--quality", action="store_true", help="run the full recipe and report accuracy")
     args = parser.parse_args()
     if args.threads:
