@@ -22,11 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from app_client import make_client  # noqa: E402  (gradio_client set up for a local server)
 
 # Common English words present in both the bundled and the tests' tiny WordPiece vocabularies.
 WORDS = ("cat dog bird mat sofa house car park tree paris france london england city country "
@@ -63,13 +68,6 @@ def word_pair(index: int) -> tuple[str, str]:
     n = len(WORDS)
     first, second = divmod(index % (n * (n - 1)), n - 1)
     return WORDS[first], WORDS[second + (second >= first)]
-
-
-def make_client(url: str):
-    """A gradio_client.Client with generous timeouts (shared CPUs can be slow)."""
-    from gradio_client import Client
-
-    return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": 300})
 
 
 def fill_mask_request(index: int, model: str) -> Request:
