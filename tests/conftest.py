@@ -7,6 +7,7 @@ network: HF_HUB_OFFLINE is set for the whole session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -140,28 +141,35 @@ def _wait_for_server(url: str, proc: subprocess.Popen, log: Path, timeout: float
     raise RuntimeError(f"app did not start within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Run ``python app.py`` on a free port with the tiny local models as defaults; yields its URL."""
+@contextlib.contextmanager
+def running_app(log: Path, **env_vars: str):
+    """Run ``python app.py`` on a free port with ``env_vars`` added; yields (url, process)."""
     port = free_port()
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               PLM_CHECKPOINTS_DIR=str(tiny_checkpoints_dir), PLM_DEVICE="cpu",
-               PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
-               PLM_DEFAULT_ATTENTION="local:tiny-bert",
-               PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
-               PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert",
-               HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    log = tmp_path_factory.mktemp("app") / "app.log"
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "PLM_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1", **env_vars}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_for_server(url, proc, log, timeout=180)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Run ``python app.py`` on a free port with the tiny local models as defaults; yields its URL."""
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(log, PLM_CHECKPOINTS_DIR=str(tiny_checkpoints_dir),
+                     PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
+                     PLM_DEFAULT_ATTENTION="local:tiny-bert",
+                     PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
+                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert") as (url, _):
+        yield url
