@@ -8,7 +8,6 @@ UI texts, and a bounded queue; models load lazily on first use.
 from __future__ import annotations
 
 import logging
-import os
 
 import gradio as gr
 
@@ -32,9 +31,6 @@ TABS: list[tuple[str, object]] = [
     ("tab_models", models_panel),  # keep last
 ]
 
-CONCURRENCY = int(os.environ.get("PLM_CONCURRENCY", "2"))  # events of one kind running at once
-QUEUE_MAX_SIZE = int(os.environ.get("PLM_QUEUE_MAX_SIZE", "64"))  # waiting requests before "busy"
-
 
 def build_demo() -> gr.Blocks:
     """Assemble the whole UI (tabs, offline banner, Models panel) into a ``gr.Blocks``."""
@@ -56,7 +52,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     settings = get_settings()
     demo = build_demo()
-    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_max_size)
     demo.launch(i18n=I18N, max_file_size=settings.max_upload_bytes)
 
 

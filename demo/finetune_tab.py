@@ -212,7 +212,7 @@ def _final(job: Job) -> tuple:
     if summary is None:  # stopped before it started
         return "⏹ Stopped before training started.", gr.update(), gr.update(), "", None
     evaluation = summary["evaluation"]
-    status = "✅ Done." if job.state == DONE else "⏹ Stopped."
+    status = "✅ Done." if job.state == DONE else f"⏹ Stopped{': ' + job.stop_reason if job.stop_reason else ''}."
     return (status, plots.loss_figure(job.events), plots.validation_figure(job.events),
             plots.summary_markdown(summary), classify_plots.confusion_figure(evaluation) if evaluation else None)
 

@@ -244,7 +244,8 @@ def _final(job: Job) -> tuple:
         status = (f"✅ Done: {summary['steps']} steps in {summary['seconds']:.0f} s. Saved as "
                   f"`{summary['checkpoint']}`, now listed in Fill-Mask, Next Sentence, Attention and Fine-tune.")
     else:
-        status = f"⏹ Stopped at step {summary['steps']}; nothing was saved (no checkpoint is half-written)."
+        reason = f" ({job.stop_reason})" if job.stop_reason else ""
+        status = f"⏹ Stopped at step {summary['steps']}{reason}; nothing was saved (no checkpoint is half-written)."
     plain = {k: v for k, v in summary.items() if k != "log"}
     return _outputs(job, status, plain)
 

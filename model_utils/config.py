@@ -93,6 +93,8 @@ class Settings:
     device: str | None = None
     # Longest input in tokens; longer inputs are truncated with a notice (PLM_MAX_SEQ_LEN).
     max_seq_len: int = 512
+    # Weights' dtype override: "float32", "float16" or "bfloat16"; None = by device (PLM_DTYPE).
+    dtype: str | None = None
     # Most [MASK] tokens in one Fill-Mask input (PLM_MAX_MASKS).
     max_masks: int = 5
     # True when HF_HUB_OFFLINE or PLM_OFFLINE is set: never try the Hub.
@@ -105,6 +107,12 @@ class Settings:
     max_attention_tokens: int = 128
     # Seconds the Hub reachability check waits before declaring the Hub unreachable (PLM_HUB_TIMEOUT).
     hub_timeout: float = 1.5
+    # Wall-clock limit of one fine-tuning/pretraining job in seconds; 0 = none (PLM_JOB_TIME_LIMIT_MIN).
+    job_time_limit_s: float = 3600.0
+    # Requests of one event running at once; Fill-Mask batches up to 16 instead (PLM_CONCURRENCY).
+    concurrency: int = 2
+    # Requests waiting in the queue before new ones are refused as busy (PLM_QUEUE_MAX_SIZE).
+    queue_max_size: int = 64
 
     def default_checkpoint(self, task: str, offline: bool) -> str:
         """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
@@ -125,6 +133,7 @@ def get_settings() -> Settings:
         cache_max_models=max(1, _env_int("PLM_CACHE_MAX_MODELS", 4)),
         cache_max_bytes=max(1, _env_int("PLM_CACHE_MAX_MB", 4096)) * 2**20,
         device=_env_str("PLM_DEVICE"),
+        dtype=_env_str("PLM_DTYPE"),
         max_seq_len=max(8, _env_int("PLM_MAX_SEQ_LEN", 512)),
         max_masks=max(1, _env_int("PLM_MAX_MASKS", 5)),
         offline=_env_bool("HF_HUB_OFFLINE") or _env_bool("PLM_OFFLINE"),
@@ -132,6 +141,9 @@ def get_settings() -> Settings:
         max_upload_rows=max(1, _env_int("PLM_MAX_UPLOAD_ROWS", 2000)),
         max_attention_tokens=max(8, _env_int("PLM_MAX_ATTENTION_TOKENS", 128)),
         hub_timeout=float(_env_str("PLM_HUB_TIMEOUT") or 1.5),
+        job_time_limit_s=max(0, _env_int("PLM_JOB_TIME_LIMIT_MIN", 60)) * 60.0,
+        concurrency=max(1, _env_int("PLM_CONCURRENCY", 2)),
+        queue_max_size=max(1, _env_int("PLM_QUEUE_MAX_SIZE", 64)),
     )
 
 

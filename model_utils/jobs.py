@@ -6,7 +6,8 @@ A job is any function ``work(job) -> result`` that reports through ``job.emit(ev
 starts it in its own thread, which first waits for the single training slot, so request threads of
 other tabs are never blocked and a second job waits visibly (state ``"waiting"``). Exceptions are
 captured in ``job.error`` (the message of a ValueError as is, others with their type) and the app
-keeps serving. :meth:`Job.updates` lets a UI generator follow a job until it ends.
+keeps serving. A running job is stopped, like :meth:`Job.stop`, once it exceeds its time limit
+(``PLM_JOB_TIME_LIMIT_MIN``); ``job.stop_reason`` then says so. :meth:`Job.updates` lets a UI generator follow a job until it ends.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from model_utils.config import get_settings
 
 logger = logging.getLogger("plm_playground.jobs")
 
@@ -41,6 +44,8 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
+    time_limit: float = 0.0  # seconds of running time before the job is stopped; 0 = none
+    stop_reason: str | None = None  # why it was stopped, when not by a user
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
@@ -51,7 +56,12 @@ class Job:
             self._changed.notify_all()
 
     def should_stop(self) -> bool:
-        """True once :meth:`stop` was called; training loops poll it."""
+        """True once :meth:`stop` was called or the time limit passed; training loops poll it."""
+        if (not self._stop.is_set() and self.time_limit and self.started is not None
+                and time.time() - self.started > self.time_limit):
+            self.stop_reason = f"the time limit of {self.time_limit / 60:g} min was reached"
+            logger.warning("job %s (%s): %s", self.id, self.kind, self.stop_reason)
+            self._stop.set()
         return self._stop.is_set()
 
     def stop(self) -> None:
@@ -106,12 +116,16 @@ class JobRunner:
         self._lock = threading.Lock()  # guards _jobs
         self._jobs: dict[str, Job] = {}
 
-    def submit(self, kind: str, description: str, work: Callable[[Job], Any], owner: str = "") -> Job:
+    def submit(self, kind: str, description: str, work: Callable[[Job], Any], owner: str = "",
+               time_limit: float | None = None) -> Job:
         """Start ``work(job)`` in a new thread once the training slot is free; returns the job at once.
 
-        ``work`` should return plain data (it is kept with the job), not models.
+        ``work`` should return plain data (it is kept with the job), not models. ``time_limit``:
+        seconds of running time (waiting excluded) before the job is stopped; None = the settings'.
         """
-        job = Job(kind=kind, description=description, owner=owner)
+        if time_limit is None:
+            time_limit = get_settings().job_time_limit_s
+        job = Job(kind=kind, description=description, owner=owner, time_limit=time_limit)
         with self._lock:
             finished = [j.id for j in self._jobs.values() if j.done]
             for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:

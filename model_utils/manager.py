@@ -72,7 +72,7 @@ def pick_device(override: str | None = None) -> torch.device:
 
 def pick_dtype(device: torch.device) -> torch.dtype:
     """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU (PLM_DTYPE overrides)."""
-    override = os.environ.get("PLM_DTYPE", "").strip()
+    override = get_settings().dtype
     if override:
         dtype = getattr(torch, override, None)
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):

@@ -12,7 +12,8 @@ from model_utils import config
 from model_utils.config import BUNDLED_DEFAULTS, HUB_DEFAULTS, TASKS, get_settings, hub_offline
 
 ENV_VARS = ["PLM_CACHE_MAX_MB", "PLM_CACHE_MAX_MODELS", "PLM_DEVICE", "PLM_MAX_MASKS",
-            "PLM_CHECKPOINTS_DIR", "PLM_OFFLINE", "HF_HUB_OFFLINE", "PLM_MAX_SEQ_LEN"]
+            "PLM_CHECKPOINTS_DIR", "PLM_OFFLINE", "HF_HUB_OFFLINE", "PLM_MAX_SEQ_LEN", "PLM_DTYPE",
+            "PLM_JOB_TIME_LIMIT_MIN", "PLM_CONCURRENCY", "PLM_QUEUE_MAX_SIZE"]
 
 
 @pytest.fixture
@@ -29,6 +30,8 @@ def test_defaults_without_environment(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.checkpoints_dir == Path("checkpoints")
     assert settings.device is None and settings.offline is False
     assert settings.cache_max_bytes == 4096 * 2**20 and settings.max_masks == 5
+    assert (settings.dtype, settings.job_time_limit_s, settings.concurrency, settings.queue_max_size) == (
+        None, 3600, 2, 64)
 
 
 def test_environment_overrides(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -38,7 +41,12 @@ def test_environment_overrides(clean_env: pytest.MonkeyPatch, tmp_path: Path) ->
     clean_env.setenv("PLM_DEVICE", "cpu")
     clean_env.setenv("PLM_MAX_MASKS", "3")
     clean_env.setenv("PLM_CHECKPOINTS_DIR", str(tmp_path))
+    for var, value in {"PLM_DTYPE": "bfloat16", "PLM_JOB_TIME_LIMIT_MIN": "0", "PLM_CONCURRENCY": "4",
+                       "PLM_QUEUE_MAX_SIZE": "200"}.items():
+        clean_env.setenv(var, value)
     settings = get_settings()
+    assert (settings.dtype, settings.job_time_limit_s, settings.concurrency, settings.queue_max_size) == (
+        "bfloat16", 0, 4, 200)
     assert settings.default_checkpoints["fill-mask"] == "local:mine"
     assert settings.default_checkpoints["next-sentence"] == HUB_DEFAULTS["next-sentence"]
     assert (settings.cache_max_bytes, settings.cache_max_models) == (256 * 2**20, 2)

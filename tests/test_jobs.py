@@ -82,3 +82,24 @@ def test_updates_follow_events_until_the_end():
         go.set()
     assert seen[-1] == (DONE, 3) and len(seen) >= 2
     assert [e["step"] for e in job.events] == [0, 1, 2]
+
+
+def test_a_job_past_its_time_limit_is_stopped_and_says_why():
+    runner = JobRunner()
+
+    def work(job):
+        while not job.should_stop():
+            time.sleep(0.01)
+        return "ended"
+
+    job = runner.submit("pretrain", "endless", work, time_limit=0.3)
+    assert job.wait(10) and job.state == STOPPED and job.result == "ended"
+    assert job.finished - job.started < 3 and "time limit" in job.stop_reason
+    unlimited = runner.submit("pretrain", "quick", lambda job: job.should_stop(), time_limit=0)
+    assert unlimited.wait(5) and unlimited.state == DONE and unlimited.result is False
+
+
+def test_the_time_limit_comes_from_the_settings(monkeypatch):
+    monkeypatch.setenv("PLM_JOB_TIME_LIMIT_MIN", "2")
+    job = JobRunner().submit("fine-tune", "quick", lambda job: None)
+    assert job.wait(5) and job.time_limit == 120
