@@ -46,3 +46,23 @@ def test_eight_users_get_their_own_answers(app_server: str) -> None:
     assert report["requests"] == 32
     assert all(row["count"] == 8 for row in report["endpoints"].values())
     assert all(0 < row["p50"] <= row["p95"] <= row["p99"] for row in report["endpoints"].values())
+
+
+@pytest.mark.slow
+def test_benchmark_clients_get_the_same_answers_as_a_plain_gradio_client(app_server: str) -> None:
+    """The benchmarks' clients (no CA loading on http://, raw HTTP/SSE) answer like gradio_client."""
+    import gradio_client
+
+    load_test_module()  # puts benchmarks/ on sys.path
+    from app_client import SseClient, make_client
+
+    args = ("the cat sat on the [MASK] .", ["local:tiny-bert"], 3, "")
+    expected = gradio_client.Client(app_server, verbose=False).predict(*args, api_name="/fill_mask")
+    assert make_client(app_server).predict(*args, api_name="/fill_mask") == expected
+    raw = SseClient(app_server)
+    try:
+        assert raw.predict(*args, api_name="/fill_mask") == [expected]
+        with pytest.raises(RuntimeError, match="MASK"):
+            raw.predict("no mask here", ["local:tiny-bert"], 3, "", api_name="/fill_mask")
+    finally:
+        raw.close()
