@@ -12,9 +12,10 @@ and :func:`run_fill_mask` (everything the UI shows, for a batch of texts).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -97,6 +98,33 @@ def preprocess(text: str, tokenizer: Any, *, max_masks: int | None = None) -> Pr
     return Prepared(ids, positions, notices)
 
 
+@contextlib.contextmanager
+def _head_only_at(model: Any, rows: torch.Tensor, columns: torch.Tensor) -> Iterator[bool]:
+    """While active, the encoder hands the MLM head only the hidden states at (rows, columns).
+
+    The vocabulary projection is the costliest layer of a small masked LM (30k x hidden per
+    token), and Fill-Mask needs it at the masks only; the head is position-wise, so its output
+    there is unchanged. Yields False (and changes nothing) for a model without a separate encoder.
+    """
+    encoder = getattr(model, "base_model", model)
+    if encoder is model:
+        yield False
+        return
+
+    def gather(_module: Any, _inputs: Any, output: Any) -> Any:
+        picked = output[0][rows, columns].unsqueeze(0)  # (1, number of masks, hidden)
+        if isinstance(output, tuple):
+            return (picked, *output[1:])
+        output.last_hidden_state = picked
+        return output
+
+    handle = encoder.register_forward_hook(gather)
+    try:
+        yield True
+    finally:
+        handle.remove()
+
+
 def _forward(loaded: LoadedModel, batch: Sequence[Prepared]) -> list[torch.Tensor]:
     """Run the model on a padded batch; returns per input the probabilities at its masks (CPU fp32)."""
     pad_id = loaded.tokenizer.pad_token_id or 0
@@ -106,11 +134,14 @@ def _forward(loaded: LoadedModel, batch: Sequence[Prepared]) -> list[torch.Tenso
     for row, prepared in enumerate(batch):
         ids[row, :len(prepared.input_ids)] = torch.tensor(prepared.input_ids)
         attention[row, :len(prepared.input_ids)] = 1
-    with torch.inference_mode():
+    rows = torch.tensor([r for r, p in enumerate(batch) for _ in p.mask_positions], device=loaded.device)
+    columns = torch.tensor([c for p in batch for c in p.mask_positions], device=loaded.device)
+    with torch.inference_mode(), _head_only_at(loaded.model, rows, columns) as sparse:
         logits = loaded.model(input_ids=ids.to(loaded.device),
                               attention_mask=attention.to(loaded.device)).logits
-    return [logits[row, prepared.mask_positions].float().softmax(-1).cpu()
-            for row, prepared in enumerate(batch)]
+    picked = logits[0] if sparse else logits[rows, columns]  # (number of masks, vocabulary)
+    probs = picked.float().softmax(-1).cpu()
+    return list(probs.split([len(p.mask_positions) for p in batch]))
 
 
 def target_ids(tokenizer: Any, targets: Sequence[str]) -> tuple[list[int], list[str]]:

@@ -136,3 +136,42 @@ def test_bundled_model_equals_pipeline(tiny_env: Path) -> None:
     loaded = get_manager().get("bundled:minilm-pretrained", "masked-lm")
     reference = pipeline("fill-mask", model=loaded.model, tokenizer=loaded.tokenizer, device="cpu")
     assert_same(model_utils.fill_mask(text, "bundled:minilm-pretrained", top_k=5)[0], reference(text, top_k=5))
+
+
+def _tiny_masked_lm(family: str):
+    import transformers as tf
+
+    from conftest import TINY_VOCAB
+
+    common = dict(vocab_size=len(TINY_VOCAB), max_position_embeddings=70)
+    torch.manual_seed(0)
+    if family == "distilbert":
+        return tf.DistilBertForMaskedLM(tf.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common))
+    config_class, model_class = {"bert": (tf.BertConfig, tf.BertForMaskedLM),
+                                 "roberta": (tf.RobertaConfig, tf.RobertaForMaskedLM),
+                                 "albert": (tf.AlbertConfig, tf.AlbertForMaskedLM)}[family]
+    extra = {"embedding_size": 16} if family == "albert" else {}
+    config = config_class(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                          **extra, **common)
+    return model_class(config)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "albert", "distilbert"])
+def test_vocabulary_projection_runs_only_at_the_masks(family: str) -> None:
+    """The MLM head sees only the masked positions, and the probabilities equal the full pass."""
+    from conftest import tiny_tokenizer
+    from model_utils.fill_mask import Prepared, _forward
+    from model_utils.manager import LoadedModel
+
+    model, tokenizer = _tiny_masked_lm(family).eval(), tiny_tokenizer()
+    batch = [Prepared([2, 20, 4, 21, 3], [2]), Prepared([2, 4, 22, 23, 24, 4, 25, 3], [1, 5]),
+             Prepared([2, 30, 31, 4, 3], [3])]
+    seen = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    ours = _forward(LoadedModel("tiny", "masked-lm", model, tokenizer, torch.device("cpu")), batch)
+    hook.remove()
+    assert seen == [torch.Size([1, 4, seen[0][-1]])]  # 4 masks in all, not 3 x 8 positions
+    for prepared, probs in zip(batch, ours):
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prepared.input_ids])).logits[0]
+        torch.testing.assert_close(probs, logits[prepared.mask_positions].softmax(-1), atol=1e-6, rtol=1e-5)
