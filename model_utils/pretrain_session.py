@@ -34,6 +34,7 @@ import torch
 
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
+from model_utils.loading import serialized
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "bundled" / "data" / "pretrain_heldout_sample.jsonl"
 BUNDLED_CORPUS_NAME = "bundled"  # the UI's name for the bundled corpus sample
@@ -208,6 +209,7 @@ def _load_bundled_base(info) -> tuple:
     return model.float(), tokenizer
 
 
+@serialized
 def _load_bert_base(info) -> tuple:
     from transformers import AutoConfig, AutoTokenizer, BertForPreTraining
 

@@ -152,3 +152,31 @@ def test_bundled_default_loads_offline(tiny_env: Path, monkeypatch: pytest.Monke
     loaded = get_manager().get(None, "masked-lm", task="fill-mask")
     assert loaded.checkpoint == "bundled:minilm-pretrained" and not loaded.model.training
     assert loaded.tokenizer.mask_token == "[MASK]"
+
+
+def test_concurrent_first_loads_of_different_models_all_succeed() -> None:
+    """Four heads loaded at once from four threads (transformers' loading is not thread-safe)."""
+    import threading
+
+    from conftest import require_bundled
+    from model_utils.manager import ModelManager
+
+    require_bundled("bundled:minilm-pretrained")
+    require_bundled("bundled:minilm-sentiment")
+    manager, results = ModelManager(), {}
+    requests = [("bundled:minilm-pretrained", "next-sentence"), ("bundled:minilm-pretrained", "base"),
+                ("bundled:minilm-pretrained", "masked-lm"), ("bundled:minilm-sentiment", "sequence-classification")]
+
+    def load(name: str, head: str) -> None:
+        try:
+            loaded = manager.get(name, head)
+            results[head] = "meta" if any(p.is_meta for p in loaded.model.parameters()) else "ok"
+        except Exception as err:  # noqa: BLE001 - reported below
+            results[head] = f"{type(err).__name__}: {err}"
+
+    threads = [threading.Thread(target=load, args=request) for request in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {head: "ok" for _, head in requests}

@@ -15,6 +15,8 @@ import json
 import threading
 from pathlib import Path
 
+from model_utils.loading import serialized
+
 HERE = Path(__file__).resolve().parent
 
 BUNDLED_MODELS: dict[str, dict] = {
@@ -83,6 +85,7 @@ def load_tokenizer():
         return AutoTokenizer.from_pretrained(str(minilm_dir()))
 
 
+@serialized
 def load_bundled(name: str, head: str, attn_implementation: str | None = None):
     """Reassemble a bundled model as an ordinary transformers model; returns ``(model, tokenizer)``.
 
