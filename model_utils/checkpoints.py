@@ -5,6 +5,10 @@ A checkpoint is first written into a hidden temporary folder beside its final pl
 digit) and renamed to ``<name>`` once every file is on disk. A crash or a stop leaves at most a
 hidden folder, removed by the next :func:`clean_incomplete`; an existing checkpoint is never
 replaced. Used by fine-tuning (issue 6) and meant for pretraining too.
+
+The checkpoints directory may be missing (it is created on the first save), or unusable (a
+file, under a file, read-only): :func:`storage_problem` says why in one sentence, the app shows
+it, and :func:`ensure_new` refuses to start a run that could not save its result.
 """
 
 from __future__ import annotations
@@ -42,9 +46,38 @@ def checkpoint_path(name: str, root: Path | None = None) -> Path:
     return (root or get_settings().checkpoints_dir) / check_name(name)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself or its closest ancestor that exists (a file or a folder)."""
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def storage_problem(root: Path | None = None) -> str | None:
+    """Why checkpoints cannot be saved in ``root`` (the settings' folder by default), or None if they can.
+
+    A missing folder is fine when it can be created. Checked with ``os.access``, so a run as
+    root (which may write anywhere) is only stopped by a file in the way.
+    """
+    root = root or get_settings().checkpoints_dir
+    existing = _nearest_existing(root.absolute())
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == root.absolute() else f"cannot be created: {existing} is a file"
+        return (f"The checkpoints folder {root} {where}, not a folder, so fine-tuned and pretrained "
+                "models cannot be saved. Set PLM_CHECKPOINTS_DIR to a writable folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is read-only" if existing == root.absolute() else f"cannot be created in read-only {existing}"
+        return (f"The checkpoints folder {root} {what}, so fine-tuned and pretrained models cannot be "
+                "saved. Set PLM_CHECKPOINTS_DIR to a writable folder.")
+    return None
+
+
 def ensure_new(name: str, root: Path | None = None) -> Path:
-    """The path of a checkpoint that does not exist yet; ValueError if the name is taken."""
+    """The path of a checkpoint that does not exist yet; ValueError if the name is taken or cannot be saved."""
     path = checkpoint_path(name, root)
+    problem = storage_problem(path.parent)
+    if problem:
+        raise ValueError(problem)
     if path.exists():
         raise ValueError(f"A checkpoint named local:{path.name} already exists in {path.parent}; "
                          "choose another name (existing checkpoints are never overwritten).")
@@ -72,8 +105,12 @@ def atomic_checkpoint(name: str, root: Path | None = None) -> Iterator[Path]:
     ``name`` was taken meanwhile, ValueError and nothing is overwritten.
     """
     final = ensure_new(name, root)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{INCOMPLETE_PREFIX}{final.name}-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{INCOMPLETE_PREFIX}{final.name}-", dir=final.parent))
+    except OSError as err:  # e.g. a read-only file system, or a full disk
+        raise ValueError(f"Cannot save local:{final.name} in {final.parent} ({err.strerror or err}); "
+                         "set PLM_CHECKPOINTS_DIR to a writable folder.") from err
     try:
         yield tmp
         if final.exists():

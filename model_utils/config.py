@@ -10,13 +10,11 @@ reach (``HF_HUB_OFFLINE=1``/``PLM_OFFLINE=1`` or a short, cached connection chec
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlparse
 
 TASKS: tuple[str, ...] = (
     "fill-mask",
@@ -153,14 +151,18 @@ _hub_check_lock = threading.Lock()
 
 
 def _hub_reachable(endpoint: str, timeout: float) -> bool:
-    """True if a TCP connection to the Hub endpoint opens within ``timeout`` seconds."""
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    """True if the Hub endpoint answers an HTTP request within ``timeout`` seconds.
+
+    An answer, not just an open port: a server or proxy that accepts connections but never
+    replies would otherwise pass, and every model load would then wait on the Hub client's
+    timeouts and retries for minutes. Uses the Hub client's own session (proxies, certificates).
+    """
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
+        from huggingface_hub.utils import get_session
+
+        get_session().head(endpoint, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure (refused, timeout, TLS, proxy) means unreachable
         return False
 
 

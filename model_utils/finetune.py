@@ -261,13 +261,14 @@ def _bundled_classifier(name: str, id2label: dict[int, str]):
 def _pretrained_classifier(source: str, location: str, id2label: dict[int, str]):
     """A sequence classifier from a Hub id or a folder, with a new head sized for ``id2label``."""
     from model_utils.config import hub_offline
+    from model_utils.manager import pretrained_kwargs
 
     local_only = source != "hub" or hub_offline()
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            ignore_mismatched_sizes=True, use_safetensors=True, local_files_only=local_only, trust_remote_code=False)
+            ignore_mismatched_sizes=True, **pretrained_kwargs(local_only))
     except OSError as err:
         where = "the Hub is unreachable and it is not in the local cache" if source == "hub" and local_only else err
         raise ValueError(f"Could not load the base model {location!r} ({where}); it needs safetensors "

@@ -146,7 +146,9 @@ class JobRunner:
             job._set_state(RUNNING, started=time.time())
             result = work(job)
             job._set_state(STOPPED if job.should_stop() else DONE, result=result, finished=time.time())
-        except Exception as err:  # noqa: BLE001 - a failed job must leave the app healthy
+        # BaseException: a library's sys.exit (SystemExit) must end the job as failed too, or it would
+        # stay 'running' forever and whoever follows it would wait forever (the thread is ours).
+        except BaseException as err:  # noqa: BLE001 - a failed job must leave the app healthy
             message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
             if not isinstance(err, ValueError):
                 logger.exception("job %s (%s) failed", job.id, job.kind)

@@ -15,9 +15,11 @@ from __future__ import annotations
 import gc
 import importlib.util
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import torch
@@ -139,15 +141,52 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
                          f"(missing weights: {', '.join(sorted(missing)[:3])}); choose another model.")
 
 
+def pretrained_kwargs(local_only: bool) -> dict[str, Any]:
+    """``from_pretrained`` arguments for user-chosen checkpoints: safetensors only, no remote code.
+
+    ``local_only`` also reaches the adapter lookup of the Auto classes, which otherwise asks the
+    Hub for ``adapter_config.json`` with retries (about 25 s per model while it is unreachable).
+    """
+    return {"use_safetensors": True, "trust_remote_code": False, "local_files_only": local_only,
+            "adapter_kwargs": {"local_files_only": local_only}}
+
+
+def _damaged_weights(info: CheckpointInfo, err: Exception) -> str:
+    """Why a checkpoint's weights could not be read, in words (a pickle-only folder is refused)."""
+    folder = Path(info.location)
+    if info.source == "local" and not any(folder.glob("*.safetensors")):
+        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
+            return (f"{info.name} has only PyTorch pickle weights (.bin/.pt); for safety the app loads "
+                    ".safetensors weights only. Convert it with save_pretrained(safe_serialization=True).")
+        return f"{info.name} has no .safetensors weights file; repair the checkpoint or save it again."
+    detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if "ignore_mismatched_sizes" in detail:  # transformers points at a report the user cannot see
+        detail = "tensor shapes differ from the config"
+    return (f"Could not load {info.name}: its weights file is damaged or incomplete, or does not match "
+            f"its config.json ({detail}).")
+
+
+def _check_tokenizer(info: CheckpointInfo, model: Any, tokenizer: Any) -> None:
+    """Refuse a tokenizer without a vocabulary, or with more tokens than the model has embeddings."""
+    size = len(tokenizer)
+    if size <= len(set(tokenizer.all_special_ids)):
+        raise ValueError(f"{info.name} has no tokenizer vocabulary (tokenizer.json or vocab.txt is "
+                         "missing); repair the checkpoint.")
+    rows = model.get_input_embeddings().num_embeddings
+    if size > rows:
+        raise ValueError(f"{info.name} is damaged: its tokenizer has {size} tokens but the model has "
+                         f"embeddings for {rows}.")
+
+
 @serialized
 def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
                      attn_implementation: str | None) -> tuple[Any, Any]:
     """Load (model, tokenizer) of a Hub or local checkpoint from safetensors; ValueError on failure."""
+    from safetensors import SafetensorError
     from transformers import AutoTokenizer
 
     local_only = offline or info.source == "local"
-    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": False,
-                              "local_files_only": local_only}
+    kwargs = pretrained_kwargs(local_only)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
@@ -155,17 +194,26 @@ def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
             info.location, output_loading_info=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(
             info.location, trust_remote_code=False, local_files_only=local_only)
+    except (SafetensorError, RuntimeError) as err:  # truncated file, shapes unlike config.json
+        raise ValueError(_damaged_weights(info, err)) from err
     except ValueError as err:
         if "Unrecognized configuration class" in str(err) or "does not support" in str(err):
             raise ValueError(f"{info.name} has no {_HEAD_WORDS[head]} head; choose another model.") from err
+        if "does not recognize this architecture" in str(err):
+            kind = re.search(r"model type `([^`]*)`", str(err))
+            raise ValueError(f"{info.name} has model type {kind[1] if kind else '?'!r}, which this version "
+                             "of Transformers does not know; choose another model.") from err
         raise ValueError(f"Could not load {info.name}: {err}") from err
     except OSError as err:
         if offline and info.source == "hub":
             raise ValueError(f"{info.name} is a Hugging Face Hub model and the Hub is unreachable "
                              "(offline mode); choose a bundled or local model.") from err
+        if info.source == "local" and not any(Path(info.location).glob("*.safetensors")):
+            raise ValueError(_damaged_weights(info, err)) from err
         raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a "
                          f"tokenizer): {err}") from err
     _check_head_loaded(info.name, head, model, loading_info)
+    _check_tokenizer(info, model, tokenizer)
     return model, tokenizer
 
 

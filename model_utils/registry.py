@@ -109,21 +109,37 @@ def bundled_info(name: str) -> CheckpointInfo:
 
 def _local_tasks(config: dict) -> tuple[str, ...]:
     tasks: list[str] = []
-    for arch in config.get("architectures") or []:
+    architectures = config.get("architectures")
+    for arch in architectures if isinstance(architectures, list) else []:
         for suffix, arch_tasks in _ARCHITECTURE_TASKS.items():
-            if arch.endswith(suffix):
+            if isinstance(arch, str) and arch.endswith(suffix):
                 tasks.extend(t for t in arch_tasks if t not in tasks)
                 break
     return tuple(tasks) or ("attention", "fine-tune-base")
 
 
-def _local_info(folder: Path) -> CheckpointInfo | None:
-    """Describe a saved checkpoint folder, or None if it does not hold one."""
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def _read_config(folder: Path) -> dict | None:
+    """The folder's config.json as a dict, None if it has none; ValueError if the file is damaged."""
+    path = folder / "config.json"
+    if not path.is_file():
         return None
-    family = config.get("model_type")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"local:{folder.name} is damaged: its config.json cannot be read ({err}). "
+                         f"Repair or remove {folder}.") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"local:{folder.name} is damaged: its config.json holds a JSON "
+                         f"{type(config).__name__}, not an object. Repair or remove {folder}.")
+    return config
+
+
+def _local_info(folder: Path) -> CheckpointInfo | None:
+    """Describe a saved checkpoint folder, or None if it does not hold one; ValueError if it is damaged."""
+    config = _read_config(folder)
+    if config is None:
+        return None
+    family = config.get("model_type") if isinstance(config.get("model_type"), str) else None
     return CheckpointInfo(
         name=LOCAL_PREFIX + folder.name,
         source="local",
@@ -138,10 +154,19 @@ def _local_info(folder: Path) -> CheckpointInfo | None:
 def local_checkpoints() -> list[CheckpointInfo]:
     """Checkpoints saved in the checkpoints directory, sorted by name."""
     root = get_settings().checkpoints_dir
-    if not root.is_dir():
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and _LOCAL_NAME.match(p.name))
+    except OSError:  # missing, a file, or unreadable: the app still starts (the Models tab says why)
         return []
-    infos = (_local_info(p) for p in sorted(root.iterdir()) if p.is_dir() and _LOCAL_NAME.match(p.name))
-    return [info for info in infos if info is not None]
+    infos: list[CheckpointInfo] = []
+    for folder in folders:
+        try:
+            info = _local_info(folder)
+        except ValueError:  # damaged: not offered; choosing it by name gives the reason
+            continue
+        if info is not None:
+            infos.append(info)
+    return infos
 
 
 def _resolve_local(name: str) -> CheckpointInfo:
