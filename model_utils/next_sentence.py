@@ -21,7 +21,10 @@ from model_utils.manager import LoadedModel, get_manager, gpu_task
 
 MAX_PARAGRAPH_SENTENCES = 32
 # A sentence runs to . ! ? (plus closing quotes) before a space or the end, or to 。！？.
-_SENTENCE = re.compile(r"""\S.*?(?:[.!?]+["'”’)\]]*(?=\s|$)|[。！？]+["'”’)\]]*|$)""", re.S)
+# The lookbehind lets a run of . ! ? be tried from its first character only: without it the
+# regex retried the run from every position inside it, quadratic in its length (100 kB of
+# dots held the GIL, and so the whole app, for minutes).
+_SENTENCE = re.compile(r"""\S.*?(?:(?<![.!?])[.!?]+["'”’)\]]*(?=\s|$)|[。！？]+["'”’)\]]*|$)""", re.S)
 
 
 def split_sentences(paragraph: str) -> list[str]:
