@@ -28,7 +28,7 @@ def load_classifier(model: Any = None) -> Any:
     (a ``LoadedModel``) is passed through, so callers can load once and call many times.
     Raises ValueError when the checkpoint is not a text classifier.
     """
-    if model is None or isinstance(model, str):
+    if model is None or not hasattr(model, "model"):  # a name; the manager refuses anything else clearly
         from model_utils.manager import get_manager
 
         loaded = get_manager().get(model, HEAD, task=TASK)

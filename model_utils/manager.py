@@ -26,7 +26,7 @@ import torch
 
 from model_utils.config import Settings, get_settings, hub_offline
 from model_utils.loading import serialized
-from model_utils.registry import CheckpointInfo, resolve
+from model_utils.registry import CheckpointInfo, model_name, resolve
 
 HEADS: tuple[str, ...] = (
     "masked-lm", "next-sentence", "sequence-classification", "base", "causal-lm", "pretraining",
@@ -245,8 +245,9 @@ class ModelManager:
 
     def resolve_checkpoint(self, checkpoint: str | None, task: str | None, head: str) -> str:
         """The checkpoint name to load: the given one, else the task's default (bundled offline)."""
-        if checkpoint and checkpoint.strip():
-            return checkpoint.strip()
+        name = model_name(checkpoint)  # ValueError for a number, a list, a 5,000-character id
+        if name:
+            return name
         settings = get_settings()
         task = task or next((t for t, h in _TASK_HEADS.items() if h == head), None)
         if task is None:

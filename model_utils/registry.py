@@ -87,6 +87,7 @@ _ARCHITECTURE_TASKS: dict[str, tuple[str, ...]] = {
 }
 _MASK_TOKENS = {"roberta": "<mask>", "xlm-roberta": "<mask>", "camembert": "<mask>"}
 _LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+MAX_NAME_CHARS = 200  # above any valid Hub id (96) or local:<name> (134); longer names are refused unread
 
 
 def _bundled_models() -> dict[str, dict]:
@@ -197,9 +198,19 @@ def _resolve_hub(name: str) -> CheckpointInfo:
     return CheckpointInfo(name, "hub", name, None, TASKS, None, "Hugging Face Hub model")
 
 
+def model_name(checkpoint: object) -> str:
+    """The stripped name of a user's model choice ("" for none); ValueError if it is not text or far too long."""
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise ValueError(f"A model is chosen by its name (text), not by a {type(checkpoint).__name__}.")
+    name = (checkpoint or "").strip()
+    if len(name) > MAX_NAME_CHARS:  # refused before any message repeats it
+        raise ValueError(f"That model name is {len(name)} characters long; names have at most {MAX_NAME_CHARS}.")
+    return name
+
+
 def resolve(checkpoint: str) -> CheckpointInfo:
     """Validate a checkpoint name typed or chosen by a user; ValueError with a clear message."""
-    name = (checkpoint or "").strip()
+    name = model_name(checkpoint)
     if not name:
         raise ValueError("Please choose a model.")
     if name.startswith(BUNDLED_PREFIX):
