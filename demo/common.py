@@ -16,13 +16,28 @@ from model_utils.registry import choices
 logger = logging.getLogger("plm_playground")
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_MESSAGE_CHARS = 600  # error messages quote user input (a column, a label): keep them readable
+
+
+def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``message`` cut in the middle to at most ``limit`` characters, keeping its start and end."""
+    if len(message) <= limit:
+        return message
+    head = (limit - 3) * 2 // 3
+    return f"{message[:head]} … {message[head - limit + 3:]}"
+
+
+def user_message(err: Exception) -> str:
+    """What a user is shown for ``err``: a ValueError's own words, another error with its type; clipped."""
+    text = str(err) if isinstance(err, ValueError) else f"Unexpected error ({type(err).__name__}): {err}"
+    return clip_message(text)
 
 
 def user_errors(fn: F) -> F:
     """Turn ValueError (bad input, unknown model, missing head) into a visible ``gr.Error``.
 
     Any other exception is logged with its traceback and shown as a short message, so one
-    bad request never takes the app down.
+    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS``.
     """
 
     @functools.wraps(fn)
@@ -32,10 +47,10 @@ def user_errors(fn: F) -> F:
         except gr.Error:
             raise
         except ValueError as err:
-            raise gr.Error(str(err), print_exception=False) from err
+            raise gr.Error(user_message(err), print_exception=False) from err
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
             logger.exception("unexpected error in %s", getattr(fn, "__name__", fn))
-            raise gr.Error(f"Unexpected error ({type(err).__name__}): {err}") from err
+            raise gr.Error(user_message(err)) from err
 
     return wrapper  # type: ignore[return-value]
 
