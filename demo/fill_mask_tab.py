@@ -13,12 +13,13 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import examples, model_dropdown, user_errors
+from demo.common import examples, logger, model_dropdown, user_errors, user_message
 from demo.i18n import I18N
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
 
 MAX_COMPARE = 3  # models compared side by side
 MAX_BATCH = 16  # requests answered by one batched forward pass
+MAX_TOP_K = 20  # the top-k slider's range, which API requests are held to as well
 
 STRINGS = {
     "en": {
@@ -66,22 +67,40 @@ TABLE_HEADERS = ["model", "mask", "rank", "token", "probability"]
 
 
 def model_list(models: str | list[str] | None) -> list[str]:
-    """The chosen models as a list without duplicates; ValueError if more than MAX_COMPARE."""
+    """The chosen models as a list without duplicates; ValueError if more than MAX_COMPARE or not names."""
     if isinstance(models, str):
         models = [models]
+    names_only = all(isinstance(m, (str, type(None))) for m in models or [])
+    if not isinstance(models, (list, tuple, type(None))) or not names_only:
+        raise ValueError("Choose the models by name: a list of model names.")
     chosen = list(dict.fromkeys(m.strip() for m in (models or []) if m and m.strip()))
     if len(chosen) > MAX_COMPARE:
         raise ValueError(f"Compare at most {MAX_COMPARE} models at once.")
     return chosen or [""]  # "" = the default model
 
 
-def _check(text: str, chosen: Any, top_k: Any, words: str) -> str | None:
-    """The error message of a bad request, or None if it can run."""
+def top_k_value(top_k: Any) -> int:
+    """A request's top-k as an int (5 when unset); ValueError unless it is a number from 1 to MAX_TOP_K."""
     try:
+        number = float(5 if top_k is None else top_k)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 1 <= number <= MAX_TOP_K:  # also False for NaN
+        raise ValueError(f"top-k must be a number from 1 to {MAX_TOP_K}.")
+    return int(number)
+
+
+def _check(text: Any, chosen: Any, top_k: Any, words: Any) -> str | None:
+    """The error message of a bad request (raw API values of any type), or None if it can run."""
+    try:
+        if not isinstance(text, (str, type(None))) or not isinstance(words, (str, type(None))):
+            raise ValueError("The text and the candidate words must be strings.")
         for model in model_list(chosen):
-            check_request(text, model or None, int(top_k or 5), words or None)
-    except ValueError as err:
-        return str(err)
+            check_request(text, model or None, top_k_value(top_k), words or None)
+    except Exception as err:  # noqa: BLE001 - one request's failure must not fail the others in its batch
+        if not isinstance(err, ValueError):
+            logger.exception("unexpected error checking a Fill-Mask request")
+        return user_message(err)
     return None
 
 
@@ -92,7 +111,9 @@ def fill_mask_batch(texts: list[str], models: list[Any], top_ks: list[int],
 
     Requests are validated one by one first: a bad one gets ``{"error": message}`` and never
     fails the others in its batch; when every request of the batch is bad (always the case
-    for a lone request) a ``gr.Error`` is raised instead.
+    for a lone request) a ``gr.Error`` is raised instead. The event skips Gradio's
+    preprocessing, whose checks (the slider's range) would fail the whole batch for one bad
+    request, so values arrive raw and :func:`_check` validates each.
     """
     errors = [_check(*request) for request in zip(texts, models, top_ks, targets)]
     if all(errors):
@@ -105,7 +126,7 @@ def fill_mask_batch(texts: list[str], models: list[Any], top_ks: list[int],
         if errors[request]:
             outputs[-1]["error"] = errors[request]
         for slot, name in enumerate(names):
-            groups[(name, int(top_k or 5), words or "")].append((request, slot))
+            groups[(name, top_k_value(top_k), words or "")].append((request, slot))
     for (name, top_k, words), members in groups.items():
         try:
             records = run_fill_mask([texts[r] for r, _ in members], name or None, top_k, words or None)
@@ -161,7 +182,7 @@ def build_tab() -> None:
             text = gr.Textbox(label=I18N("fm_text"), placeholder="Paris is the [MASK] of France.",
                               value="Paris is the [MASK] of France.", lines=3, elem_id="fm-text")
             with gr.Row():
-                top_k = gr.Slider(1, 20, value=5, step=1, label=I18N("fm_top_k"), elem_id="fm-top-k")
+                top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label=I18N("fm_top_k"), elem_id="fm-top-k")
                 targets = gr.Textbox(label=I18N("fm_targets"), info=I18N("fm_targets_info"),
                                      elem_id="fm-targets")
         with gr.Column(scale=2):
@@ -178,6 +199,6 @@ def build_tab() -> None:
     examples(EXAMPLES, inputs=[text, targets])
     gr.on([run.click, text.submit], fill_mask_batch, inputs=[text, models, top_k, targets],
           outputs=[raw], api_name="fill_mask", batch=True, max_batch_size=MAX_BATCH,
-          concurrency_limit=1, concurrency_id="fill_mask",
+          concurrency_limit=1, concurrency_id="fill_mask", preprocess=False,
           ).success(user_errors(render_fill_mask), inputs=[raw], outputs=[chart, filled, table, notices],
                     api_visibility="private", queue=False)
