@@ -153,7 +153,8 @@ def _arguments(path: str, text_column: str, label_column: str, base_model: str, 
 def _check_knobs(knobs: dict[str, Any]) -> None:
     """ValueError for hyperparameters outside sensible ranges."""
     limits = {"epochs": (0.01, 100), "batch_size": (1, 512), "learning_rate": (1e-7, 1.0), "warmup": (0, 0.99),
-              "weight_decay": (0, 1), "max_length": (8, 512), "max_steps": (0, 1_000_000), "lora_rank": (0, 256)}
+              "weight_decay": (0, 1), "max_length": (8, 512), "max_steps": (0, 1_000_000), "lora_rank": (0, 256),
+              "seed": (0, 2**32 - 1)}  # numpy's seed range: outside it the job would fail only once started
     for key, (low, high) in limits.items():
         value = knobs[key]
         if value is None or not low <= float(value) <= high:

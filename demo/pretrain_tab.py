@@ -170,7 +170,7 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
     """Check everything that is quick to check, then queue the run on the shared job runner."""
     from model_utils import pretrain_session as S
     from model_utils.checkpoints import ensure_new
-    from model_utils.registry import resolve
+    from model_utils.registry import model_name, resolve
 
     _check_knobs(knobs)
     masks = len(re.findall(r"\[MASK\]|<mask>", probe or "", flags=re.IGNORECASE))
@@ -179,8 +179,10 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
     docs, source = S.load_corpus(text or "", _file_paths(files), bool(use_bundled))
     S.check_corpus(docs)
     S.split_heldout(docs)
-    base_model = (base_model or "").strip() or model_choices(TASK)[0]
-    resolve(base_model)
+    base_model = model_name(base_model) or model_choices(TASK)[0]
+    if TASK not in resolve(base_model).tasks:  # refused now, not after the job waited for its turn
+        raise ValueError(f"{base_model} has no masked-language-model head to continue pretraining; choose a "
+                         "checkpoint with one (a ...ForMaskedLM or ...ForPreTraining model).")
     name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
     ensure_new(name)
     steps = int(knobs["steps"])
