@@ -18,6 +18,7 @@ from demo import finetune_tab
 from demo import pretrain_tab
 from demo.common import is_offline
 from demo.i18n import I18N
+from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
 
 # (label key, tab module): each module has build_tab() and STRINGS. Add a tab with one line.
@@ -33,13 +34,15 @@ TABS: list[tuple[str, object]] = [
 
 
 def build_demo() -> gr.Blocks:
-    """Assemble the whole UI (tabs, offline banner, Models panel) into a ``gr.Blocks``."""
+    """Assemble the whole UI (tabs, offline and checkpoints banners, Models panel) into a ``gr.Blocks``."""
     for _, module in TABS:
         i18n.add_strings(module.STRINGS)
     with gr.Blocks(title="PLM Playground") as demo:
         gr.Markdown(I18N("app_title"), elem_id="app-title")
         gr.Markdown(I18N("app_intro"))
         gr.Markdown(I18N("offline_banner"), visible=is_offline(), elem_id="offline-banner")
+        gr.Markdown(I18N("checkpoints_banner"), visible=storage_problem() is not None,
+                    elem_id="checkpoints-banner")
         with gr.Tabs():
             for label_key, module in TABS:
                 with gr.Tab(I18N(label_key), id=label_key):
@@ -51,6 +54,9 @@ def main() -> None:
     """Build, configure the queue, and launch the app."""
     logging.basicConfig(level=logging.INFO)
     settings = get_settings()
+    problem = storage_problem()
+    if problem:  # the app still serves everything but saving models
+        logging.getLogger("plm_playground").warning(problem)
     demo = build_demo()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_max_size)
     demo.launch(i18n=I18N, max_file_size=settings.max_upload_bytes)

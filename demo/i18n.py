@@ -22,6 +22,9 @@ COMMON_STRINGS: dict[str, dict[str, str]] = {
                      "sentence pairs, classify text and look inside attention.",
         "offline_banner": "**Offline mode:** the Hugging Face Hub is unreachable, so the bundled "
                           "models are used by default. Hub models work only if already in the local cache.",
+        "checkpoints_banner": "**Models cannot be saved here:** the checkpoints folder (`PLM_CHECKPOINTS_DIR`) "
+                              "is not writable or cannot be created, so Fine-tune and Pretrain cannot save "
+                              "their results; everything else works. The Models tab says why.",
         "model": "Model",
         "models_info": "Pick a model or type a Hub id (org/name) or local:<name>.",
         "run": "Run",
@@ -45,6 +48,8 @@ COMMON_STRINGS: dict[str, dict[str, str]] = {
         "app_intro": "在浏览器中探索预训练语言模型：填充掩码、判断句子关系、文本分类、查看注意力。",
         "offline_banner": "**离线模式：** 无法访问 Hugging Face Hub，默认使用内置模型。"
                           "Hub 模型只有在本地缓存中已存在时才能使用。",
+        "checkpoints_banner": "**无法保存模型：** 检查点文件夹（`PLM_CHECKPOINTS_DIR`）不可写入或无法创建，"
+                              "因此“微调”和“预训练”无法保存结果；其他功能不受影响。原因见“模型”页。",
         "model": "模型",
         "models_info": "选择模型，或输入 Hub 模型名（组织/名称）或 local:<名称>。",
         "run": "运行",

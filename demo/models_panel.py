@@ -1,4 +1,4 @@
-"""Models tab: compute device, Hub/offline status, loaded models with their memory, unload buttons."""
+"""Models tab: compute device, Hub/offline status, checkpoints folder, loaded models with their memory, unload buttons."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from gradio.context import Context
 
 from demo.common import is_offline
 from demo.i18n import I18N
+from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
 from model_utils.manager import device_summary, get_manager
+from model_utils.registry import local_checkpoints
 
 STRINGS = {
     "en": {"tab_models": "Models",
@@ -25,8 +27,19 @@ STRINGS = {
 TABLE_HEADERS = ["checkpoint", "head", "device", "precision", "memory (MB)"]
 
 
+def checkpoints_markdown() -> str:
+    """One line: where fine-tuned/pretrained models are saved, how many there are, or why they cannot be."""
+    root = get_settings().checkpoints_dir
+    problem = storage_problem(root)
+    if problem:
+        return f"**Checkpoints:** ⚠️ {problem}"
+    if not root.is_dir():
+        return f"**Checkpoints:** `{root}` does not exist yet; it is created when the first model is saved"
+    return f"**Checkpoints:** `{root}`, {len(local_checkpoints())} saved (offered as local:<name>)"
+
+
 def status_markdown() -> str:
-    """One paragraph: device, precision, Hub status, cache use and limits."""
+    """One paragraph: device, precision, Hub status, checkpoints folder, cache use and limits."""
     device = device_summary()
     settings = get_settings()
     loaded = get_manager().loaded()
@@ -38,6 +51,7 @@ def status_markdown() -> str:
            else "online: Hub models download on first use")
     return (f"**Device:** {device['device']} ({device['name']}), {device['dtype']}{gpu}  \n"
             f"**Hugging Face Hub:** {hub}  \n"
+            f"{checkpoints_markdown()}  \n"
             f"**Cache:** {len(loaded)} of at most {settings.cache_max_models} models, "
             f"{used_mb:.1f} MB of {settings.cache_max_bytes / 2**20:.0f} MB")
 
