@@ -44,11 +44,12 @@ def tiny_tokenizer():
                              model_max_length=64)
 
 
-def build_tiny_model(folder: Path, kind: str = "bert-pretraining", seed: int = 0) -> Path:
+def build_tiny_model(folder: Path, kind: str = "bert-pretraining", seed: int = 0, **sizes: int) -> Path:
     """Save a tiny randomly initialised model + tokenizer in ``folder``; returns the folder.
 
     kind: "bert-pretraining" (MLM + NSP heads), "bert-mlm" (MLM head only),
-    "distilbert-mlm" (no NSP head at all), "bert-classifier" (2 labels).
+    "distilbert-mlm" (no NSP head at all), "bert-classifier" (2 labels). ``sizes`` override the
+    BERT config's tiny dimensions (e.g. ``hidden_size=512`` for a model whose memory is measurable).
     """
     import torch
     import transformers as tf
@@ -59,9 +60,10 @@ def build_tiny_model(folder: Path, kind: str = "bert-pretraining", seed: int = 0
         config = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
         model = tf.DistilBertForMaskedLM(config)
     else:
-        config = tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                               intermediate_size=64, id2label={0: "negative", 1: "positive"},
-                               label2id={"negative": 0, "positive": 1}, **common)
+        dims = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+                **sizes}
+        config = tf.BertConfig(id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1},
+                               **dims, **common)
         cls = {"bert-pretraining": tf.BertForPreTraining, "bert-mlm": tf.BertForMaskedLM,
                "bert-classifier": tf.BertForSequenceClassification}[kind]
         model = cls(config)

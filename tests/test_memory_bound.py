@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, running_app
+from conftest import ROOT, build_tiny_model, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -49,25 +49,12 @@ print(json.dumps(report))
 """
 
 
-def build_medium_model(folder: Path, seed: int) -> None:
-    """A ~50 MB BERT MLM (4 layers, hidden 512) so that memory differences are measurable."""
-    import torch
-    import transformers as tf
-
-    from conftest import TINY_VOCAB, tiny_tokenizer
-
-    torch.manual_seed(seed)
-    config = tf.BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=512, num_hidden_layers=4,
-                           num_attention_heads=8, intermediate_size=2048, max_position_embeddings=64)
-    tf.BertForMaskedLM(config).save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-
-
 @pytest.fixture(scope="module")
 def five_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("five")
     for i in range(5):
-        build_medium_model(folder / f"m{i}", seed=i)
+        build_tiny_model(folder / f"m{i}", "bert-mlm", seed=i, hidden_size=512, num_hidden_layers=4,
+                         num_attention_heads=8, intermediate_size=2048)  # ~50 MB: measurable RSS
     return folder
 
 
