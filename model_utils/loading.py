@@ -11,9 +11,11 @@ another.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from typing import Any, Callable, TypeVar
+import warnings
+from typing import Any, Callable, Iterator, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,3 +31,28 @@ def serialized(loader: F) -> F:
             return loader(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report, progress bars and deprecation warnings for a while.
+
+    For loads whose missing weights are expected and filled right after (the bundled models take
+    their heads from a delta), where transformers would log "newly initialized ... consider
+    training" and "This checkpoint seem corrupted" about a model that is neither. Callers hold
+    :data:`LOAD_LOCK`, as the verbosity is process-wide.
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -46,11 +46,31 @@ def test_unknown_names_and_heads_are_refused():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("head", ["pretraining", "masked-lm", "next-sentence", "base"])
-def test_pretrained_loads_every_head_offline(head: str, no_network):
+def test_pretrained_loads_every_head_offline(head: str, no_network, capfd, caplog):
+    from transformers.utils import logging as hf_logging
+
     require_bundled(PRETRAINED)
+    verbosity = hf_logging.get_verbosity()
     model, tokenizer = bundled.load_bundled(PRETRAINED, head)
     assert type(model.bert if hasattr(model, "bert") else model).__name__ == "BertModel"
     assert tokenizer.vocab_size == 30522 and model.config.num_hidden_layers == 6
+    # The heads come from the delta: no "newly initialized"/"corrupted" report about them, nothing
+    # left unfilled, and transformers' own verbosity is as it was.
+    err = capfd.readouterr().err
+    assert "MISSING" not in err and "corrupted" not in err and "newly initialized" not in err, err
+    assert not [r for r in caplog.records if r.name == bundled.logger.name]
+    assert hf_logging.get_verbosity() == verbosity
+
+
+def test_unfilled_weights_counts_delta_heads_and_tied_weights():
+    require_bundled(PRETRAINED)
+    tied = {"cls.predictions.decoder.bias": "cls.predictions.bias"}
+    missing = ["cls.predictions.bias", "cls.predictions.decoder.bias", "cls.seq_relationship.weight"]
+    assert bundled.unfilled_weights(missing, [PRETRAINED], tied) == []
+    # a head no delta has, and a tied weight whose source is missing too, are reported
+    assert bundled.unfilled_weights(missing + ["classifier.weight"], [PRETRAINED], tied) == ["classifier.weight"]
+    assert bundled.unfilled_weights(["cls.predictions.bias", "cls.predictions.decoder.bias"],
+                                    [SENTIMENT], tied) == ["cls.predictions.bias", "cls.predictions.decoder.bias"]
 
 
 @pytest.mark.slow

@@ -12,10 +12,13 @@ Both current models are deltas over the packaged encoder itself.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
-from model_utils.loading import serialized
+from model_utils.loading import quiet_transformers, serialized
+
+logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 
@@ -107,13 +110,38 @@ def load_bundled(name: str, head: str, attn_implementation: str | None = None):
         config._attn_implementation = attn_implementation
     cls = getattr(transformers, HEAD_CLASSES[head])
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = cls.from_pretrained(str(minilm_dir()), config=config, use_safetensors=True, **kwargs)
     chain = []
     current = name
     while current is not None:
         chain.append(current)
         current = BUNDLED_MODELS[current]["parent"]
-    for step in reversed(chain):
-        model = apply_delta(model, artifact_dir(step))
+    # The packaged encoder has no heads: transformers would report them "newly initialized" and
+    # the checkpoint "corrupted". The deltas fill them; anything they do not fill is logged here.
+    with quiet_transformers():
+        model, info = cls.from_pretrained(str(minilm_dir()), config=config, use_safetensors=True,
+                                          output_loading_info=True, **kwargs)
+        for step in reversed(chain):
+            model = apply_delta(model, artifact_dir(step))
+    unfilled = unfilled_weights(info["missing_keys"], chain, getattr(model, "all_tied_weights_keys", {}))
+    if unfilled:
+        logger.warning("%s (%s): %d weights are in neither the packaged encoder nor the delta and keep "
+                       "their random initialisation: %s", name, head, len(unfilled), ", ".join(unfilled))
     model.eval()
     return model, load_tokenizer()
+
+
+def unfilled_weights(missing: list[str], chain: list[str], tied: dict[str, str]) -> list[str]:
+    """The weights missing from the packaged encoder that no delta of ``chain`` fills.
+
+    A tied weight (``cls.predictions.decoder.bias`` -> ``cls.predictions.bias``) counts as
+    filled when its source is in the encoder or a delta.
+    """
+    from safetensors import safe_open
+
+    filled: set[str] = set()
+    for step in chain:
+        with safe_open(str(artifact_dir(step) / "heads.safetensors"), "pt") as heads:
+            filled.update(heads.keys())
+    missing_set = set(missing)
+    return sorted(k for k in missing_set
+                  if k not in filled and (k not in tied or tied[k] in missing_set and tied[k] not in filled))
