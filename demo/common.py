@@ -10,6 +10,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
+from demo.messages import localized, localized_title
 from model_utils.config import get_settings, hub_offline
 from model_utils.registry import choices
 
@@ -37,20 +38,25 @@ def user_errors(fn: F) -> F:
     """Turn ValueError (bad input, unknown model, missing head) into a visible ``gr.Error``.
 
     Any other exception is logged with its traceback and shown as a short message, so one
-    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS``.
+    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS`` and
+    shown in the browser's language where :mod:`demo.messages` knows them.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
-            raise
+        except gr.Error as err:
+            message = localized(err.message)
+            if message == err.message:
+                raise
+            raise gr.Error(message, duration=err.duration, visible=err.visible, title=localized_title(),
+                           print_exception=err.print_exception) from err
         except ValueError as err:
-            raise gr.Error(user_message(err), print_exception=False) from err
+            raise gr.Error(localized(user_message(err)), title=localized_title(), print_exception=False) from err
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
             logger.exception("unexpected error in %s", getattr(fn, "__name__", fn))
-            raise gr.Error(user_message(err)) from err
+            raise gr.Error(localized(user_message(err)), title=localized_title()) from err
 
     return wrapper  # type: ignore[return-value]
 

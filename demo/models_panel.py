@@ -9,6 +9,7 @@ from gradio.context import Context
 
 from demo.common import is_offline
 from demo.i18n import I18N
+from demo.messages import localized
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
 from model_utils.manager import device_summary, get_manager
@@ -67,7 +68,7 @@ def models_status() -> tuple[str, list[list[Any]], Any]:
 def unload_models(checkpoint: str | None) -> tuple[str, list[list[Any]], Any]:
     """API ``unload_models``: unload one checkpoint (every head), or all when none is chosen."""
     count = get_manager().unload(checkpoint or None)
-    gr.Info(f"Unloaded {count} model(s).")
+    gr.Info(localized(f"Unloaded {count} model(s)."))
     return models_status()
 
 

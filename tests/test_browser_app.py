@@ -79,7 +79,8 @@ def test_chinese_ui_and_visible_error(browser, app_server: str) -> None:
         playwright_api.expect(page.locator("#offline-banner")).to_contain_text("离线模式")
         fill(page, "#fm-text textarea", "no mask here")
         page.locator("#fm-run").click()
-        playwright_api.expect(page.get_by_text("No mask found").first).to_be_visible(timeout=60_000)
+        # the error is in the browser's language too (Accept-Language: zh-CN)
+        playwright_api.expect(page.get_by_text("没有找到掩码").first).to_be_visible(timeout=60_000)
     finally:
         page.screenshot(path=str(ARTIFACTS / "browser_zh_error.png"), full_page=True)
         page.close()

@@ -1,0 +1,180 @@
+"""Error and notice messages in the user's language.
+
+The model code (``model_utils``) raises plain English messages: they are its Python API, and API
+clients read them. The UI shows them to a person, who may read Chinese: Gradio translates the
+``gr.I18n`` labels in the browser, but not the text of an error. So :func:`localize` translates a
+message at the UI boundary, by pattern, into the language of the request being answered (the
+browser's ``Accept-Language``, the same preference Gradio's ``gr.I18n`` follows). Messages with no
+pattern here stay in English; names, numbers and quoted input inside a message are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Words that appear inside messages (head kinds, what is missing).
+_ZH_WORDS = {
+    "masked-language-model (fill-mask)": "掩码语言模型（掩码填充）",
+    "next-sentence-prediction": "下一句预测",
+    "sequence-classification": "序列分类",
+    "encoder": "编码器",
+    "causal-language-model": "因果语言模型",
+    "pretraining (MLM + NSP)": "预训练（MLM + NSP）",
+    "text": "文本",
+    "second text": "第二段文本",
+}
+
+
+def _word(value: str) -> str:
+    return _ZH_WORDS.get(value, value)
+
+
+def _minimum(value: str) -> str:
+    """The pretraining corpus minimum ("at least 2 documents (...) and 8 sentences in all, ...")."""
+    found = re.fullmatch(r"at least (\d+) documents \(separate them with a blank line\) and (\d+) sentences "
+                         r"in all, with (\d+) or more documents of two sentences or more", value)
+    if not found:
+        return value
+    docs, sentences, pairs = found.groups()
+    return f"至少 {docs} 篇文档（用空行分隔），共 {sentences} 个句子，其中至少 {pairs} 篇文档有两个或更多句子"
+
+
+# (English pattern, Chinese template); the template's fields are the pattern's named groups, and a
+# group named ``word_*`` or ``min_*`` is translated with _word / _minimum first.
+_ZH: list[tuple[str, str]] = [
+    # Fill-Mask
+    (r"Please enter a text containing \[MASK\]\.", "请输入含 [MASK] 的文本。"),
+    (r"No mask found: write \[MASK\](?: \(or (?P<own>.+)\))? where a word is missing\.",
+     "没有找到掩码：请在缺词的位置写 [MASK]{own_or}。"),
+    (r"Too many masks \((?P<count>\d+)\); at most (?P<limit>\d+) are allowed\.",
+     "掩码太多（{count} 个）；最多允许 {limit} 个。"),
+    (r"The masks are (?P<gap>\d+) tokens apart, but the model reads at most (?P<limit>\d+) tokens at once; "
+     r"put them closer together\.", "两个掩码相隔 {gap} 个词元，但模型一次最多读 {limit} 个词元；请让它们靠近一些。"),
+    (r"This model's tokenizer has no mask token, so it cannot fill masks\.", "该模型的分词器没有掩码词元，无法填充掩码。"),
+    (r"None of the candidate words can be scored by this model\.", "该模型无法为任何一个候选词打分。"),
+    (r"top-k must be a number from 1 to (?P<limit>\d+)\.", "top-k 必须是 1 到 {limit} 之间的数。"),
+    (r"Compare at most (?P<limit>\d+) models at once\.", "一次最多比较 {limit} 个模型。"),
+    (r"The text and the candidate words must be strings\.", "文本和候选词必须是字符串。"),
+    (r"The text is (?P<length>\d+) tokens long and the model reads at most (?P<limit>\d+): only tokens "
+     r"(?P<first>\d+)-(?P<last>\d+) \(around the masks\) were used\.",
+     "文本有 {length} 个词元，而模型最多读 {limit} 个：只用了第 {first}-{last} 个词元（掩码附近）。"),
+    (r"Candidate (?P<cand>.+) is not in the vocabulary; ignored\.", "候选词 {cand} 不在词表中，已忽略。"),
+    (r"Candidate (?P<cand>.+) is not one token; scored as (?P<token>.+)\.", "候选词 {cand} 不是单个词元；按 {token} 打分。"),
+    # Next Sentence
+    (r"Please enter both sentence A and sentence B\.", "请同时输入句子 A 和句子 B。"),
+    (r"Paragraph mode needs at least two sentences \(ending with \. ! or \?\)\.",
+     "段落模式至少需要两个句子（以 . ! 或 ? 结尾）。"),
+    (r"The pair is (?P<length>\d+) tokens long and the model reads at most (?P<limit>\d+); the longer sentence "
+     r"was cut\.", "这对句子有 {length} 个词元，而模型最多读 {limit} 个；较长的句子被截短了。"),
+    (r"Only the first (?P<kept>\d+) of (?P<total>\d+) sentences were scored\.", "{total} 个句子中只有前 {kept} 个参与了打分。"),
+    # Classify, Attention
+    (r"The (?P<word_what>text|second text) is empty: type a sentence to classify\.", "{word_what}为空：请输入要分类的句子。"),
+    (r"Please type some text \((?P<name>.+) is empty\)\.", "请输入文本（{name} 为空）。"),
+    (r"(?P<name>.+) is not a text classifier \(its architecture is (?P<arch>.+)\)\. Choose a sequence-classification "
+     r"checkpoint, or fine-tune one in the Fine-tune tab\.",
+     "{name} 不是文本分类模型（其架构为 {arch}）。请选择一个序列分类检查点，或在“微调”页微调一个。"),
+    # Models
+    (r"Please choose a model\.", "请选择一个模型。"),
+    (r"(?P<name>.+) is a Hugging Face Hub model and the Hub is unreachable \(offline mode\); "
+     r"choose a bundled or local model\.", "{name} 是 Hugging Face Hub 上的模型，而 Hub 现在无法访问（离线模式）；"
+                                             "请选择内置模型或本地模型。"),
+    (r"(?P<name>.+) has no (?P<word_head>.+) head; choose another model\.", "{name} 没有{word_head}头；请选择其他模型。"),
+    (r"(?P<name>.+) has no trained (?P<word_head>.+) head \(missing weights: (?P<missing>.+)\); choose another model\.",
+     "{name} 没有训练好的{word_head}头（缺少权重：{missing}）；请选择其他模型。"),
+    (r"No checkpoint named (?P<name>local:.+) in (?P<root>.+) \(missing folder or config\.json\)",
+     "{root} 中没有名为 {name} 的检查点（缺少文件夹或 config.json）"),
+    (r"(?P<name>.+) is not a valid model id \(expected e\.g\. (?P<examples>.+)\)",
+     "{name} 不是有效的模型名（例如 {examples}）"),
+    (r"Invalid local checkpoint name (?P<name>.+): use local:<folder name>, no paths",
+     "无效的本地检查点名 {name}：请写 local:<文件夹名>，不要写路径"),
+    (r"(?P<name>.+) names a local path; saved checkpoints are opened as local:<name>",
+     "{name} 是一个本地路径；已保存的检查点请用 local:<名称> 打开"),
+    (r"A model is chosen by its name \(text\), not by a (?P<kind>.+)\.", "请用名称（文本）选择模型，而不是 {kind}。"),
+    (r"That model name is (?P<length>\d+) characters long; names have at most (?P<limit>\d+)\.",
+     "这个模型名有 {length} 个字符；模型名最多 {limit} 个字符。"),
+    # Files
+    (r"The file has no data rows\.", "文件没有数据行。"),
+    (r"The file is empty\.", "文件为空。"),
+    (r"Unsupported file type (?P<kind>.+): upload a \.csv, \.tsv or \.jsonl file\.",
+     "不支持的文件类型 {kind}：请上传 .csv、.tsv 或 .jsonl 文件。"),
+    (r"The file is too large \((?P<size>[\d.]+) MB\); the limit is (?P<limit>[\d.]+) MB \(PLM_MAX_UPLOAD_MB\)\.",
+     "文件太大（{size} MB）；上限为 {limit} MB（PLM_MAX_UPLOAD_MB）。"),
+    (r"The file has (?P<rows>\d+) rows; the limit is (?P<limit>\d+) \(PLM_MAX_UPLOAD_ROWS\)\. "
+     r"Split it or keep the first rows\.", "文件有 {rows} 行；上限为 {limit} 行（PLM_MAX_UPLOAD_ROWS）。请拆分文件或只保留前面的行。"),
+    (r"The file is not UTF-8 text \(invalid byte at position (?P<pos>\d+)\); save it with UTF-8 encoding and "
+     r"upload it again\.", "文件不是 UTF-8 文本（第 {pos} 个字节无效）；请用 UTF-8 编码保存后重新上传。"),
+    (r"The file has no column (?P<name>.+); its columns are: (?P<columns>.*)\.", "文件没有 {name} 列；它的列是：{columns}。"),
+    (r"Upload a CSV, TSV or JSONL file first\.", "请先上传 CSV、TSV 或 JSONL 文件。"),
+    (r"Choose the text column\.", "请选择文本列。"),
+    # Training jobs, Models panel
+    (r"Fine-tuning failed: (?P<detail>.*)", "微调失败：{detail}"),
+    (r"Pretraining failed: (?P<detail>.*)", "预训练失败：{detail}"),
+    (r"Unloaded (?P<count>\d+) model\(s\)\.", "已卸载 {count} 个模型。"),
+    # Pretrain corpus
+    (r"The corpus is empty\. Paste text, upload \.txt files or use the bundled corpus: (?P<min_need>.+)\.",
+     "语料为空。请粘贴文本、上传 .txt 文件或使用内置语料：{min_need}。"),
+    (r"The corpus is too small \((?P<docs>\d+) documents, (?P<sentences>\d+) sentences, (?P<pairs>\d+) with two "
+     r"sentences or more\); the minimum is (?P<min_need>.+)\.",
+     "语料太少（{docs} 篇文档、{sentences} 个句子，{pairs} 篇有两个或更多句子）；最少需要{min_need}。"),
+    # Anything else unexpected
+    (r"Unexpected error \((?P<kind>\w+)\): (?P<detail>.*)", "意外错误（{kind}）：{detail}"),
+]
+_ZH_COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in _ZH]
+
+
+def _fields(match: re.Match) -> dict[str, str]:
+    fields = {}
+    for key, value in match.groupdict().items():
+        value = value or ""
+        if key.startswith("word_"):
+            value = _word(value)
+        elif key.startswith("min_"):
+            value = _minimum(value)
+        fields[key] = value
+    fields["own_or"] = f"（或 {fields['own']}）" if fields.get("own") else ""
+    return fields
+
+
+def localize(message: str, language: str | None) -> str:
+    """``message`` in ``language`` ("zh..." gets Chinese where a pattern matches; otherwise unchanged)."""
+    if not language or not language.lower().startswith("zh") or not isinstance(message, str):
+        return message
+    for pattern, template in _ZH_COMPILED:
+        found = pattern.fullmatch(message.strip())
+        if found:
+            return template.format(**_fields(found))
+    return message
+
+
+def preferred_language(accept_language: str | None) -> str:
+    """The first language of an ``Accept-Language`` header ("zh-CN,zh;q=0.9,en;q=0.8" -> "zh-CN"); "en" if none."""
+    first = (accept_language or "").split(",")[0].split(";")[0].strip()
+    return first or "en"
+
+
+def request_language(request: Any = None) -> str:
+    """The preferred language of ``request``, or of the request being answered (Gradio's context)."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    if isinstance(request, (list, tuple)):  # a batched event: its first request
+        request = request[0] if request else None
+    headers = getattr(request, "headers", None)
+    try:
+        return preferred_language(headers.get("accept-language") if headers is not None else None)
+    except Exception:  # noqa: BLE001 - an odd request object: English
+        return "en"
+
+
+def localized(message: str) -> str:
+    """``message`` in the language of the request being answered."""
+    return localize(message, request_language())
+
+
+
+
+def localized_title() -> str:
+    """The title of an error box in the language of the request being answered."""
+    return "错误" if request_language().lower().startswith("zh") else "Error"

@@ -1,0 +1,109 @@
+"""Messages in the user's language: the Chinese catalogue matches the real English messages."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+import pytest
+
+from demo import messages
+from demo.common import user_errors
+from demo.messages import localize, preferred_language, request_language
+
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def message_of(call: Callable[[], object]) -> str:
+    with pytest.raises(ValueError) as caught:
+        call()
+    return str(caught.value)
+
+
+def real_messages(tmp_path: Path) -> dict[str, str]:
+    """English messages raised by the real code for common bad input (needs tiny_env)."""
+    from model_utils import classify, fill_mask, next_sentence, registry
+    from model_utils.batch import read_table
+    from model_utils.manager import get_manager
+
+    empty_csv = tmp_path / "empty.csv"
+    empty_csv.write_text("text,label\n", encoding="utf-8")
+    exe = tmp_path / "run.exe"
+    exe.write_bytes(b"MZ")
+    return {
+        "empty text": message_of(lambda: fill_mask.check_request("   ", None, 5, None)),
+        "no mask": message_of(lambda: fill_mask.check_request("no mask here", None, 5, None)),
+        "too many masks": message_of(lambda: fill_mask.check_request("[MASK] " * 60, None, 5, None)),
+        "bad top-k": message_of(lambda: __import__("demo.fill_mask_tab").fill_mask_tab.top_k_value(99)),
+        "nsp empty": message_of(lambda: next_sentence.next_sentence("", "B.", None)),
+        "paragraph": message_of(lambda: next_sentence.score_paragraph("Only one sentence.", None)),
+        "classify empty": message_of(lambda: classify.check_text("  ")),
+        "not a classifier": message_of(lambda: classify.load_classifier("local:tiny-mlm")),
+        "no head": message_of(lambda: get_manager().get("local:tiny-distilbert", "next-sentence")),
+        "unknown local": message_of(lambda: registry.resolve("local:nope")),
+        "bad id": message_of(lambda: registry.resolve("bad id with spaces")),
+        "no data rows": message_of(lambda: read_table(empty_csv)),
+        "file type": message_of(lambda: read_table(exe)),
+        "hub offline": ("bert-base-uncased is a Hugging Face Hub model and the Hub is unreachable (offline mode); "
+                        "choose a bundled or local model."),
+    }
+
+
+def test_every_common_message_has_a_chinese_translation(tiny_env: Path, tmp_path: Path) -> None:
+    for case, english in real_messages(tmp_path).items():
+        chinese = localize(english, "zh-CN")
+        assert chinese != english and CJK.search(chinese), (case, english)
+        # no English sentence left over: what stays Latin is names, tokens and numbers
+        assert not re.search(r"\b(the|is|are|an|please|must|choose|write)\b", chinese), (case, chinese)
+
+
+def test_names_and_numbers_inside_messages_are_kept() -> None:
+    assert localize("Too many masks (60); at most 20 are allowed.", "zh-CN") == "掩码太多（60 个）；最多允许 20 个。"
+    assert localize("No mask found: write [MASK] (or <mask>) where a word is missing.", "zh") == (
+        "没有找到掩码：请在缺词的位置写 [MASK]（或 <mask>）。")
+    assert localize("local:x has no next-sentence-prediction head; choose another model.", "zh-CN") == (
+        "local:x 没有下一句预测头；请选择其他模型。")
+    detail = "IndexError: index out of range in self"
+    assert localize(f"Fine-tuning failed: {detail}", "zh-TW") == f"微调失败：{detail}"
+
+
+def test_english_and_unknown_messages_are_unchanged() -> None:
+    message = "Too many masks (60); at most 20 are allowed."
+    for language in ("en", "en-US", "fr-FR", "", None):
+        assert localize(message, language) == message
+    assert localize("Something nobody translated.", "zh-CN") == "Something nobody translated."
+
+
+def test_preferred_language_reads_accept_language() -> None:
+    assert preferred_language("zh-CN,zh;q=0.9,en;q=0.8") == "zh-CN"
+    assert preferred_language("en-US,en;q=0.9,zh-CN;q=0.8") == "en-US"
+    assert preferred_language(None) == preferred_language("") == "en"
+
+    class Request:
+        headers = {"accept-language": "zh-CN,zh;q=0.9"}
+
+    assert request_language(Request()) == "zh-CN"
+    assert request_language([Request()]) == "zh-CN"  # a batched event's requests
+    assert request_language(object()) == "en"
+
+
+def test_user_errors_answer_in_the_language_of_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    language = {"value": "zh-CN"}
+    monkeypatch.setattr(messages, "request_language", lambda request=None: language["value"])
+
+    @user_errors
+    def handler(kind: str) -> None:
+        if kind == "value":
+            raise ValueError("Please enter a text containing [MASK].")
+        raise gr.Error("Choose the text column.", print_exception=False)
+
+    for kind, chinese in (("value", "请输入含 [MASK] 的文本。"), ("gradio", "请选择文本列。")):
+        with pytest.raises(gr.Error) as caught:
+            handler(kind)
+        assert caught.value.message == chinese and caught.value.title == "错误"
+    language["value"] = "en-US"
+    with pytest.raises(gr.Error) as caught:
+        handler("value")
+    assert caught.value.message == "Please enter a text containing [MASK]." and caught.value.title == "Error"
