@@ -17,6 +17,7 @@ import gradio as gr
 from demo import attention_plots as plots
 from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
+from demo.messages import localized
 
 EXAMPLES = [
     ["The animal didn't cross the street because it was too tired.", ""],
@@ -124,7 +125,7 @@ def refresh_views(state: dict | None, layer: Any) -> tuple:
             len(views.head_view_layers(result, layer)) == result["num_layers"]:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     head_frame, model_frame, files, layers_notice = _views(result, layer)
-    notice = " ".join(n for n in (result["notice"], layers_notice) if n)
+    notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
     return gr.Markdown(notice, visible=bool(notice)), head_frame, model_frame, files
 
 
@@ -174,7 +175,7 @@ def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: 
              "summary": head_summary(weights, result["cls_positions"], result["sep_positions"])}
     progress(0.7, desc="Rendering the views…")
     head_frame, model_frame, files, layers_notice = _views(_with_weights(state), layer)
-    notice = " ".join(n for n in (result["notice"], layers_notice) if n)
+    notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
     if notice:
         gr.Warning(notice)
     queries = [(label, i) for i, label in enumerate(plots.token_labels(result["tokens"]))]

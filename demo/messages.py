@@ -23,6 +23,8 @@ _ZH_WORDS = {
     "pretraining (MLM + NSP)": "预训练（MLM + NSP）",
     "text": "文本",
     "second text": "第二段文本",
+    "head view": "注意力头视图",
+    "model view": "模型视图",
 }
 
 
@@ -122,6 +124,17 @@ _ZH: list[tuple[str, str]] = [
 ]
 _ZH_COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in _ZH]
 
+# Sentences that come joined with others in one notice (the Attention tab's): translated in place.
+_ZH_SENTENCES: list[tuple[str, str]] = [
+    (r"The input has (?P<total>\d+) tokens; only the first (?P<kept>\d+) are shown \(limit (?P<limit>\d+)\)\.",
+     "输入有 {total} 个词元；只显示前 {kept} 个（上限 {limit}）。"),
+    (r"Cut from text (?P<segment>[AB]): “(?P<snippet>.*?)”\.", "从文本 {segment} 截去：“{snippet}”。"),
+    (r"The (?P<word_view>head view|model view) shows layers (?P<first>\d+)–(?P<last>\d+) of 0–(?P<top>\d+) to keep "
+     r"the page responsive; pick another layer or shorten the text to see the others\.",
+     "为了页面流畅，{word_view}只显示第 {first}–{last} 层（共 0–{top} 层）；选择其他层或缩短文本可查看其余各层。"),
+]
+_ZH_SENTENCES_COMPILED = [(re.compile(pattern, re.DOTALL), template) for pattern, template in _ZH_SENTENCES]
+
 
 def _fields(match: re.Match) -> dict[str, str]:
     fields = {}
@@ -144,6 +157,8 @@ def localize(message: str, language: str | None) -> str:
         found = pattern.fullmatch(message.strip())
         if found:
             return template.format(**_fields(found))
+    for pattern, template in _ZH_SENTENCES_COMPILED:
+        message = pattern.sub(lambda found, template=template: template.format(**_fields(found)), message)
     return message
 
 

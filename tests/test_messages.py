@@ -11,6 +11,7 @@ import pytest
 
 from demo import messages
 from demo.common import user_errors
+from demo.fill_mask_tab import top_k_value
 from demo.messages import localize, preferred_language, request_language
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -36,7 +37,7 @@ def real_messages(tmp_path: Path) -> dict[str, str]:
         "empty text": message_of(lambda: fill_mask.check_request("   ", None, 5, None)),
         "no mask": message_of(lambda: fill_mask.check_request("no mask here", None, 5, None)),
         "too many masks": message_of(lambda: fill_mask.check_request("[MASK] " * 60, None, 5, None)),
-        "bad top-k": message_of(lambda: __import__("demo.fill_mask_tab").fill_mask_tab.top_k_value(99)),
+        "bad top-k": message_of(lambda: top_k_value(99)),
         "nsp empty": message_of(lambda: next_sentence.next_sentence("", "B.", None)),
         "paragraph": message_of(lambda: next_sentence.score_paragraph("Only one sentence.", None)),
         "classify empty": message_of(lambda: classify.check_text("  ")),
@@ -107,3 +108,16 @@ def test_user_errors_answer_in_the_language_of_the_request(monkeypatch: pytest.M
     with pytest.raises(gr.Error) as caught:
         handler("value")
     assert caught.value.message == "Please enter a text containing [MASK]." and caught.value.title == "Error"
+
+
+def test_attention_notices_are_translated_sentence_by_sentence() -> None:
+    from model_utils.attention import truncation_message
+    from model_utils.attention_views import _layers_notice
+
+    cut = truncation_message({"truncated": True, "total_tokens": 700, "kept_tokens": 512, "max_tokens": 512,
+                              "dropped": {"1": "the tail of B."}})
+    notice = " ".join([cut, _layers_notice("head view", [3, 4, 5], 12)])
+    chinese = localize(notice, "zh-CN")
+    assert chinese == ("输入有 700 个词元；只显示前 512 个（上限 512）。 从文本 B 截去：“the tail of B.”。 "
+                       "为了页面流畅，注意力头视图只显示第 3–5 层（共 0–11 层）；选择其他层或缩短文本可查看其余各层。")
+    assert localize(notice, "en-US") == notice
