@@ -17,7 +17,7 @@ import gradio as gr
 from demo import attention_plots as plots
 from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
-from demo.messages import localized
+from demo.messages import for_display, localized, markdown_text
 
 EXAMPLES = [
     ["The animal didn't cross the street because it was too tired.", ""],
@@ -126,7 +126,7 @@ def refresh_views(state: dict | None, layer: Any) -> tuple:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     head_frame, model_frame, files, layers_notice = _views(result, layer)
     notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
-    return gr.Markdown(notice, visible=bool(notice)), head_frame, model_frame, files
+    return gr.Markdown(markdown_text(notice), visible=bool(notice)), head_frame, model_frame, files
 
 
 def render_figures(state: dict | None, layer: Any, head: Any, image_format: str) -> tuple:
@@ -177,9 +177,9 @@ def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: 
     head_frame, model_frame, files, layers_notice = _views(_with_weights(state), layer)
     notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
     if notice:
-        gr.Warning(notice)
+        gr.Warning(for_display(notice))
     queries = [(label, i) for i, label in enumerate(plots.token_labels(result["tokens"]))]
-    return (state, gr.Markdown(notice, visible=bool(notice)),
+    return (state, gr.Markdown(markdown_text(notice), visible=bool(notice)),
             gr.Slider(maximum=result["num_layers"] - 1, value=layer),
             gr.Slider(maximum=result["num_heads"] - 1, value=head),
             gr.Dropdown(choices=queries, value=min(1, len(queries) - 1)),

@@ -10,7 +10,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
-from demo.messages import localized, localized_title
+from demo.messages import for_display, localized, localized_title
 from model_utils.config import get_settings, hub_offline
 from model_utils.registry import choices
 
@@ -34,12 +34,19 @@ def user_message(err: Exception) -> str:
     return clip_message(text)
 
 
+def ui_error(message: str, **kwargs: Any) -> gr.Error:
+    """A ``gr.Error`` showing ``message`` in the request's language, escaped for the browser's error box."""
+    kwargs.setdefault("print_exception", False)
+    return gr.Error(for_display(localized(message)), title=localized_title(), **kwargs)
+
+
 def user_errors(fn: F) -> F:
     """Turn ValueError (bad input, unknown model, missing head) into a visible ``gr.Error``.
 
     Any other exception is logged with its traceback and shown as a short message, so one
-    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS`` and
-    shown in the browser's language where :mod:`demo.messages` knows them.
+    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS``, shown
+    in the browser's language where :mod:`demo.messages` knows them, and HTML-escaped for the
+    browser's error box (which renders HTML) but not for API clients.
     """
 
     @functools.wraps(fn)
@@ -47,16 +54,15 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except gr.Error as err:
-            message = localized(err.message)
-            if message == err.message:
+            if for_display(localized(err.message)) == err.message:
                 raise
-            raise gr.Error(message, duration=err.duration, visible=err.visible, title=localized_title(),
+            raise ui_error(err.message, duration=err.duration, visible=err.visible,
                            print_exception=err.print_exception) from err
         except ValueError as err:
-            raise gr.Error(localized(user_message(err)), title=localized_title(), print_exception=False) from err
+            raise ui_error(user_message(err)) from err
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
             logger.exception("unexpected error in %s", getattr(fn, "__name__", fn))
-            raise gr.Error(localized(user_message(err)), title=localized_title()) from err
+            raise ui_error(user_message(err), print_exception=True) from err
 
     return wrapper  # type: ignore[return-value]
 

@@ -15,7 +15,7 @@ import gradio as gr
 from demo import plots
 from demo.common import examples, logger, model_dropdown, user_errors, user_message
 from demo.i18n import I18N
-from demo.messages import localized
+from demo.messages import localized, markdown_text
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
 
 MAX_COMPARE = 3  # models compared side by side
@@ -164,14 +164,14 @@ def render_fill_mask(output: dict) -> tuple[Any, str, list[list[Any]], str]:
     if output.get("error"):
         raise gr.Error(output["error"])
     results = output["results"]
-    errors = [f"`{r['model']}`: {localized(r['error'])}" for r in results if "error" in r]
+    errors = [f"`{r['model']}`: {markdown_text(localized(r['error']))}" for r in results if "error" in r]
     good = [r for r in results if "error" not in r]
     if errors and not good:
         raise gr.Error("; ".join(errors))
     filled = "\n\n".join(filled_markdown(output["text"], r) for r in good)
     table = [[r["model"], m + 1, rank + 1, c["token_str"], round(c["score"], 5)]
              for r in good for m, cands in enumerate(r["predictions"]) for rank, c in enumerate(cands)]
-    notices = errors + [f"`{r['model']}`: {localized(n)}" for r in good for n in r["notices"]]
+    notices = errors + [f"`{r['model']}`: {markdown_text(localized(n))}" for r in good for n in r["notices"]]
     return plots.mask_bars(good), filled, table, "\n".join(f"⚠️ {n}" for n in notices)
 
 

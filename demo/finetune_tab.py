@@ -21,7 +21,7 @@ from gradio.context import Context
 from demo import classify_plots
 from demo import finetune_plots as plots
 from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, _guess
-from demo.common import model_choices, model_dropdown, user_errors
+from demo.common import model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
 from model_utils.jobs import DONE, FAILED, STOPPED, WAITING, Job, get_runner
 
@@ -208,7 +208,7 @@ def _live(job: Job, progress: gr.Progress) -> tuple:
 def _final(job: Job) -> tuple:
     """Outputs of a finished job; a failed one becomes a visible error."""
     if job.state == FAILED:
-        raise gr.Error(f"Fine-tuning failed: {job.error}", print_exception=False)
+        raise ui_error(f"Fine-tuning failed: {job.error}")
     summary = job.result
     if summary is None:  # stopped before it started
         return "⏹ Stopped before training started.", gr.update(), gr.update(), "", None

@@ -10,6 +10,7 @@ pattern here stay in English; names, numbers and quoted input inside a message a
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -168,19 +169,51 @@ def preferred_language(accept_language: str | None) -> str:
     return first or "en"
 
 
-def request_language(request: Any = None) -> str:
-    """The preferred language of ``request``, or of the request being answered (Gradio's context)."""
+def _current(request: Any = None) -> Any:
+    """``request``, or the request being answered (Gradio's context); a batched event's first one."""
     if request is None:
         from gradio.context import LocalContext
 
         request = LocalContext.request.get(None)
-    if isinstance(request, (list, tuple)):  # a batched event: its first request
+    if isinstance(request, (list, tuple)):
         request = request[0] if request else None
+    return request
+
+
+def _header(request: Any, name: str) -> str | None:
     headers = getattr(request, "headers", None)
     try:
-        return preferred_language(headers.get("accept-language") if headers is not None else None)
-    except Exception:  # noqa: BLE001 - an odd request object: English
-        return "en"
+        return headers.get(name) if headers is not None else None
+    except Exception:  # noqa: BLE001 - an odd request object
+        return None
+
+
+def from_api_client(request: Any = None) -> bool:
+    """True when the request comes from an API client, not the app's page in a browser.
+
+    Gradio's clients say who they are in ``x-gradio-user``: "api" (``gradio_client``, the JS client
+    used as an API), "mcp" (Gradio's MCP server); the app's own page sends "app".
+    """
+    return (_header(_current(request), "x-gradio-user") or "").strip().lower() in ("api", "mcp")
+
+
+def for_display(message: str, request: Any = None) -> str:
+    """``message`` as the browser should show it in an error box, which renders HTML.
+
+    Plain-text messages quote ``<mask>``, ``local:<name>`` or the user's own input; unescaped, the
+    browser takes them for tags and drops the rest of the message. API clients read the text as is.
+    """
+    return message if from_api_client(request) else html.escape(message, quote=False)
+
+
+def markdown_text(text: str) -> str:
+    """Plain ``text`` (a notice that may quote input) safe inside Markdown: ``<``, ``>``, ``&`` kept visible."""
+    return html.escape(text, quote=False)
+
+
+def request_language(request: Any = None) -> str:
+    """The preferred language of ``request``, or of the request being answered (Gradio's context)."""
+    return preferred_language(_header(_current(request), "accept-language"))
 
 
 def localized(message: str) -> str:

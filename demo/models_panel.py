@@ -36,7 +36,7 @@ def checkpoints_markdown() -> str:
         return f"**Checkpoints:** ⚠️ {problem}"
     if not root.is_dir():
         return f"**Checkpoints:** `{root}` does not exist yet; it is created when the first model is saved"
-    return f"**Checkpoints:** `{root}`, {len(local_checkpoints())} saved (offered as local:<name>)"
+    return f"**Checkpoints:** `{root}`, {len(local_checkpoints())} saved (offered as `local:<name>`)"
 
 
 def status_markdown() -> str:

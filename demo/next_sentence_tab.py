@@ -14,7 +14,7 @@ import gradio as gr
 from demo import plots
 from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
-from demo.messages import localized
+from demo.messages import localized, markdown_text
 from model_utils.manager import get_manager
 from model_utils.next_sentence import next_sentence, score_paragraph
 
@@ -102,7 +102,7 @@ def render_paragraph(output: dict) -> tuple[Any, list[list[Any]], str]:
     """(chart, pair table, notices) of a paragraph result."""
     rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)]
             for kind, key in (("original", "pairs"), ("shuffled", "control")) for r in output[key]]
-    return plots.paragraph_chart(output), rows, "\n".join(f"⚠️ {localized(n)}" for n in output["notices"])
+    return plots.paragraph_chart(output), rows, "\n".join(f"⚠️ {markdown_text(localized(n))}" for n in output["notices"])
 
 
 def _pair_panel(model: gr.Dropdown) -> None:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from demo import pretrain_plots as plots
-from demo.common import find_component, model_choices, model_dropdown, user_errors
+from demo.common import find_component, model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
@@ -238,7 +238,7 @@ def _status(job: Job, total: int) -> str:
 
 def _final(job: Job) -> tuple:
     if job.state == FAILED:
-        raise gr.Error(f"Pretraining failed: {job.error}", print_exception=False)
+        raise ui_error(f"Pretraining failed: {job.error}")
     summary = job.result
     if summary is None:
         return _outputs(job, "⏹ Stopped before training started; nothing was saved.", None)

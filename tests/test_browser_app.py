@@ -84,3 +84,37 @@ def test_chinese_ui_and_visible_error(browser, app_server: str) -> None:
     finally:
         page.screenshot(path=str(ARTIFACTS / "browser_zh_error.png"), full_page=True)
         page.close()
+
+
+def test_messages_quoting_angle_brackets_show_whole(browser, app_server: str, tiny_env: Path) -> None:
+    """Messages quoting <mask>, local:<name> or the user's input are shown whole, not taken for HTML tags."""
+    from model_utils.fill_mask import run_fill_mask
+
+    text, words = "the cat sat on the [MASK] .", "<cat>, mat"
+    notice = run_fill_mask([text], "local:tiny-bert", 5, words)[0]["notices"][0]
+    assert "<cat>" in notice
+    bad_id = "no <such> model"
+    page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1600})
+    try:
+        open_app(page, app_server)
+        fill(page, "#fm-text textarea", text)
+        fill(page, "#fm-targets textarea", words)
+        page.locator("#fm-run").click()
+        playwright_api.expect(page.locator("#fm-notices")).to_contain_text(notice, timeout=120_000)
+
+        page.get_by_role("tab", name="Next Sentence").click()
+        model = page.locator("#ns-model input")
+        model.fill(bad_id)
+        model.press("Enter")
+        page.locator("#ns-run").click()
+        toast = page.get_by_test_id("toast-body").filter(has_text="not a valid model id")
+        playwright_api.expect(toast).to_contain_text(f"'{bad_id}' is not a valid model id", timeout=60_000)
+        playwright_api.expect(toast).to_contain_text("'local:<name>' or 'bundled:<name>')")
+
+        page.get_by_role("tab", name="Models").click()
+        status = page.locator("#models-status")
+        playwright_api.expect(status).to_contain_text("offered as local:<name>", timeout=60_000)
+        playwright_api.expect(status).to_contain_text("Cache:")
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "browser_messages.png"), full_page=True)
+        page.close()

@@ -121,3 +121,38 @@ def test_attention_notices_are_translated_sentence_by_sentence() -> None:
     assert chinese == ("输入有 700 个词元；只显示前 512 个（上限 512）。 从文本 B 截去：“the tail of B.”。 "
                        "为了页面流畅，注意力头视图只显示第 3–5 层（共 0–11 层）；选择其他层或缩短文本可查看其余各层。")
     assert localize(notice, "en-US") == notice
+
+
+class FakeRequest:
+    def __init__(self, **headers: str) -> None:
+        self.headers = {k.replace("_", "-"): v for k, v in headers.items()}
+
+
+def test_messages_are_escaped_for_the_page_but_not_for_api_clients() -> None:
+    message = "No mask found: write [MASK] (or <mask>) where a word is missing & retry."
+    escaped = "No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing &amp; retry."
+    assert messages.for_display(message, FakeRequest(x_gradio_user="app")) == escaped  # the app's page
+    assert messages.for_display(message, FakeRequest()) == escaped  # a plain HTTP client
+    for client in ("api", "mcp"):  # gradio_client, Gradio's MCP server
+        assert messages.for_display(message, FakeRequest(x_gradio_user=client)) == message
+    assert messages.markdown_text("Candidate '<b>' & co") == "Candidate '&lt;b&gt;' &amp; co"
+
+
+def test_user_errors_escape_only_for_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradio.context import LocalContext
+
+    @user_errors
+    def handler() -> None:
+        raise ValueError("'x <y>' is not a valid model id (expected e.g. 'local:<name>')")
+
+    for request, expected in ((FakeRequest(x_gradio_user="app"), "'x &lt;y&gt;' is not a valid model id "
+                                                                   "(expected e.g. 'local:&lt;name&gt;')"),
+                              (FakeRequest(x_gradio_user="api"), "'x <y>' is not a valid model id "
+                                                                   "(expected e.g. 'local:<name>')")):
+        token = LocalContext.request.set(request)
+        try:
+            with pytest.raises(gr.Error) as caught:
+                handler()
+        finally:
+            LocalContext.request.reset(token)
+        assert caught.value.message == expected
