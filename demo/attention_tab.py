@@ -17,7 +17,7 @@ import gradio as gr
 from demo import attention_plots as plots
 from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
-from demo.messages import for_display, localized, markdown_text
+from demo.messages import for_display, localized, localized_table, markdown_text
 
 EXAMPLES = [
     ["The animal didn't cross the street because it was too tired.", ""],
@@ -26,6 +26,7 @@ EXAMPLES = [
     ["I went to the store to buy some milk.", "Then I went home and made coffee."],
 ]
 SUMMARY_COLUMNS = ["layer", "head", "entropy", "cls", "sep", "self", "previous", "next"]
+SUMMARY_HEADERS_ZH = ["层", "头", "熵", "cls", "sep", "自身", "前一个", "后一个"]
 
 STRINGS = {
     "en": {
@@ -147,9 +148,10 @@ def render_figures(state: dict | None, layer: Any, head: Any, image_format: str)
             plots.with_export(summary, image_format, "attention_head_summary"))
 
 
-def _summary_table(rows: list[dict]) -> list[list]:
-    return [[r[c] if c in ("layer", "head") or r[c] is None else round(r[c], 4) for c in SUMMARY_COLUMNS]
+def _summary_table(rows: list[dict]) -> dict:
+    data = [[r[c] if c in ("layer", "head") or r[c] is None else round(r[c], 4) for c in SUMMARY_COLUMNS]
             for r in rows]
+    return localized_table(data, SUMMARY_COLUMNS, SUMMARY_HEADERS_ZH)
 
 
 # ---------------------------------------------------------------------------- handlers

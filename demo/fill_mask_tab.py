@@ -15,7 +15,7 @@ import gradio as gr
 from demo import plots
 from demo.common import examples, logger, model_dropdown, user_errors, user_message
 from demo.i18n import I18N
-from demo.messages import localized, markdown_text
+from demo.messages import localized, localized_table, markdown_text
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
 
 MAX_COMPARE = 3  # models compared side by side
@@ -65,6 +65,7 @@ EXAMPLES = [
     ["北京是中国的[MASK]都。", ""],
 ]
 TABLE_HEADERS = ["model", "mask", "rank", "token", "probability"]
+TABLE_HEADERS_ZH = ["模型", "掩码", "排名", "词元", "概率"]
 
 
 def model_list(models: str | list[str] | None) -> list[str]:
@@ -157,7 +158,7 @@ def filled_markdown(text: str, result: dict) -> str:
     return f"`{result['model']}` (p = {score:.3g}): " + "".join(out)
 
 
-def render_fill_mask(output: dict) -> tuple[Any, str, list[list[Any]], str]:
+def render_fill_mask(output: dict) -> tuple[Any, str, dict, str]:
     """Turn the JSON output into (bar chart, filled sentences, top-k table, notices)."""
     if not output:
         return None, "", [], ""
@@ -172,7 +173,8 @@ def render_fill_mask(output: dict) -> tuple[Any, str, list[list[Any]], str]:
     table = [[r["model"], m + 1, rank + 1, c["token_str"], round(c["score"], 5)]
              for r in good for m, cands in enumerate(r["predictions"]) for rank, c in enumerate(cands)]
     notices = errors + [f"`{r['model']}`: {markdown_text(localized(n))}" for r in good for n in r["notices"]]
-    return plots.mask_bars(good), filled, table, "\n".join(f"⚠️ {n}" for n in notices)
+    return (plots.mask_bars(good), filled, localized_table(table, TABLE_HEADERS, TABLE_HEADERS_ZH),
+            "\n".join(f"⚠️ {n}" for n in notices))
 
 
 def build_tab() -> None:

@@ -225,4 +225,19 @@ def localized(message: str) -> str:
 
 def localized_title() -> str:
     """The title of an error box in the language of the request being answered."""
-    return "错误" if request_language().lower().startswith("zh") else "Error"
+    return in_language("Error", "错误")
+
+
+def chinese_request(request: Any = None) -> bool:
+    """True when the request being answered prefers Chinese (``Accept-Language: zh...``)."""
+    return request_language(request).lower().startswith("zh")
+
+
+def in_language(english: Any, chinese: Any) -> Any:
+    """``chinese`` when the request being answered prefers Chinese, else ``english`` (texts made per request)."""
+    return chinese if chinese_request() else english
+
+
+def localized_table(rows: list[list[Any]], english: list[str], chinese: list[str]) -> dict:
+    """A ``gr.Dataframe`` value whose column headers are in the language of the request being answered."""
+    return {"headers": in_language(english, chinese), "data": rows}

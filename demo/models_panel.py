@@ -9,7 +9,7 @@ from gradio.context import Context
 
 from demo.common import is_offline
 from demo.i18n import I18N
-from demo.messages import localized
+from demo.messages import in_language, localized, markdown_text
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
 from model_utils.manager import device_summary, get_manager
@@ -26,17 +26,22 @@ STRINGS = {
                               "卸载模型可释放内存。"},
 }
 TABLE_HEADERS = ["checkpoint", "head", "device", "precision", "memory (MB)"]
+TABLE_HEADERS_ZH = ["检查点", "输出头", "设备", "精度", "内存 (MB)"]
 
 
 def checkpoints_markdown() -> str:
     """One line: where fine-tuned/pretrained models are saved, how many there are, or why they cannot be."""
     root = get_settings().checkpoints_dir
     problem = storage_problem(root)
+    label = in_language("**Checkpoints:**", "**检查点：**")
     if problem:
-        return f"**Checkpoints:** ⚠️ {problem}"
+        return f"{label} ⚠️ {markdown_text(problem)}"
     if not root.is_dir():
-        return f"**Checkpoints:** `{root}` does not exist yet; it is created when the first model is saved"
-    return f"**Checkpoints:** `{root}`, {len(local_checkpoints())} saved (offered as `local:<name>`)"
+        return label + in_language(f" `{root}` does not exist yet; it is created when the first model is saved",
+                                   f" `{root}` 还不存在；保存第一个模型时会创建")
+    count = len(local_checkpoints())
+    return label + in_language(f" `{root}`, {count} saved (offered as `local:<name>`)",
+                               f" `{root}`，已保存 {count} 个（以 `local:<名称>` 提供）")
 
 
 def status_markdown() -> str:
@@ -45,24 +50,32 @@ def status_markdown() -> str:
     settings = get_settings()
     loaded = get_manager().loaded()
     used_mb = sum(m["approx_bytes"] for m in loaded) / 2**20
+    limit_mb = settings.cache_max_bytes / 2**20
     gpu = ""
     if device["memory_total_mb"]:
-        gpu = f" · GPU memory {device['memory_used_mb']} / {device['memory_total_mb']} MB"
-    hub = ("offline: defaults are the bundled models" if is_offline()
-           else "online: Hub models download on first use")
-    return (f"**Device:** {device['device']} ({device['name']}), {device['dtype']}{gpu}  \n"
-            f"**Hugging Face Hub:** {hub}  \n"
+        gpu = in_language(f" · GPU memory {device['memory_used_mb']} / {device['memory_total_mb']} MB",
+                          f" · GPU 显存 {device['memory_used_mb']} / {device['memory_total_mb']} MB")
+    if is_offline():
+        hub = in_language("offline: defaults are the bundled models", "离线：默认使用内置模型")
+    else:
+        hub = in_language("online: Hub models download on first use", "在线：Hub 模型在首次使用时下载")
+    cache = in_language(f"**Cache:** {len(loaded)} of at most {settings.cache_max_models} models, "
+                        f"{used_mb:.1f} MB of {limit_mb:.0f} MB",
+                        f"**缓存：** {len(loaded)} 个模型（最多 {settings.cache_max_models} 个），"
+                        f"{used_mb:.1f} MB / {limit_mb:.0f} MB")
+    return (in_language("**Device:**", "**设备：**") + f" {device['device']} ({device['name']}), {device['dtype']}{gpu}  \n"
+            f"**Hugging Face Hub{in_language(':**', '：**')} {hub}  \n"
             f"{checkpoints_markdown()}  \n"
-            f"**Cache:** {len(loaded)} of at most {settings.cache_max_models} models, "
-            f"{used_mb:.1f} MB of {settings.cache_max_bytes / 2**20:.0f} MB")
+            f"{cache}")
 
 
-def models_status() -> tuple[str, list[list[Any]], Any]:
+def models_status() -> tuple[str, Any, Any]:
     """API ``models_status``: (status text, loaded-models table, unload choices)."""
     loaded = get_manager().loaded()
     rows = [[m["checkpoint"], m["head"], m["device"], m["dtype"], m["approx_mb"]] for m in loaded]
     names = sorted({m["checkpoint"] for m in loaded})
-    return status_markdown(), rows, gr.Dropdown(choices=names, value=names[0] if names else None)
+    table = {"headers": in_language(TABLE_HEADERS, TABLE_HEADERS_ZH), "data": rows}
+    return status_markdown(), table, gr.Dropdown(choices=names, value=names[0] if names else None)
 
 
 def unload_models(checkpoint: str | None) -> tuple[str, list[list[Any]], Any]:

@@ -14,7 +14,7 @@ import gradio as gr
 from demo import plots
 from demo.common import examples, model_dropdown, user_errors
 from demo.i18n import I18N
-from demo.messages import localized, markdown_text
+from demo.messages import in_language, localized, localized_table, markdown_text
 from model_utils.manager import get_manager
 from model_utils.next_sentence import next_sentence, score_paragraph
 
@@ -98,11 +98,15 @@ def render_pair(output: dict) -> tuple[dict, Any]:
     return probs, plots.probability_bars(probs)
 
 
-def render_paragraph(output: dict) -> tuple[Any, list[list[Any]], str]:
+PARAGRAPH_HEADERS = ["order", "pair", "sentence A", "sentence B", "P(IsNext)"]
+PARAGRAPH_HEADERS_ZH = ["顺序", "句对", "句子 A", "句子 B", "P(IsNext)"]
+
+
+def render_paragraph(output: dict) -> tuple[Any, dict, str]:
     """(chart, pair table, notices) of a paragraph result."""
-    rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)]
-            for kind, key in (("original", "pairs"), ("shuffled", "control")) for r in output[key]]
-    return plots.paragraph_chart(output), rows, "\n".join(f"⚠️ {markdown_text(localized(n))}" for n in output["notices"])
+    orders = (in_language("original", "原顺序"), "pairs"), (in_language("shuffled", "打乱"), "control")
+    rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)] for kind, key in orders for r in output[key]]
+    return plots.paragraph_chart(output), localized_table(rows, PARAGRAPH_HEADERS, PARAGRAPH_HEADERS_ZH), "\n".join(f"⚠️ {markdown_text(localized(n))}" for n in output["notices"])
 
 
 def _pair_panel(model: gr.Dropdown) -> None:
@@ -129,7 +133,7 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
         run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")
     notices = gr.Markdown()
     chart = gr.Plot(label=I18N("ns_paragraph_chart"), elem_id="ns-paragraph-chart")
-    table = gr.Dataframe(headers=["order", "pair", "sentence A", "sentence B", "P(IsNext)"],
+    table = gr.Dataframe(headers=PARAGRAPH_HEADERS,
                          label=I18N("ns_paragraph_table"), interactive=False, wrap=True)
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON()

@@ -19,6 +19,7 @@ import gradio as gr
 from demo import pretrain_plots as plots
 from demo.common import find_component, model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
+from demo.messages import localized_table
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
 TASK = "pretrain-base"
@@ -102,7 +103,9 @@ STRINGS = {
 KNOB_LIMITS = {"steps": (1, 100_000), "batch_size": (1, 256), "learning_rate": (1e-7, 1.0),
                "max_length": (16, 512), "mlm_probability": (0.01, 0.5), "probe_every": (1, 100_000)}
 BEFORE_AFTER_HEADERS = ["metric", "base", "adapted", "change"]
+BEFORE_AFTER_HEADERS_ZH = ["指标", "基础模型", "适配后", "变化"]
 TIMELINE_HEADERS = ["step", "1st", "2nd", "3rd", "4th", "5th"]
+TIMELINE_HEADERS_ZH = ["步数", "第 1", "第 2", "第 3", "第 4", "第 5"]
 
 MEDICINE = """The patient was admitted with chest pain and shortness of breath. An electrocardiogram showed signs of \
 ischemia. She was given aspirin and nitroglycerin. Her pain improved within an hour. Troponin levels were \
@@ -222,9 +225,10 @@ def _outputs(job: Job, status: str, summary: dict | None) -> tuple:
     view, timeline = _view(job), _timeline(job)
     choices = plots.position_choices(view)
     position = gr.update(choices=choices, value=choices[0][1] if choices else None)
-    table = plots.before_after_table(before_after_rows(summary)) if summary else []
-    return (status, plots.curves_figure(job.events), plots.timeline_figure(timeline), plots.timeline_rows(timeline),
-            table, plots.masking_spans(view) if view else None, plots.masking_markdown(view) if view else "",
+    rows = plots.before_after_table(before_after_rows(summary)) if summary else []
+    return (status, plots.curves_figure(job.events), plots.timeline_figure(timeline),
+            localized_table(plots.timeline_rows(timeline), TIMELINE_HEADERS, TIMELINE_HEADERS_ZH),
+            localized_table(rows, BEFORE_AFTER_HEADERS, BEFORE_AFTER_HEADERS_ZH), plots.masking_spans(view) if view else None, plots.masking_markdown(view) if view else "",
             position, plots.position_markdown(view, choices[0][1] if choices else None), view, summary)
 
 

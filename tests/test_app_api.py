@@ -135,7 +135,8 @@ def test_render_escapes_user_text_and_marks_fillers() -> None:
     assert "**mat**" in markdown and "\\<b\\>" in markdown and "\\*cat\\*" in markdown
     figure, filled, table, notices = fill_mask_tab.render_fill_mask(
         {"text": "the [MASK].", "results": [result]})
-    assert table == [["m", 1, 1, "mat", 0.5]] and notices == "" and len(figure.data) == 1
+    assert table == {"headers": fill_mask_tab.TABLE_HEADERS, "data": [["m", 1, 1, "mat", 0.5]]}
+    assert notices == "" and len(figure.data) == 1
 
 
 def test_model_list_limits() -> None:

@@ -156,3 +156,17 @@ def test_user_errors_escape_only_for_the_page(monkeypatch: pytest.MonkeyPatch) -
         finally:
             LocalContext.request.reset(token)
         assert caught.value.message == expected
+
+
+def test_models_status_follows_the_language(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo import models_panel
+
+    language = {"value": "zh-CN"}
+    monkeypatch.setattr(messages, "request_language", lambda request=None: language["value"])
+    status, table, _ = models_panel.models_status()
+    assert all(word in status for word in ("**设备：**", "**检查点：**", "**缓存：**", "个模型（最多 4 个）"))
+    assert table["headers"] == models_panel.TABLE_HEADERS_ZH
+    language["value"] = "en-US"
+    status, table, _ = models_panel.models_status()
+    assert all(word in status for word in ("**Device:**", "**Checkpoints:**", "**Cache:** 0 of at most 4 models"))
+    assert table["headers"] == models_panel.TABLE_HEADERS and not CJK.search(status)
