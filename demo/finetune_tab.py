@@ -23,6 +23,7 @@ from demo import finetune_plots as plots
 from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, _guess
 from demo.common import model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
+from demo.messages import in_language
 from model_utils.jobs import DONE, FAILED, STOPPED, WAITING, Job, get_runner
 
 TASK = "fine-tune-base"
@@ -183,17 +184,23 @@ def _submit(path: str | None, use_sample: bool, text_column: str, label_column: 
     return get_runner().submit(JOB_KIND, description, work, owner=owner)
 
 
+RUN_NAMES_ZH = {"pretrained": "从预训练模型开始", "scratch": "从零开始（随机初始化）"}
+
+
 def _status(job: Job) -> str:
     """One line about the job's state for the status box."""
     if job.state == WAITING:
         running = get_runner().running()
         other = f" ({running.description})" if running else ""
-        return f"⏳ Waiting: another training job is running{other}. This one starts when it ends."
+        return in_language(f"⏳ Waiting: another training job is running{other}. This one starts when it ends.",
+                           f"⏳ 等待中：另一个训练任务正在运行{other}，它结束后本任务开始。")
     step = plots.progress_line(job.events)
     if step is None:
-        return f"⚙️ Loading the model and the data for {job.description}…"
+        return in_language(f"⚙️ Loading the model and the data for {job.description}…",
+                           f"⚙️ 正在为 {job.description} 加载模型和数据…")
     run = plots.RUN_NAMES.get(step[2], step[2])
-    return f"🏋️ Training {run}: step {step[0]} / {step[1]}"
+    return in_language(f"🏋️ Training {run}: step {step[0]} / {step[1]}",
+                       f"🏋️ 训练中（{RUN_NAMES_ZH.get(step[2], run)}）：第 {step[0]} / {step[1]} 步")
 
 
 def _live(job: Job, progress: gr.Progress) -> tuple:
@@ -211,9 +218,11 @@ def _final(job: Job) -> tuple:
         raise ui_error(f"Fine-tuning failed: {job.error}")
     summary = job.result
     if summary is None:  # stopped before it started
-        return "⏹ Stopped before training started.", gr.update(), gr.update(), "", None
+        return in_language("⏹ Stopped before training started.", "⏹ 训练开始前已停止。"), gr.update(), gr.update(), "", None
     evaluation = summary["evaluation"]
-    status = "✅ Done." if job.state == DONE else f"⏹ Stopped{': ' + job.stop_reason if job.stop_reason else ''}."
+    reason = f": {job.stop_reason}" if job.stop_reason else ""
+    status = (in_language("✅ Done.", "✅ 完成。") if job.state == DONE
+              else in_language(f"⏹ Stopped{reason}.", f"⏹ 已停止{reason}。"))
     return (status, plots.loss_figure(job.events), plots.validation_figure(job.events),
             plots.summary_markdown(summary), classify_plots.confusion_figure(evaluation) if evaluation else None)
 
@@ -241,7 +250,8 @@ def stop(request: gr.Request) -> str:
     jobs = [j for j in get_runner().unfinished(owner) if j.kind == JOB_KIND]  # not this session's pretraining
     for job in jobs:
         job.stop()
-    return "⏹ Stopping…" if jobs else "No training job of yours is running."
+    return in_language("⏹ Stopping…", "⏹ 正在停止…") if jobs else in_language(
+        "No training job of yours is running.", "你没有正在运行的训练任务。")
 
 
 def refresh_models() -> tuple[dict, dict]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from demo.messages import in_language
+
 MLM_COLOR, NSP_COLOR, HELD_COLOR = "#3b82f6", "#f97316", "#16a34a"
 # HighlightedText categories of the masking panel, with their colours.
 STATUS_LABELS = {"mask": "→ [MASK] (80%)", "random": "→ random token (10%)", "unchanged": "selected, unchanged (10%)",
@@ -134,9 +136,14 @@ def progress_line(events: list[dict], total: int) -> str:
     if not train:
         data = next((e for e in events if e.get("kind") == "data"), None)
         if data:
-            return (f"⚙️ Measuring the base model on the held-out slice ({data['heldout_sentences']} sentences); "
-                    f"{data['train_sequences']} training sequences from {data['documents']} documents…")
-        return "⚙️ Loading the base model and the text…"
+            return in_language(
+                f"⚙️ Measuring the base model on the held-out slice ({data['heldout_sentences']} sentences); "
+                f"{data['train_sequences']} training sequences from {data['documents']} documents…",
+                f"⚙️ 正在留出部分（{data['heldout_sentences']} 个句子）上评估基础模型；"
+                f"{data['documents']} 篇文档共 {data['train_sequences']} 个训练序列…")
+        return in_language("⚙️ Loading the base model and the text…", "⚙️ 正在加载基础模型和文本…")
     last = train[-1]
-    return (f"🏋️ Step {last['step']} / {total}: MLM loss {last['mlm_loss']:.3f}"
-            + (f", NSP loss {last['nsp_loss']:.3f}" if last["nsp_loss"] else ""))
+    nsp = f", NSP loss {last['nsp_loss']:.3f}" if last["nsp_loss"] else ""
+    nsp_zh = f"，NSP 损失 {last['nsp_loss']:.3f}" if last["nsp_loss"] else ""
+    return in_language(f"🏋️ Step {last['step']} / {total}: MLM loss {last['mlm_loss']:.3f}{nsp}",
+                       f"🏋️ 第 {last['step']} / {total} 步：MLM 损失 {last['mlm_loss']:.3f}{nsp_zh}")

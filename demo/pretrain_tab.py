@@ -19,7 +19,7 @@ import gradio as gr
 from demo import pretrain_plots as plots
 from demo.common import find_component, model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
-from demo.messages import localized_table
+from demo.messages import in_language, localized_table
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
 TASK = "pretrain-base"
@@ -236,7 +236,8 @@ def _status(job: Job, total: int) -> str:
     if job.state == WAITING:
         running = get_runner().running()
         other = f" ({running.description})" if running else ""
-        return f"⏳ Waiting: another training job is running{other}. This one starts when it ends."
+        return in_language(f"⏳ Waiting: another training job is running{other}. This one starts when it ends.",
+                           f"⏳ 等待中：另一个训练任务正在运行{other}，它结束后本任务开始。")
     return plots.progress_line(job.events, total)
 
 
@@ -245,13 +246,19 @@ def _final(job: Job) -> tuple:
         raise ui_error(f"Pretraining failed: {job.error}")
     summary = job.result
     if summary is None:
-        return _outputs(job, "⏹ Stopped before training started; nothing was saved.", None)
+        return _outputs(job, in_language("⏹ Stopped before training started; nothing was saved.",
+                                         "⏹ 训练开始前已停止；没有保存任何内容。"), None)
     if job.state == DONE and summary["checkpoint"]:
-        status = (f"✅ Done: {summary['steps']} steps in {summary['seconds']:.0f} s. Saved as "
-                  f"`{summary['checkpoint']}`, now listed in Fill-Mask, Next Sentence, Attention and Fine-tune.")
+        status = in_language(
+            f"✅ Done: {summary['steps']} steps in {summary['seconds']:.0f} s. Saved as "
+            f"`{summary['checkpoint']}`, now listed in Fill-Mask, Next Sentence, Attention and Fine-tune.",
+            f"✅ 完成：{summary['steps']} 步，用时 {summary['seconds']:.0f} 秒。已保存为 "
+            f"`{summary['checkpoint']}`，现已出现在掩码填充、下一句预测、注意力和微调页中。")
     else:
         reason = f" ({job.stop_reason})" if job.stop_reason else ""
-        status = f"⏹ Stopped at step {summary['steps']}{reason}; nothing was saved (no checkpoint is half-written)."
+        status = in_language(
+            f"⏹ Stopped at step {summary['steps']}{reason}; nothing was saved (no checkpoint is half-written).",
+            f"⏹ 在第 {summary['steps']} 步停止{reason}；没有保存任何内容（不会留下写了一半的检查点）。")
     plain = {k: v for k, v in summary.items() if k != "log"}
     return _outputs(job, status, plain)
 

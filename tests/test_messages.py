@@ -170,3 +170,14 @@ def test_models_status_follows_the_language(tiny_env: Path, monkeypatch: pytest.
     status, table, _ = models_panel.models_status()
     assert all(word in status for word in ("**Device:**", "**Checkpoints:**", "**Cache:** 0 of at most 4 models"))
     assert table["headers"] == models_panel.TABLE_HEADERS and not CJK.search(status)
+
+
+def test_training_status_lines_follow_the_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    from demo import pretrain_plots
+
+    events = [{"kind": "train", "step": 3, "mlm_loss": 1.0, "nsp_loss": 0.5}]
+    monkeypatch.setattr(messages, "request_language", lambda request=None: "zh-CN")
+    assert pretrain_plots.progress_line(events, 10) == "🏋️ 第 3 / 10 步：MLM 损失 1.000，NSP 损失 0.500"
+    assert pretrain_plots.progress_line([], 10) == "⚙️ 正在加载基础模型和文本…"
+    monkeypatch.setattr(messages, "request_language", lambda request=None: "en")
+    assert pretrain_plots.progress_line(events, 10) == "🏋️ Step 3 / 10: MLM loss 1.000, NSP loss 0.500"
