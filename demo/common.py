@@ -10,7 +10,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
-from demo.messages import for_display, localized, localized_title
+from demo.messages import for_display, localized
 from model_utils.config import get_settings, hub_offline
 from model_utils.registry import choices
 
@@ -37,7 +37,7 @@ def user_message(err: Exception) -> str:
 def ui_error(message: str, **kwargs: Any) -> gr.Error:
     """A ``gr.Error`` showing ``message`` in the request's language, escaped for the browser's error box."""
     kwargs.setdefault("print_exception", False)
-    return gr.Error(for_display(localized(message)), title=localized_title(), **kwargs)
+    return gr.Error(for_display(localized(message)), **kwargs)
 
 
 def user_errors(fn: F) -> F:

@@ -165,14 +165,15 @@ def render_fill_mask(output: dict) -> tuple[Any, str, dict, str]:
     if output.get("error"):
         raise gr.Error(output["error"])
     results = output["results"]
-    errors = [f"`{r['model']}`: {markdown_text(localized(r['error']))}" for r in results if "error" in r]
+    errors = [(r["model"], localized(r["error"])) for r in results if "error" in r]
     good = [r for r in results if "error" not in r]
-    if errors and not good:
-        raise gr.Error("; ".join(errors))
+    if errors and not good:  # user_errors escapes it for the page's error box
+        raise gr.Error("; ".join(f"{model}: {message}" for model, message in errors))
     filled = "\n\n".join(filled_markdown(output["text"], r) for r in good)
     table = [[r["model"], m + 1, rank + 1, c["token_str"], round(c["score"], 5)]
              for r in good for m, cands in enumerate(r["predictions"]) for rank, c in enumerate(cands)]
-    notices = errors + [f"`{r['model']}`: {markdown_text(localized(n))}" for r in good for n in r["notices"]]
+    notices = [f"`{model}`: {markdown_text(message)}" for model, message in errors]
+    notices += [f"`{r['model']}`: {markdown_text(localized(n))}" for r in good for n in r["notices"]]
     return (plots.mask_bars(good), filled, localized_table(table, TABLE_HEADERS, TABLE_HEADERS_ZH),
             "\n".join(f"⚠️ {n}" for n in notices))
 

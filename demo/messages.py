@@ -3,8 +3,8 @@
 The model code (``model_utils``) raises plain English messages: they are its Python API, and API
 clients read them. The UI shows them to a person, who may read Chinese: Gradio translates the
 ``gr.I18n`` labels in the browser, but not the text of an error. So :func:`localize` translates a
-message at the UI boundary, by pattern, into the language of the request being answered (the
-browser's ``Accept-Language``, the same preference Gradio's ``gr.I18n`` follows). Messages with no
+message at the UI boundary, by pattern, into the language of the request being answered (its
+``Accept-Language``: the browser's language, which Gradio's ``gr.I18n`` follows too). Messages with no
 pattern here stay in English; names, numbers and quoted input inside a message are kept as they are.
 """
 
@@ -119,7 +119,7 @@ _ZH: list[tuple[str, str]] = [
      "语料为空。请粘贴文本、上传 .txt 文件或使用内置语料：{min_need}。"),
     (r"The corpus is too small \((?P<docs>\d+) documents, (?P<sentences>\d+) sentences, (?P<pairs>\d+) with two "
      r"sentences or more\); the minimum is (?P<min_need>.+)\.",
-     "语料太少（{docs} 篇文档、{sentences} 个句子，{pairs} 篇有两个或更多句子）；最少需要{min_need}。"),
+     "语料太少（{docs} 篇文档、{sentences} 个句子，{pairs} 篇有两个或更多句子）；要求{min_need}。"),
     # Anything else unexpected
     (r"Unexpected error \((?P<kind>\w+)\): (?P<detail>.*)", "意外错误（{kind}）：{detail}"),
 ]
@@ -152,7 +152,7 @@ def _fields(match: re.Match) -> dict[str, str]:
 
 def localize(message: str, language: str | None) -> str:
     """``message`` in ``language`` ("zh..." gets Chinese where a pattern matches; otherwise unchanged)."""
-    if not language or not language.lower().startswith("zh") or not isinstance(message, str):
+    if not is_chinese(language) or not isinstance(message, str):
         return message
     for pattern, template in _ZH_COMPILED:
         found = pattern.fullmatch(message.strip())
@@ -221,16 +221,14 @@ def localized(message: str) -> str:
     return localize(message, request_language())
 
 
-
-
-def localized_title() -> str:
-    """The title of an error box in the language of the request being answered."""
-    return in_language("Error", "错误")
+def is_chinese(language: str | None) -> bool:
+    """True for a Chinese language tag ("zh", "zh-CN", "zh-TW", ...)."""
+    return bool(language) and language.lower().startswith("zh")
 
 
 def chinese_request(request: Any = None) -> bool:
     """True when the request being answered prefers Chinese (``Accept-Language: zh...``)."""
-    return request_language(request).lower().startswith("zh")
+    return is_chinese(request_language(request))
 
 
 def in_language(english: Any, chinese: Any) -> Any:

@@ -28,6 +28,7 @@ def real_messages(tmp_path: Path) -> dict[str, str]:
     from model_utils import classify, fill_mask, next_sentence, registry
     from model_utils.batch import read_table
     from model_utils.manager import get_manager
+    from model_utils.pretrain_session import check_corpus, documents_from_text
 
     empty_csv = tmp_path / "empty.csv"
     empty_csv.write_text("text,label\n", encoding="utf-8")
@@ -47,6 +48,8 @@ def real_messages(tmp_path: Path) -> dict[str, str]:
         "bad id": message_of(lambda: registry.resolve("bad id with spaces")),
         "no data rows": message_of(lambda: read_table(empty_csv)),
         "file type": message_of(lambda: read_table(exe)),
+        "empty corpus": message_of(lambda: check_corpus([])),
+        "small corpus": message_of(lambda: check_corpus(documents_from_text("One sentence. Two sentences."))),
         "hub offline": ("bert-base-uncased is a Hugging Face Hub model and the Hub is unreachable (offline mode); "
                         "choose a bundled or local model."),
     }
@@ -103,11 +106,11 @@ def test_user_errors_answer_in_the_language_of_the_request(monkeypatch: pytest.M
     for kind, chinese in (("value", "请输入含 [MASK] 的文本。"), ("gradio", "请选择文本列。")):
         with pytest.raises(gr.Error) as caught:
             handler(kind)
-        assert caught.value.message == chinese and caught.value.title == "错误"
+        assert caught.value.message == chinese
     language["value"] = "en-US"
     with pytest.raises(gr.Error) as caught:
         handler("value")
-    assert caught.value.message == "Please enter a text containing [MASK]." and caught.value.title == "Error"
+    assert caught.value.message == "Please enter a text containing [MASK]."
 
 
 def test_attention_notices_are_translated_sentence_by_sentence() -> None:
@@ -181,3 +184,24 @@ def test_training_status_lines_follow_the_language(monkeypatch: pytest.MonkeyPat
     assert pretrain_plots.progress_line([], 10) == "⚙️ 正在加载基础模型和文本…"
     monkeypatch.setattr(messages, "request_language", lambda request=None: "en")
     assert pretrain_plots.progress_line(events, 10) == "🏋️ Step 3 / 10: MLM loss 1.000, NSP loss 0.500"
+
+
+def test_fill_mask_errors_are_escaped_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradio.context import LocalContext
+
+    from demo import fill_mask_tab
+
+    message = "No mask found: write [MASK] (or <mask>) where a word is missing."
+    good = {"model": "m2", "joint": None, "notices": [],
+            "predictions": [[{"token_str": "mat", "score": 0.5, "token": 1, "sequence": "x"}]]}
+    token = LocalContext.request.set(FakeRequest(x_gradio_user="app"))
+    try:
+        with pytest.raises(gr.Error) as caught:
+            fill_mask_tab.user_errors(fill_mask_tab.render_fill_mask)(
+                {"text": "t", "results": [{"model": "m1", "error": message}]})
+        assert caught.value.message == "m1: No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing."
+        notices = fill_mask_tab.render_fill_mask({"text": "the [MASK].", "results": [
+            {"model": "m1", "error": message}, good]})[3]
+        assert notices == "⚠️ `m1`: No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing."
+    finally:
+        LocalContext.request.reset(token)
