@@ -146,7 +146,7 @@ def get_settings() -> Settings:
 
 
 _HUB_CHECK_TTL = 300.0  # seconds a reachability answer is trusted
-_hub_check: dict[str, tuple[float, bool]] = {}
+_hub_check: dict[str, tuple[float | None, bool]] = {}
 _hub_check_lock = threading.Lock()
 
 
@@ -173,8 +173,10 @@ def hub_offline(settings: Settings | None = None) -> bool:
         return True
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     with _hub_check_lock:
-        checked_at, reachable = _hub_check.get(endpoint, (0.0, False))
-        if time.monotonic() - checked_at > _HUB_CHECK_TTL:
+        # No "checked at 0.0" sentinel: the monotonic clock starts near 0 at boot, so a fresh
+        # container (a Space starting) would have trusted a check it never made for 5 minutes.
+        checked_at, reachable = _hub_check.get(endpoint, (None, False))
+        if checked_at is None or time.monotonic() - checked_at > _HUB_CHECK_TTL:
             reachable = _hub_reachable(endpoint, settings.hub_timeout)
             _hub_check[endpoint] = (time.monotonic(), reachable)
     return not reachable
