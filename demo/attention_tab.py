@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import attention_plots as plots
-from demo.common import examples, model_dropdown, user_errors
+from demo.common import examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 from demo.messages import for_display, localized, localized_table, markdown_text
 
@@ -244,9 +244,9 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             model = model_dropdown("attention", elem_id="attn-model")
-            text = gr.Textbox(label=I18N("attn_text"), lines=2, elem_id="attn-text",
+            text = gr.Textbox(label=I18N("attn_text"), lines=2, elem_id="attn-text", max_length=text_limit(),
                               value=EXAMPLES[0][0])
-            pair = gr.Textbox(label=I18N("attn_pair"), lines=1, elem_id="attn-pair")
+            pair = gr.Textbox(label=I18N("attn_pair"), lines=1, elem_id="attn-pair", max_length=text_limit())
             run = gr.Button(I18N("run"), variant="primary", elem_id="attn-run")
         with gr.Column(scale=2):
             layer = gr.Slider(0, 11, value=0, step=1, label=I18N("attn_layer"), elem_id="attn-layer")

@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import classify_plots as plots
-from demo.common import examples, model_dropdown, user_errors
+from demo.common import examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 
 TASK = "text-classification"
@@ -164,8 +164,8 @@ def build_tab() -> None:
     model = model_dropdown(TASK, elem_id="classify-model")
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label=I18N("classify_text"), lines=3, elem_id="classify-text")
-            text_pair = gr.Textbox(label=I18N("classify_text_pair"), lines=1, elem_id="classify-text-pair")
+            text = gr.Textbox(label=I18N("classify_text"), lines=3, elem_id="classify-text", max_length=text_limit())
+            text_pair = gr.Textbox(label=I18N("classify_text_pair"), lines=1, elem_id="classify-text-pair", max_length=text_limit())
             run = gr.Button(I18N("classify_run"), variant="primary", elem_id="classify-run")
         with gr.Column(scale=2):
             label = gr.Label(label=I18N("classify_labels"), num_top_classes=5, elem_id="classify-label")

@@ -10,8 +10,9 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
-from demo.messages import for_display, localized
+from demo.messages import for_display, localize_error, localized, request_language
 from model_utils.config import get_settings, hub_offline
+from model_utils.errors import public_error
 from model_utils.registry import choices
 
 logger = logging.getLogger("plm_playground")
@@ -28,10 +29,10 @@ def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{message[:head]} … {message[head - limit + 3:]}"
 
 
-def user_message(err: Exception) -> str:
-    """What a user is shown for ``err``: a ValueError's own words, another error with its type; clipped."""
-    text = str(err) if isinstance(err, ValueError) else f"Unexpected error ({type(err).__name__}): {err}"
-    return clip_message(text)
+def user_message(err: Exception, context: str = "") -> str:
+    """What a user is shown for ``err``, clipped: a ValueError's own words (server paths scrubbed); for
+    anything else a short sentence with an error id, the traceback logged under that id."""
+    return clip_message(str(public_error(err, context)))
 
 
 def ui_error(message: str, **kwargs: Any) -> gr.Error:
@@ -58,13 +59,17 @@ def user_errors(fn: F) -> F:
                 raise
             raise ui_error(err.message, duration=err.duration, visible=err.visible,
                            print_exception=err.print_exception) from err
-        except ValueError as err:
-            raise ui_error(user_message(err)) from err
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
-            logger.exception("unexpected error in %s", getattr(fn, "__name__", fn))
-            raise ui_error(user_message(err), print_exception=True) from err
+            shown = public_error(err, getattr(fn, "__name__", ""))
+            message = clip_message(localize_error(shown, request_language()))
+            raise ui_error(message) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def text_limit() -> int:
+    """Most characters a text box takes (``PLM_MAX_TEXT_CHARS``); the server refuses longer texts too."""
+    return get_settings().max_text_chars
 
 
 def default_model(task: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import examples, logger, model_dropdown, user_errors, user_message
+from demo.common import examples, logger, model_dropdown, text_limit, user_errors, user_message
 from demo.i18n import I18N
 from demo.messages import localized, localized_table, markdown_text
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
@@ -184,11 +184,11 @@ def build_tab() -> None:
     with gr.Row():
         with gr.Column(scale=3):
             text = gr.Textbox(label=I18N("fm_text"), placeholder="Paris is the [MASK] of France.",
-                              value="Paris is the [MASK] of France.", lines=3, elem_id="fm-text")
+                              value="Paris is the [MASK] of France.", lines=3, elem_id="fm-text", max_length=text_limit())
             with gr.Row():
                 top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label=I18N("fm_top_k"), elem_id="fm-top-k")
                 targets = gr.Textbox(label=I18N("fm_targets"), info=I18N("fm_targets_info"),
-                                     elem_id="fm-targets")
+                                     elem_id="fm-targets", max_length=text_limit())
         with gr.Column(scale=2):
             models = model_dropdown("fill-mask", multiselect=True, max_choices=MAX_COMPARE,
                                     elem_id="fm-models")

@@ -282,7 +282,7 @@ def build_tab() -> None:
     table = gr.Dataframe(label=I18N("finetune_preview"), interactive=False, wrap=True, elem_id="finetune-preview")
     with gr.Row():
         base = model_dropdown(TASK, elem_id="finetune-base")
-        name = gr.Textbox(value="my-classifier", label=I18N("finetune_name"), elem_id="finetune-name")
+        name = gr.Textbox(value="my-classifier", label=I18N("finetune_name"), elem_id="finetune-name", max_length=128)
     knobs = _hyperparameters()
     with gr.Row():
         run = gr.Button(I18N("finetune_start"), variant="primary", elem_id="finetune-start")

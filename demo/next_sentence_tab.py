@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import examples, model_dropdown, user_errors
+from demo.common import examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language, localized, localized_table, markdown_text
 from model_utils.manager import get_manager
@@ -111,8 +111,8 @@ def render_paragraph(output: dict) -> tuple[Any, dict, str]:
 
 def _pair_panel(model: gr.Dropdown) -> None:
     with gr.Row():
-        first = gr.Textbox(label=I18N("ns_first"), value=PAIR_EXAMPLES[0][0], elem_id="ns-first")
-        second = gr.Textbox(label=I18N("ns_second"), value=PAIR_EXAMPLES[0][1], elem_id="ns-second")
+        first = gr.Textbox(label=I18N("ns_first"), value=PAIR_EXAMPLES[0][0], elem_id="ns-first", max_length=text_limit())
+        second = gr.Textbox(label=I18N("ns_second"), value=PAIR_EXAMPLES[0][1], elem_id="ns-second", max_length=text_limit())
     run = gr.Button(I18N("ns_run"), variant="primary", elem_id="ns-run")
     with gr.Row():
         label = gr.Label(label=I18N("ns_result"), num_top_classes=2, elem_id="ns-label")
@@ -127,7 +127,7 @@ def _pair_panel(model: gr.Dropdown) -> None:
 
 def _paragraph_panel(model: gr.Dropdown) -> None:
     paragraph = gr.Textbox(label=I18N("ns_paragraph_text"), info=I18N("ns_paragraph_info"), lines=5,
-                           value=PARAGRAPH_EXAMPLES[0][0], elem_id="ns-paragraph")
+                           value=PARAGRAPH_EXAMPLES[0][0], elem_id="ns-paragraph", max_length=text_limit())
     with gr.Row():
         seed = gr.Number(value=0, precision=0, label=I18N("ns_seed"), minimum=0, elem_id="ns-seed")
         run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")

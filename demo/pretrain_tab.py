@@ -17,9 +17,11 @@ from typing import Any, Iterator
 import gradio as gr
 
 from demo import pretrain_plots as plots
-from demo.common import find_component, model_choices, model_dropdown, ui_error, user_errors
+from demo.common import find_component, model_choices, model_dropdown, text_limit, ui_error, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language, localized_table
+from model_utils.config import get_settings
+from model_utils.inputs import check_text
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
 TASK = "pretrain-base"
@@ -176,6 +178,7 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
     from model_utils.registry import model_name, resolve
 
     _check_knobs(knobs)
+    check_text(probe, "probe sentence", required=False)
     masks = len(re.findall(r"\[MASK\]|<mask>", probe or "", flags=re.IGNORECASE))
     if (probe or "").strip() and masks != 1:
         raise ValueError(f"The probe sentence needs exactly one [MASK] (it has {masks}); or leave it empty.")
@@ -302,7 +305,8 @@ def build_tab() -> None:
     gr.Markdown(I18N("pt_intro"))
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label=I18N("pt_text"), lines=8, max_lines=20, elem_id="pt-text")
+            text = gr.Textbox(label=I18N("pt_text"), lines=8, max_lines=20, elem_id="pt-text",
+                              max_length=get_settings().max_upload_bytes)
             with gr.Row():
                 files = gr.File(label=I18N("pt_files"), file_count="multiple", file_types=[".txt"],
                                 type="filepath", elem_id="pt-files")
@@ -311,8 +315,8 @@ def build_tab() -> None:
         with gr.Column(scale=2):
             base = model_dropdown(TASK, elem_id="pt-base")
             base.label = I18N("pt_base")
-            name = gr.Textbox(label=I18N("pt_name"), elem_id="pt-name")
-            probe = gr.Textbox("The patient was given [MASK] for the pain.", label=I18N("pt_probe"), elem_id="pt-probe")
+            name = gr.Textbox(label=I18N("pt_name"), elem_id="pt-name", max_length=128)
+            probe = gr.Textbox("The patient was given [MASK] for the pain.", label=I18N("pt_probe"), elem_id="pt-probe", max_length=text_limit())
             knobs = _knobs()
     with gr.Row():
         run = gr.Button(I18N("pt_start"), variant="primary", elem_id="pt-start")

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from model_utils.inputs import check_text, fit_pair
+
 # Attribute names of the query/key/value projections of the supported self-attention modules.
 _SEPARATE_QKV = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
 _FUSED_QKV = "c_attn"  # GPT-2: one Conv1D producing [q | k | v]
@@ -74,16 +76,6 @@ def attention_math(text: str, model: str | None = None, text_pair: str | None = 
 # ---------------------------------------------------------------------------- preprocess
 
 
-def _clean(text: Any, name: str, required: bool) -> str | None:
-    if text is None or (isinstance(text, str) and not text.strip()):
-        if required:
-            raise ValueError(f"Please type some text ({name} is empty).")
-        return None
-    if not isinstance(text, str):
-        raise ValueError(f"{name} must be text, got {type(text).__name__}.")
-    return text.strip()
-
-
 def _token_limit(model: Any, max_tokens: int) -> int:
     """The smaller of the app's attention limit and the model's own position limit."""
     config = model.config
@@ -92,29 +84,23 @@ def _token_limit(model: Any, max_tokens: int) -> int:
 
 
 def preprocess(tokenizer: Any, text: str, text_pair: str | None, max_tokens: int) -> tuple[Any, dict]:
-    """Tokenize (truncating to ``max_tokens``) and describe what was cut.
+    """Tokenize (cut to ``max_tokens``, each side of a pair on its own ids) and describe what was cut.
 
     Returns ``(encoding, truncation)`` where truncation has ``truncated``, ``total_tokens``,
     ``kept_tokens``, ``max_tokens`` and ``dropped`` (segment index -> dropped text).
     """
-    text = _clean(text, "the text", required=True)
-    text_pair = _clean(text_pair, "the second text", required=False)
+    text = check_text(text, "text").strip()
+    text_pair = check_text(text_pair, "second text", required=False)
+    text_pair = text_pair.strip() if text_pair is not None else None
     if text_pair is not None and not getattr(tokenizer, "is_fast", False):
         raise ValueError("Sentence pairs need a fast tokenizer; this checkpoint has a slow one.")
-    full = tokenizer(text, text_pair, truncation=False)
-    enc = tokenizer(text, text_pair, truncation=True, max_length=max_tokens,
+    fitted = fit_pair(tokenizer, text, text_pair, max_tokens)
+    enc = tokenizer(fitted.first, fitted.second, truncation=True, max_length=max_tokens,
                     return_special_tokens_mask=True, return_tensors="pt")
-    total, kept = len(full["input_ids"]), enc["input_ids"].shape[1]
-    dropped: dict[int, str] = {}
-    if total > kept and enc.is_fast:  # slow tokenizers cannot say which segment a token came from
-        full_seq, kept_seq = full.sequence_ids(), enc.sequence_ids(0)
-        for segment in (0, 1):
-            ids = [i for i, s in zip(full["input_ids"], full_seq) if s == segment]
-            n_kept = sum(1 for s in kept_seq if s == segment)
-            if len(ids) > n_kept:
-                dropped[segment] = tokenizer.decode(ids[n_kept:])
-    truncation = {"truncated": total > kept, "total_tokens": total, "kept_tokens": kept,
-                  "max_tokens": max_tokens, "dropped": dropped}
+    kept = enc["input_ids"].shape[1]
+    dropped = {side: cut.strip() for side, cut in fitted.dropped.items() if cut.strip()}
+    truncation = {"truncated": fitted.total_tokens > kept, "total_tokens": fitted.total_tokens,
+                  "kept_tokens": kept, "max_tokens": max_tokens, "dropped": dropped}
     return enc, truncation
 
 

@@ -27,6 +27,7 @@ from model_utils.classify import (
     score_function,
 )
 from model_utils.config import get_settings
+from model_utils.inputs import clip_cell, fit_pairs
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 BATCH_SIZE = 32  # rows per forward pass
@@ -111,20 +112,26 @@ def _as_text(value: Any) -> str:
 def encode(tokenizer: Any, texts: list[str], pairs: list[str | None] | None,
            limit: int) -> tuple[list[dict], int]:
     """Tokenize without padding: one dict of id lists per row (rows without a pair get none),
-    and how many rows were cut at the length limit."""
-    pairs = pairs or [None] * len(texts)
+    and how many rows were cut at the length limit.
+
+    Cells are cut to the character limit first and pairs side by side on token ids
+    (:mod:`model_utils.inputs`), so a 5 MB cell costs no more than a long sentence.
+    """
+    clipped = [clip_cell(t) for t in texts]
+    clipped_pairs = [clip_cell(p) if p else (None, False) for p in (pairs or [None] * len(texts))]
+    fitted = fit_pairs(tokenizer, [t for t, _ in clipped], [p for p, _ in clipped_pairs], limit)
     encoded: list[dict] = [{}] * len(texts)
-    truncated = 0
     for has_pair in (False, True):
-        idx = [i for i, p in enumerate(pairs) if bool(p) == has_pair]
+        idx = [i for i, f in enumerate(fitted) if (f.second is not None) == has_pair]
         if not idx:
             continue
-        extra = {"text_pair": [pairs[i] for i in idx]} if has_pair else {}
-        out = tokenizer([texts[i] for i in idx], truncation=True, max_length=limit, **extra)
+        extra = {"text_pair": [fitted[i].second for i in idx]} if has_pair else {}
+        out = tokenizer([fitted[i].first for i in idx], truncation=True, max_length=limit, **extra)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in out]
         for j, i in enumerate(idx):
             encoded[i] = {k: out[k][j] for k in keys}
-        truncated += sum(bool(e.overflowing) for e in (out.encodings or []))
+    truncated = sum(f.truncated or cut or cut_pair
+                    for f, (_, cut), (_, cut_pair) in zip(fitted, clipped, clipped_pairs))
     return encoded, truncated
 
 

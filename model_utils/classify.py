@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from model_utils.inputs import check_text as check_input, fit_pair
+
 HEAD = "sequence-classification"
 TASK = "text-classification"
 
@@ -66,36 +68,37 @@ def max_length(tokenizer: Any, config: Any) -> int:
 
 
 def check_text(text: Any, what: str = "text") -> str:
-    """Return ``text`` if it is a non-blank string, else raise a ValueError saying what is wrong."""
-    if not isinstance(text, str):
-        raise ValueError(f"The {what} must be a string, got {type(text).__name__}.")
-    if not text.strip():
-        raise ValueError(f"The {what} is empty: type a sentence to classify.")
-    return text
+    """Return ``text`` if it is a non-blank string within the character limit, else raise a UserError."""
+    return check_input(text, what)
 
 
 def preprocess(
     tokenizer: Any, config: Any, text: str, text_pair: str | None = None, **tokenizer_kwargs: Any
 ) -> Any:
-    """Validate and tokenize one text (or pair) into a batch of one, truncated to the length limit."""
+    """Validate and tokenize one text (or pair) into a batch of one, cut to the length limit.
+
+    A pair is cut side by side on token ids first (:func:`model_utils.inputs.fit_pair`); the
+    encoding's ``truncated`` attribute says whether anything was cut.
+    """
     text = check_text(text)
-    if text_pair is not None and not str(text_pair).strip():
-        text_pair = None  # an empty second box means "no pair"
-    elif text_pair is not None:
-        text_pair = check_text(text_pair, "second text")
-    return tokenizer(
-        text,
-        text_pair=text_pair,
+    text_pair = check_input(text_pair, "second text", required=False)  # an empty second box means "no pair"
+    limit = max_length(tokenizer, config)
+    fitted = fit_pair(tokenizer, text, text_pair, limit)
+    encoding = tokenizer(
+        fitted.first,
+        text_pair=fitted.second,
         truncation=True,
-        max_length=max_length(tokenizer, config),
+        max_length=limit,
         return_tensors="pt",
         **tokenizer_kwargs,
     )
+    encoding.truncated = fitted.truncated or any(len(e.overflowing) for e in (encoding.encodings or []))
+    return encoding
 
 
 def was_truncated(encoding: Any) -> bool:
-    """True if a fast tokenizer cut tokens off ``encoding`` (a batch of one) at the length limit."""
-    return any(len(e.overflowing) for e in (getattr(encoding, "encodings", None) or []))
+    """True if :func:`preprocess` cut tokens off ``encoding`` at the length limit."""
+    return bool(getattr(encoding, "truncated", False))
 
 
 def model_inputs(encoding: Any, model: Any, device: torch.device) -> dict[str, torch.Tensor]:

@@ -21,6 +21,7 @@ import torch
 
 from model_utils import make_module_callable
 from model_utils.config import get_settings
+from model_utils.inputs import check_text
 from model_utils.manager import LoadedModel, get_manager, gpu_task
 
 MASK_PATTERN = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
@@ -79,8 +80,9 @@ def preprocess(text: str, tokenizer: Any, *, max_masks: int | None = None) -> Pr
     """Tokenize ``text`` for Fill-Mask; ValueError for empty text, no mask or too many masks."""
     if tokenizer.mask_token is None:
         raise ValueError("This model's tokenizer has no mask token, so it cannot fill masks.")
-    if not text or not text.strip():
+    if text is None or (isinstance(text, str) and not text.strip()):
         raise ValueError("Please enter a text containing [MASK].")
+    check_text(text, "text")  # a string within the character limit, before anything is counted
     max_masks = max_masks or get_settings().max_masks
     count = len(MASK_PATTERN.findall(text))
     if count == 0:
@@ -222,6 +224,10 @@ def _joint(loaded: LoadedModel, batch: list[Prepared]) -> list[dict]:
 def _clean_targets(targets: str | Sequence[str] | None) -> list[str] | None:
     if targets is None:
         return None
+    if isinstance(targets, str):
+        check_text(targets, "candidate words", required=False)
+    else:
+        check_text(",".join(map(str, targets)), "candidate words", required=False)
     words = targets.split(",") if isinstance(targets, str) else list(targets)
     words = [w.strip() for w in words if w and w.strip()]
     return words or None

@@ -36,6 +36,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
 from model_utils import registry
 from model_utils.checkpoints import atomic_checkpoint, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
+from model_utils.inputs import clip_cell, fit_pairs
 from model_utils.loading import serialized
 from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
 
@@ -187,9 +188,13 @@ class Encoded(torch.utils.data.Dataset):
     """Tokenised examples (no padding: the collator pads each batch to its longest)."""
 
     def __init__(self, rows: Sequence[dict[str, str]], tokenizer, data: DataArguments, label2id: dict[str, int]):
-        texts = [r[data.text_column] for r in rows]
-        pairs = [r.get(data.text_pair_column, "") for r in rows] if data.text_pair_column else None
-        self.features = tokenizer(texts, pairs, truncation=True, max_length=data.max_length)
+        texts = [clip_cell(r[data.text_column])[0] for r in rows]
+        pairs = [clip_cell(r.get(data.text_pair_column) or "")[0] or None for r in rows] if data.text_pair_column \
+            else [None] * len(rows)
+        fitted = fit_pairs(tokenizer, texts, pairs, data.max_length)  # each side cut on its own ids: linear
+        firsts = [f.first for f in fitted]
+        seconds = [f.second or "" for f in fitted] if data.text_pair_column else None
+        self.features = tokenizer(firsts, seconds, truncation=True, max_length=data.max_length)
         self.labels = [label2id[r[data.label_column].strip()] for r in rows]
 
     def __len__(self) -> int:

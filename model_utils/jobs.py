@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 from model_utils.config import get_settings
+from model_utils.errors import public_error
 
 logger = logging.getLogger("plm_playground.jobs")
 
@@ -40,7 +41,8 @@ class Job:
     state: str = WAITING
     events: list[dict] = field(default_factory=list)  # everything emitted so far, in order
     result: Any = None
-    error: str | None = None
+    error: str | None = None  # what the user is told (no paths, class names or tracebacks)
+    error_detail: ValueError | None = field(default=None, repr=False)  # the same, with its code if a UserError
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -149,10 +151,8 @@ class JobRunner:
         # BaseException: a library's sys.exit (SystemExit) must end the job as failed too, or it would
         # stay 'running' forever and whoever follows it would wait forever (the thread is ours).
         except BaseException as err:  # noqa: BLE001 - a failed job must leave the app healthy
-            message = str(err) if isinstance(err, ValueError) else f"{type(err).__name__}: {err}"
-            if not isinstance(err, ValueError):
-                logger.exception("job %s (%s) failed", job.id, job.kind)
-            job._set_state(FAILED, error=message, finished=time.time())
+            shown = public_error(err, f"job {job.id} ({job.kind})")  # logged with an id unless the user's fault
+            job._set_state(FAILED, error=str(shown), error_detail=shown, finished=time.time())
         finally:
             self._slot.release()
 

@@ -17,6 +17,7 @@ import torch
 
 from model_utils import make_module_callable
 from model_utils.config import get_settings
+from model_utils.inputs import check_text, fit_pair
 from model_utils.manager import LoadedModel, get_manager, gpu_task
 
 MAX_PARAGRAPH_SENTENCES = 32
@@ -33,16 +34,19 @@ def split_sentences(paragraph: str) -> list[str]:
 
 
 def preprocess(first: str, second: str, tokenizer: Any) -> tuple[dict, list[str]]:
-    """Tokenize a sentence pair; ValueError if either is empty. Returns (encoding, notices)."""
-    if not first or not first.strip() or not second or not second.strip():
-        raise ValueError("Please enter both sentence A and sentence B.")
+    """Tokenize a sentence pair, cut side by side to the token limit. Returns (encoding, notices).
+
+    UserError if either sentence is missing, empty or over the character limit.
+    """
+    first = check_text(first, "sentence A")
+    second = check_text(second, "sentence B")
     model_max = getattr(tokenizer, "model_max_length", 512)
     limit = min(get_settings().max_seq_len, model_max if model_max < 100_000 else 512)
-    full_length = len(tokenizer(first, second)["input_ids"])
-    encoding = tokenizer(first, second, truncation="longest_first", max_length=limit)
+    fitted = fit_pair(tokenizer, first, second, limit)
+    encoding = tokenizer(fitted.first, fitted.second, truncation="longest_first", max_length=limit)
     notices = []
-    if full_length > limit:
-        notices.append(f"The pair is {full_length} tokens long and the model reads at most {limit}; "
+    if fitted.truncated:
+        notices.append(f"The pair is {fitted.total_tokens} tokens long and the model reads at most {limit}; "
                        "the longer sentence was cut.")
     return dict(encoding), notices
 
@@ -105,7 +109,7 @@ def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> 
     Returns ``{"sentences", "pairs": [{"index", "first", "second", "is_next"}], "control":
     [...same for the shuffled order], "mean_is_next", "mean_control", "notices"}``.
     """
-    sentences = split_sentences(paragraph)
+    sentences = split_sentences(check_text(paragraph, "paragraph"))
     if len(sentences) < 2:
         raise ValueError("Paragraph mode needs at least two sentences (ending with . ! or ?).")
     notices = []

@@ -30,9 +30,13 @@ from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, H
                           PreTrainedTokenizerBase, get_linear_schedule_with_warmup)
 
 from model_utils.data import Document, read_documents
+from model_utils.inputs import clip_cell
 from model_utils.loading import serialized
 
 IS_NEXT, NOT_NEXT = 0, 1  # BERT's convention for next_sentence_label
+# A "sentence" longer than this (text without end punctuation) is cut before tokenizing: no sequence
+# uses more than a few hundred tokens, and tokenizing a 10 MB run would take seconds and a GB.
+MAX_SENTENCE_CHARS = 4000
 
 
 @dataclass
@@ -76,7 +80,7 @@ class Example:
 
 def tokenize_documents(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
     """WordPiece ids (no special tokens) of every sentence of every document."""
-    flat = [s for d in docs for s in d.sentences]
+    flat = [clip_cell(s, MAX_SENTENCE_CHARS)[0] for d in docs for s in d.sentences]
     ids = tokenizer(flat, add_special_tokens=False, truncation=False)["input_ids"] if flat else []
     out, i = [], 0
     for d in docs:

@@ -34,6 +34,7 @@ import torch
 
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
+from model_utils.inputs import check_text
 from model_utils.loading import serialized
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "bundled" / "data" / "pretrain_heldout_sample.jsonl"
@@ -242,7 +243,7 @@ def _load_bert_base(info) -> tuple:
 
 def probe_ids(tokenizer, text: str, max_length: int = 128) -> torch.Tensor:
     """Token ids of a probe sentence; ValueError unless it has exactly one mask token."""
-    text = (text or "").strip()
+    text = (check_text(text, "probe sentence", required=False) or "").strip()
     mask = tokenizer.mask_token
     if not text:
         raise ValueError(f"Write a probe sentence with one {mask}, e.g. 'The patient was given [MASK] for the pain.'")

@@ -12,19 +12,19 @@ import pytest
 from demo import messages
 from demo.common import user_errors
 from demo.fill_mask_tab import top_k_value
-from demo.messages import localize, preferred_language, request_language
+from demo.messages import localize, localize_error, preferred_language, request_language
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-def message_of(call: Callable[[], object]) -> str:
+def message_of(call: Callable[[], object]) -> ValueError:
     with pytest.raises(ValueError) as caught:
         call()
-    return str(caught.value)
+    return caught.value
 
 
-def real_messages(tmp_path: Path) -> dict[str, str]:
-    """English messages raised by the real code for common bad input (needs tiny_env)."""
+def real_messages(tmp_path: Path) -> dict[str, ValueError | str]:
+    """Errors raised by the real code for common bad input (needs tiny_env)."""
     from model_utils import classify, fill_mask, next_sentence, registry
     from model_utils.batch import read_table
     from model_utils.manager import get_manager
@@ -56,11 +56,35 @@ def real_messages(tmp_path: Path) -> dict[str, str]:
 
 
 def test_every_common_message_has_a_chinese_translation(tiny_env: Path, tmp_path: Path) -> None:
-    for case, english in real_messages(tmp_path).items():
-        chinese = localize(english, "zh-CN")
+    for case, error in real_messages(tmp_path).items():
+        english = str(error)
+        chinese = localize_error(error, "zh-CN") if isinstance(error, Exception) else localize(error, "zh-CN")
         assert chinese != english and CJK.search(chinese), (case, english)
         # no English sentence left over: what stays Latin is names, tokens and numbers
         assert not re.search(r"\b(the|is|are|an|please|must|choose|write)\b", chinese), (case, chinese)
+
+
+def test_every_message_code_has_a_chinese_template_and_no_template_lacks_a_code() -> None:
+    import importlib
+    import pkgutil
+
+    import model_utils
+
+    for module in pkgutil.iter_modules(model_utils.__path__):  # every module defines its codes on import
+        importlib.import_module(f"model_utils.{module.name}")
+    assert messages.untranslated_codes() == []
+    assert messages.translations_without_code() == []
+
+
+def test_user_errors_are_translated_by_code_with_their_parameters() -> None:
+    from model_utils.errors import UserError
+    from model_utils.inputs import check_text
+
+    error = message_of(lambda: check_text("x" * 30_000, "sentence B"))
+    assert isinstance(error, UserError) and error.code == "input.too_long"
+    assert error.params["length"] == 30_000
+    assert localize_error(error, "zh-CN") == "句子 B有 30,000 个字符；上限为 20,000 个字符（PLM_MAX_TEXT_CHARS）。请缩短。"
+    assert localize_error(error, "en-US") == str(error)
 
 
 def test_names_and_numbers_inside_messages_are_kept() -> None:
