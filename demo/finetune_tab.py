@@ -130,8 +130,13 @@ def _read_rows(path: str | None, use_sample: bool) -> tuple[list[dict[str, str]]
 
 
 def _arguments(path: str, text_column: str, label_column: str, base_model: str, name: str,
-               knobs: dict[str, Any], output_dir: str) -> tuple:
-    """The three argument dataclasses of ``model_utils.finetune`` from the form (one definition of each knob)."""
+               knobs: dict[str, Any]) -> tuple:
+    """``model_utils.finetune``'s data and model arguments, and the overrides of its training arguments.
+
+    ``TrainingArguments`` itself is built only inside the job (:func:`_submit`): building it resets
+    accelerate's process-wide state, which the running job's ``Trainer`` uses (another session's
+    Start made a running fine-tune fail with "AcceleratorState has no attribute num_processes").
+    """
     from model_utils import finetune
     from model_utils.checkpoints import ensure_new
     from model_utils.registry import resolve
@@ -142,8 +147,8 @@ def _arguments(path: str, text_column: str, label_column: str, base_model: str, 
                                   label_column=label_column or "label", max_length=int(knobs["max_length"]))
     model = finetune.ModelArguments(base_model=base_model, lora_rank=int(knobs["lora_rank"]),
                                     compare_from_scratch=bool(knobs["compare"]), checkpoint_name=name.strip())
-    training = finetune.build_training_arguments(
-        output_dir, num_train_epochs=float(knobs["epochs"]), per_device_train_batch_size=int(knobs["batch_size"]),
+    training = dict(
+        num_train_epochs=float(knobs["epochs"]), per_device_train_batch_size=int(knobs["batch_size"]),
         per_device_eval_batch_size=int(knobs["batch_size"]), learning_rate=float(knobs["learning_rate"]),
         warmup_steps=float(knobs["warmup"]), weight_decay=float(knobs["weight_decay"]), seed=int(knobs["seed"]),
         max_steps=int(knobs["max_steps"]) or -1, eval_strategy="steps", eval_steps=EVAL_TIMES,
@@ -169,12 +174,13 @@ def _submit(path: str | None, use_sample: bool, text_column: str, label_column: 
 
     _check_knobs(knobs)
     rows, source = _read_rows(path, use_sample)
-    output_dir = tempfile.mkdtemp(prefix="plm-finetune-")
-    data, model, training = _arguments(source, text_column, label_column, base_model, name, knobs, output_dir)
+    data, model, training_overrides = _arguments(source, text_column, label_column, base_model, name, knobs)
     finetune.prepare_data(rows, data)  # one class, empty rows, too many labels: fail now, visibly
 
-    def work(job: Job) -> dict:
+    def work(job: Job) -> dict:  # runs in the job's thread, holding the only training slot
+        output_dir = tempfile.mkdtemp(prefix="plm-finetune-")
         try:
+            training = finetune.build_training_arguments(output_dir, **training_overrides)
             result = finetune.run(data, model, training, rows=rows, on_event=job.emit, should_stop=job.should_stop)
             return finetune.summarize(result)
         finally:
