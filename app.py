@@ -37,7 +37,9 @@ def build_demo() -> gr.Blocks:
     """Assemble the whole UI (tabs, offline and checkpoints banners, Models panel) into a ``gr.Blocks``."""
     for _, module in TABS:
         i18n.add_strings(module.STRINGS)
-    with gr.Blocks(title="PLM Playground") as demo:
+    ttl = get_settings().upload_ttl_s
+    # Uploads and files made for downloads are deleted once older than PLM_UPLOAD_TTL_MIN (checked as often).
+    with gr.Blocks(title="PLM Playground", delete_cache=(min(ttl, 900), ttl)) as demo:
         gr.Markdown(I18N("app_title"), elem_id="app-title")
         gr.Markdown(I18N("app_intro"))
         gr.Markdown(I18N("offline_banner"), visible=is_offline(), elem_id="offline-banner")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from demo.messages import markdown_text
+
 SEGMENT_BREAK = "  ‖  "  # shown between the first and second text of a pair
 
 
@@ -96,7 +98,7 @@ def batch_summary(result: dict) -> str:
     metrics = result["metrics"]
     if metrics:
         lines.append("\n| label | precision | recall | F1 | support |\n|---|---|---|---|---|")
-        lines += [f"| {m['label']} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
+        lines += [f"| {markdown_text(m['label'])} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
                   for m in metrics["per_label"]]
-    lines += [f"\n⚠️ {note}" for note in result["notes"]]
+    lines += [f"\n⚠️ {markdown_text(note)}" for note in result["notes"]]
     return "\n".join(lines)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from demo.messages import markdown_text, say
+
 RUN_NAMES = {"pretrained": "from the pretrained model", "scratch": "from scratch (random init)"}
 RUN_COLORS = {"pretrained": "#3b82f6", "scratch": "#f97316"}
 
@@ -56,6 +58,8 @@ def summary_markdown(summary: dict) -> str:
     lines = []
     if summary.get("checkpoint"):
         lines.append(f"✅ Saved as **`{summary['checkpoint']}`**: pick it in the Classify tab.")
+    if summary.get("removed"):
+        lines.append(say("checkpoints.removed", names=", ".join(f"local:{name}" for name in summary["removed"])))
     if summary.get("stopped"):
         lines.append(f"⏹ Stopped at step {summary['steps']} of {summary['max_steps']}.")
     lines.append("\n| run | accuracy | macro-F1 | steps | seconds |\n|---|---|---|---|---|")
@@ -68,5 +72,5 @@ def summary_markdown(summary: dict) -> str:
             lines.append(f"| {RUN_NAMES[run]} | {acc} | {f1} | {part['steps']} | {part['seconds']:.1f} |")
     lines.append(f"\n{summary['train_rows']} training rows, {summary['validation_rows']} validation rows"
                  + (f", {summary['skipped']} rows skipped (empty text or label)" if summary.get("skipped") else "")
-                 + f"; labels: {', '.join(summary['labels'])}.")
+                 + f"; labels: {', '.join(markdown_text(label) for label in summary['labels'])}.")
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, _guess
 from demo.common import model_choices, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language
+from model_utils.checkpoints import check_budget
 from model_utils.jobs import DONE, FAILED, STOPPED, WAITING, Job, get_runner
 
 TASK = "fine-tune-base"
@@ -176,12 +177,14 @@ def _submit(path: str | None, use_sample: bool, text_column: str, label_column: 
     rows, source = _read_rows(path, use_sample)
     data, model, training_overrides = _arguments(source, text_column, label_column, base_model, name, knobs)
     finetune.prepare_data(rows, data)  # one class, empty rows, too many labels: fail now, visibly
+    check_budget(finetune.expected_bytes(model))  # a checkpoint that could never fit: refused before training
 
     def work(job: Job) -> dict:  # runs in the job's thread, holding the only training slot
         output_dir = tempfile.mkdtemp(prefix="plm-finetune-")
         try:
             training = finetune.build_training_arguments(output_dir, **training_overrides)
-            result = finetune.run(data, model, training, rows=rows, on_event=job.emit, should_stop=job.should_stop)
+            result = finetune.run(data, model, training, rows=rows, on_event=job.emit, should_stop=job.should_stop,
+                                  owner=job.owner)
             return finetune.summarize(result)
         finally:
             shutil.rmtree(output_dir, ignore_errors=True)

@@ -14,7 +14,7 @@ import html
 import re
 from typing import Any, Mapping
 
-from model_utils.errors import UserError, codes
+from model_utils.errors import UserError, codes, define, message
 
 # Words that appear inside messages (head kinds, what is missing).
 _ZH_WORDS = {
@@ -84,14 +84,12 @@ _ZH: list[tuple[str, str]] = [
     (r"(?P<name>.+) has no (?P<word_head>.+) head; choose another model\.", "{name} 没有{word_head}头；请选择其他模型。"),
     (r"(?P<name>.+) has no trained (?P<word_head>.+) head \(missing weights: (?P<missing>.+)\); choose another model\.",
      "{name} 没有训练好的{word_head}头（缺少权重：{missing}）；请选择其他模型。"),
-    (r"No checkpoint named (?P<name>local:.+) in (?P<root>.+) \(missing folder or config\.json\)",
-     "{root} 中没有名为 {name} 的检查点（缺少文件夹或 config.json）"),
+    (r"No checkpoint named (?P<name>local:.+) in the checkpoints folder \(missing folder or config\.json\)",
+     "检查点文件夹中没有名为 {name} 的检查点（缺少文件夹或 config.json）"),
     (r"(?P<name>.+) is not a valid model id \(expected e\.g\. (?P<examples>.+)\)",
      "{name} 不是有效的模型名（例如 {examples}）"),
     (r"Invalid local checkpoint name (?P<name>.+): use local:<folder name>, no paths",
      "无效的本地检查点名 {name}：请写 local:<文件夹名>，不要写路径"),
-    (r"(?P<name>.+) names a local path; saved checkpoints are opened as local:<name>",
-     "{name} 是一个本地路径；已保存的检查点请用 local:<名称> 打开"),
     (r"A model is chosen by its name \(text\), not by a (?P<kind>.+)\.", "请用名称（文本）选择模型，而不是 {kind}。"),
     (r"That model name is (?P<length>\d+) characters long; names have at most (?P<limit>\d+)\.",
      "这个模型名有 {length} 个字符；模型名最多 {limit} 个字符。"),
@@ -112,7 +110,6 @@ _ZH: list[tuple[str, str]] = [
     # Training jobs, Models panel
     (r"Fine-tuning failed: (?P<detail>.*)", "微调失败：{detail}"),
     (r"Pretraining failed: (?P<detail>.*)", "预训练失败：{detail}"),
-    (r"Unloaded (?P<count>\d+) model\(s\)\.", "已卸载 {count} 个模型。"),
     # Pretrain corpus
     (r"The corpus is empty\. Paste text, upload \.txt files or use the bundled corpus: (?P<min_need>.+)\.",
      "语料为空。请粘贴文本、上传 .txt 文件或使用内置语料：{min_need}。"),
@@ -166,6 +163,15 @@ def translations_without_code() -> list[str]:
     return sorted(set(_ZH_BY_CODE) - set(codes()))
 
 
+define({  # notices of the Models tab
+    "models.unloaded": "Unloaded {count} model(s).",
+    "models.kept": "{kept} model(s) used in the last {minutes} minutes were kept: only the admin token "
+                   "(PLM_ADMIN_TOKEN) unloads models others may be using.",
+    "models.deleted": "Deleted local:{name}.",
+    "checkpoints.removed": "🧹 To stay within the checkpoints folder's disk budget (PLM_CHECKPOINTS_MAX_MB, "
+                           "PLM_CHECKPOINTS_MAX_COUNT), the oldest checkpoints made in the app were removed: {names}.",
+})
+
 # Names of text boxes in input messages (model_utils.inputs.FIELDS keys).
 _ZH_FIELDS = {"text": "文本", "second text": "第二段文本", "sentence A": "句子 A", "sentence B": "句子 B",
               "paragraph": "段落", "candidate words": "候选词列表", "probe sentence": "探针句"}
@@ -174,8 +180,27 @@ add_translations({
     "input.not_text": "{what_zh}必须是文本，而不是 {kind}。",
     "input.empty": "{what_zh}为空：请输入文本。",
     "input.too_long": "{what_zh}有 {length:,} 个字符；上限为 {limit:,} 个字符（PLM_MAX_TEXT_CHARS）。请缩短。",
+    "checkpoints.too_big": "这次训练大约要保存 {needed_mb:,.0f} MB，而检查点文件夹最多只能占用 {limit_mb:,.0f} MB"
+                           "（PLM_CHECKPOINTS_MAX_MB），其中 {fixed_mb:,.0f} MB 是应用不能删除的检查点。请使用 LoRA"
+                           "（只保存小的适配器而不是完整副本）、换一个更小的基础模型，或请运行本应用的人腾出空间。",
+    "checkpoints.not_found": "没有名为 local:{name} 的检查点。",
+    "checkpoints.not_yours": "local:{name} 不是在这个浏览器会话中创建的，因此不能在这里删除（请联系运行本应用的人）。",
+    "checkpoints.not_from_app": "local:{name} 不是由本应用创建的；只有运行本应用的人才能删除它。",
+    "models.unloaded": "已卸载 {count} 个模型。",
+    "models.kept": "最近 {minutes} 分钟内用过的 {kept} 个模型被保留：只有管理员令牌（PLM_ADMIN_TOKEN）"
+                   "才能卸载别人可能正在使用的模型。",
+    "models.deleted": "已删除 local:{name}。",
+    "checkpoints.removed": "🧹 为了不超出检查点文件夹的磁盘预算（PLM_CHECKPOINTS_MAX_MB、PLM_CHECKPOINTS_MAX_COUNT），"
+                           "已删除应用中最早创建的检查点：{names}。",
     "server.unexpected": "服务器出错了（错误编号 {error_id}）；详细信息在服务器日志中。请重试，或把这个编号告诉运行本应用的人。",
 })
+
+
+def say(code: str, **params: Any) -> str:
+    """The text of message ``code`` in the language of the request being answered (a notice or status)."""
+    if chinese_request() and code in _ZH_BY_CODE:
+        return _ZH_BY_CODE[code].format(**params)
+    return message(code, **params)
 
 
 def localize_error(err: Exception, language: str | None) -> str:
@@ -242,9 +267,17 @@ def for_display(message: str, request: Any = None) -> str:
     return message if from_api_client(request) else html.escape(message, quote=False)
 
 
+# ASCII punctuation that Markdown (or Gradio's LaTeX and HTML rendering) could read as markup.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
+
+
 def markdown_text(text: str) -> str:
-    """Plain ``text`` (a notice that may quote input) safe inside Markdown: ``<``, ``>``, ``&`` kept visible."""
-    return html.escape(text, quote=False)
+    """Plain ``text`` (a notice or a label that may quote user input) shown literally inside Markdown.
+
+    Every character Markdown could read as markup is backslash-escaped, so an uploaded label such
+    as ``<img src=x>`` or ``[click](http://...)`` is shown as typed, never as an image or a link.
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def request_language(request: Any = None) -> str:

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import gradio as gr
 from gradio.context import Context
 
-from demo.common import is_offline
+from demo.common import is_offline, user_errors
 from demo.i18n import I18N
-from demo.messages import in_language, localized, markdown_text
-from model_utils.checkpoints import storage_problem
+from demo.messages import in_language, say
+from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_problem
 from model_utils.config import get_settings
+from model_utils.errors import scrub_paths
 from model_utils.manager import device_summary, get_manager
 from model_utils.registry import local_checkpoints
 
 STRINGS = {
     "en": {"tab_models": "Models",
            "models_unload_one": "Unload this model",
+           "models_admin": "Admin and your checkpoints",
+           "models_admin_token": "Admin token (PLM_ADMIN_TOKEN; empty for visitors)",
+           "models_mine": "Checkpoints you made in this browser session",
+           "models_delete": "Delete this checkpoint",
            "models_intro": "Models load on first use and stay cached (least recently used ones are "
                            "unloaded when the cache is full). Unload them to free memory."},
     "zh-CN": {"tab_models": "模型",
               "models_unload_one": "卸载此模型",
+              "models_admin": "管理与你的检查点",
+              "models_admin_token": "管理员令牌（PLM_ADMIN_TOKEN；访客留空）",
+              "models_mine": "你在本次浏览器会话中创建的检查点",
+              "models_delete": "删除这个检查点",
               "models_intro": "模型在首次使用时加载并保留在缓存中（缓存满时卸载最久未用的模型）。"
                               "卸载模型可释放内存。"},
 }
+IDLE_SECONDS = 120  # without the admin token, only models unused this long can be unloaded
 TABLE_HEADERS = ["checkpoint", "head", "device", "precision", "memory (MB)"]
 TABLE_HEADERS_ZH = ["检查点", "输出头", "设备", "精度", "内存 (MB)"]
 
@@ -34,14 +45,21 @@ def checkpoints_markdown() -> str:
     root = get_settings().checkpoints_dir
     problem = storage_problem(root)
     label = in_language("**Checkpoints:**", "**检查点：**")
-    if problem:
-        return f"{label} ⚠️ {markdown_text(problem)}"
+    if problem:  # the operator's own words and path (no user input): kept readable, server paths shortened
+        return f"{label} ⚠️ {html.escape(scrub_paths(problem), quote=False)}"
+    shown = scrub_paths(str(root.absolute()) if root.is_absolute() else str(root))
     if not root.is_dir():
-        return label + in_language(f" `{root}` does not exist yet; it is created when the first model is saved",
-                                   f" `{root}` 还不存在；保存第一个模型时会创建")
+        return label + in_language(f" `{shown}` does not exist yet; it is created when the first model is saved",
+                                   f" `{shown}` 还不存在；保存第一个模型时会创建")
     count = len(local_checkpoints())
-    return label + in_language(f" `{root}`, {count} saved (offered as `local:<name>`)",
-                               f" `{root}`，已保存 {count} 个（以 `local:<名称>` 提供）")
+    settings = get_settings()
+    used_mb = sum(c.bytes for c in saved_checkpoints(root)) / 2**20
+    limit_mb, most = settings.checkpoints_max_bytes / 2**20, settings.checkpoints_max_count
+    return label + in_language(
+        f" `{shown}`, {count} saved (offered as `local:<name>`), {used_mb:,.0f} of {limit_mb:,.0f} MB; at most "
+        f"{most} made in the app (the oldest go first)",
+        f" `{shown}`，已保存 {count} 个（以 `local:<名称>` 提供），占用 {used_mb:,.0f} / {limit_mb:,.0f} MB；"
+        f"应用中创建的最多保留 {most} 个（最早的先删除）")
 
 
 def status_markdown() -> str:
@@ -78,11 +96,38 @@ def models_status() -> tuple[str, Any, Any]:
     return status_markdown(), table, gr.Dropdown(choices=names, value=names[0] if names else None)
 
 
-def unload_models(checkpoint: str | None) -> tuple[str, list[list[Any]], Any]:
-    """API ``unload_models``: unload one checkpoint (every head), or all when none is chosen."""
-    count = get_manager().unload(checkpoint or None)
-    gr.Info(localized(f"Unloaded {count} model(s)."))
+def unload_models(checkpoint: str | None, admin_token: str | None = None) -> tuple[str, list[list[Any]], Any]:
+    """API ``unload_models``: unload one checkpoint (every head), or all when none is chosen.
+
+    With the admin token (``PLM_ADMIN_TOKEN``) every chosen model goes; without it only the models
+    nobody asked for in the last :data:`IDLE_SECONDS` and nobody is using right now, so one visitor
+    cannot evict what the others are working with.
+    """
+    admin = is_admin(admin_token)
+    manager = get_manager()
+    count = manager.unload(checkpoint or None, idle_for=None if admin else IDLE_SECONDS)
+    kept = [m for m in manager.loaded() if not checkpoint or m["checkpoint"] == checkpoint]
+    gr.Info(say("models.unloaded", count=count) + (" " + say("models.kept", kept=len(kept), minutes=IDLE_SECONDS // 60)
+                                                   if kept else ""))
     return models_status()
+
+
+def my_checkpoints(admin_token: str | None, request: gr.Request) -> Any:
+    """The checkpoints this session may delete (any app-made one with the admin token)."""
+    names = deletable_by(_session(request), admin=is_admin(admin_token))
+    return gr.Dropdown(choices=names, value=names[-1] if names else None)
+
+
+def delete_own_checkpoint(name: str | None, admin_token: str | None, request: gr.Request) -> tuple[str, Any]:
+    """API ``delete_checkpoint``: delete a checkpoint this session made (any app-made one for an admin)."""
+    name = delete_checkpoint(name or "", _session(request), admin=is_admin(admin_token))
+    get_manager().unload(f"local:{name}")
+    gr.Info(say("models.deleted", name=name))
+    return status_markdown(), my_checkpoints(admin_token, request)
+
+
+def _session(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) or None
 
 
 def build_tab() -> None:
@@ -97,12 +142,25 @@ def build_tab() -> None:
                             elem_id="models-which")
         unload_one = gr.Button(I18N("models_unload_one"), elem_id="models-unload-one")
         unload_all = gr.Button(I18N("models_unload"), variant="stop", elem_id="models-unload")
+    with gr.Accordion(I18N("models_admin"), open=False):
+        token = gr.Textbox(label=I18N("models_admin_token"), type="password", max_length=200,
+                           elem_id="models-admin-token")
+        with gr.Row():
+            mine = gr.Dropdown(label=I18N("models_mine"), choices=[], elem_id="models-mine")
+            delete = gr.Button(I18N("models_delete"), variant="stop", elem_id="models-delete")
     outputs = [status, table, which]
     refresh.click(models_status, outputs=outputs, api_name="models_status", queue=False)
-    unload_one.click(unload_models, inputs=[which], outputs=outputs, api_name="unload_models")
-    unload_all.click(lambda: unload_models(None), outputs=outputs, api_visibility="private")
+    unload_one.click(unload_models, inputs=[which, token], outputs=outputs, api_name="unload_models")
+    unload_all.click(lambda admin_token: unload_models(None, admin_token), inputs=[token], outputs=outputs,
+                     api_visibility="private")
+    delete.click(user_errors(delete_own_checkpoint), inputs=[mine, token], outputs=[status, mine],
+                 api_name="delete_checkpoint")
+    listing = dict(fn=my_checkpoints, inputs=[token], outputs=[mine], api_visibility="private", queue=False)
+    token.change(**listing)
+    refresh.click(**listing)
     parent = Context.block  # the gr.Tab app.py opened around this panel
     if isinstance(parent, gr.Tab):
         parent.select(models_status, outputs=outputs, api_visibility="private", queue=False)
+        parent.select(**listing)
     if Context.root_block is not None:
         Context.root_block.load(models_status, outputs=outputs, api_visibility="private", queue=False)

@@ -19,7 +19,7 @@ import gradio as gr
 from demo import pretrain_plots as plots
 from demo.common import find_component, model_choices, model_dropdown, text_limit, ui_error, user_errors
 from demo.i18n import I18N
-from demo.messages import in_language, localized_table
+from demo.messages import in_language, localized_table, markdown_text, say
 from model_utils.config import get_settings
 from model_utils.inputs import check_text
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
@@ -166,7 +166,7 @@ def corpus_info(text: str, files: Any, use_bundled: bool) -> str:
         verdict = "✅ enough to train on."
     except ValueError as err:
         verdict = f"⚠️ {err}"
-    return (f"{source}: {counts['documents']} documents, {counts['sentences']} sentences, "
+    return (f"{markdown_text(source)}: {counts['documents']} documents, {counts['sentences']} sentences, "
             f"{counts['words']} words. {verdict}")
 
 
@@ -174,7 +174,7 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
             knobs: dict[str, Any], owner: str) -> Job:
     """Check everything that is quick to check, then queue the run on the shared job runner."""
     from model_utils import pretrain_session as S
-    from model_utils.checkpoints import ensure_new
+    from model_utils.checkpoints import check_budget, ensure_new
     from model_utils.registry import model_name, resolve
 
     _check_knobs(knobs)
@@ -191,6 +191,7 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
                          "checkpoint with one (a ...ForMaskedLM or ...ForPreTraining model).")
     name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
     ensure_new(name)
+    check_budget(S.expected_bytes(base_model))  # a checkpoint that could never fit: refused before training
     steps = int(knobs["steps"])
     args = S.app_arguments(max_steps=steps, batch_size=int(knobs["batch_size"]),
                            learning_rate=float(knobs["learning_rate"]), max_seq_length=int(knobs["max_length"]),
@@ -201,7 +202,7 @@ def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str
                                corpus_name=source)
 
     def work(job: Job) -> dict:
-        return S.run_pretraining(args, options, docs, on_event=job.emit, should_stop=job.should_stop)
+        return S.run_pretraining(args, options, docs, on_event=job.emit, should_stop=job.should_stop, owner=job.owner)
 
     return get_runner().submit("pretrain", f"pretraining {base_model} as local:{name}", work, owner=owner)
 
@@ -257,6 +258,8 @@ def _final(job: Job) -> tuple:
             f"`{summary['checkpoint']}`, now listed in Fill-Mask, Next Sentence, Attention and Fine-tune.",
             f"✅ 完成：{summary['steps']} 步，用时 {summary['seconds']:.0f} 秒。已保存为 "
             f"`{summary['checkpoint']}`，现已出现在掩码填充、下一句预测、注意力和微调页中。")
+        if summary.get("removed"):
+            status += " " + say("checkpoints.removed", names=", ".join(f"local:{n}" for n in summary["removed"]))
     else:
         reason = f" ({job.stop_reason})" if job.stop_reason else ""
         status = in_language(

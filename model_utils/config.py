@@ -109,6 +109,15 @@ class Settings:
     hub_timeout: float = 1.5
     # Wall-clock limit of one fine-tuning/pretraining job in seconds; 0 = none (PLM_JOB_TIME_LIMIT_MIN).
     job_time_limit_s: float = 3600.0
+    # Disk budget of the checkpoints folder in bytes (PLM_CHECKPOINTS_MAX_MB, megabytes): past it the oldest
+    # checkpoints made from the app are removed, or a run that could not fit is refused before it starts.
+    checkpoints_max_bytes: int = 2048 * 2**20
+    # Most checkpoints made from the app kept at once; the oldest go first (PLM_CHECKPOINTS_MAX_COUNT).
+    checkpoints_max_count: int = 20
+    # Uploaded files are deleted this long after upload, in seconds (PLM_UPLOAD_TTL_MIN, minutes).
+    upload_ttl_s: int = 3600
+    # Token that lets its holder unload every model and delete any app-made checkpoint (PLM_ADMIN_TOKEN).
+    admin_token: str | None = field(default=None, repr=False)
     # Requests of one event running at once; Fill-Mask batches up to 16 instead (PLM_CONCURRENCY).
     concurrency: int = 2
     # Requests waiting in the queue before new ones are refused as busy (PLM_QUEUE_MAX_SIZE).
@@ -143,6 +152,10 @@ def get_settings() -> Settings:
         max_attention_tokens=max(8, _env_int("PLM_MAX_ATTENTION_TOKENS", 128)),
         hub_timeout=float(_env_str("PLM_HUB_TIMEOUT") or 1.5),
         job_time_limit_s=max(0, _env_int("PLM_JOB_TIME_LIMIT_MIN", 60)) * 60.0,
+        checkpoints_max_bytes=max(1, _env_int("PLM_CHECKPOINTS_MAX_MB", 2048)) * 2**20,
+        checkpoints_max_count=max(1, _env_int("PLM_CHECKPOINTS_MAX_COUNT", 20)),
+        upload_ttl_s=max(1, _env_int("PLM_UPLOAD_TTL_MIN", 60)) * 60,
+        admin_token=_env_str("PLM_ADMIN_TOKEN"),
         concurrency=max(1, _env_int("PLM_CONCURRENCY", 2)),
         queue_max_size=max(1, _env_int("PLM_QUEUE_MAX_SIZE", 64)),
     )

@@ -34,10 +34,12 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
 
 from model_utils import registry
-from model_utils.checkpoints import atomic_checkpoint, checkpoint_path, ensure_new
+from model_utils.adapters import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
+                                  load_delta_checkpoint, save_delta_checkpoint)
+from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
 from model_utils.inputs import clip_cell, fit_pairs
-from model_utils.loading import serialized
+from model_utils.loading import hub_location, serialized
 from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
 
 RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
@@ -269,7 +271,17 @@ def _pretrained_classifier(source: str, location: str, id2label: dict[int, str])
     from model_utils.manager import pretrained_kwargs
 
     local_only = source != "hub" or hub_offline()
+    labels = {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    if source == "local" and is_delta_checkpoint(location):
+        try:
+            model, tokenizer, _ = load_delta_checkpoint(location, AutoModelForSequenceClassification,
+                                                        local_only=hub_offline(), config_overrides=labels)
+        except OSError as err:
+            raise ValueError(f"Could not rebuild the base model from its saved delta: its own base "
+                             f"{delta_base_of(location)} is not in the local cache while the Hub is unreachable.") from err
+        return model, tokenizer
     try:
+        location = hub_location(location, local_only) if source == "hub" else location
         tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             location, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
@@ -440,15 +452,26 @@ def model_card(result: dict, data: DataArguments, model_args: ModelArguments, tr
 
 
 def save_checkpoint(result: dict, name: str, data: DataArguments, model_args: ModelArguments,
-                    training: TrainingArguments, root: Path | None = None) -> Path:
-    """Write the trained model atomically as checkpoint ``name`` (safetensors, tokenizer, card, log)."""
+                    training: TrainingArguments, root: Path | None = None, owner: str | None = None) -> Path:
+    """Write the trained model atomically as checkpoint ``name`` (weights, tokenizer, card, log).
+
+    A LoRA run over a bundled or Hub base is saved as a small delta over that base
+    (:mod:`model_utils.adapters`), anything else in full. ``owner``: the session that made it
+    (None: the command line). ``result["removed"]`` lists checkpoints removed to make room.
+    """
     trainer = result["trainer"]
-    model = merged_model(trainer.model)
+    source, location = resolve_base(model_args.base_model)
+    base = None if model_args.from_scratch else delta_base(location, source, trainer.model)
+    model = trainer.model if base else merged_model(trainer.model)
     card = model_card(result, data, model_args, training, name)
     model.config.plm_description = f"fine-tuned from {hyperparameters(data, model_args, training)['base_model']}"
-    with atomic_checkpoint(name, root) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        trainer.processing_class.save_pretrained(str(tmp))
+    result["removed"] = []
+    with atomic_checkpoint(name, root, owner=owner, kind="fine-tune", removed=result["removed"]) as tmp:
+        if base:
+            save_delta_checkpoint(model, trainer.processing_class, tmp, base)
+        else:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            trainer.processing_class.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(card, encoding="utf-8")
         log = {"log": result["log"], "metrics": result["metrics"], "evaluation": result["evaluation"],
                "seconds": result["seconds"], "hyperparameters": hyperparameters(data, model_args, training)}
@@ -456,9 +479,16 @@ def save_checkpoint(result: dict, name: str, data: DataArguments, model_args: Mo
     return checkpoint_path(name, root)
 
 
+def expected_bytes(model_args: ModelArguments) -> int:
+    """About how large the checkpoint of this run will be (a LoRA delta, or a full copy of the base)."""
+    source, location = resolve_base(model_args.base_model)
+    delta = bool(model_args.lora_rank) and not model_args.from_scratch and source in ("bundled", "hub")
+    return estimate_checkpoint_bytes(source, location, delta)
+
+
 def run(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
         rows: list[dict[str, str]] | None = None, on_event: Callable[[dict], None] | None = None,
-        should_stop: Callable[[], bool] | None = None) -> dict:
+        should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
     """The whole job: check the name, fine-tune, optionally the from-scratch twin, save the checkpoint.
 
     Returns the :func:`finetune` result plus ``"checkpoint"`` (``local:<name>`` or None) and
@@ -468,6 +498,7 @@ def run(data: DataArguments, model_args: ModelArguments, training: TrainingArgum
     emit = on_event or (lambda event: None)
     if model_args.checkpoint_name:
         ensure_new(model_args.checkpoint_name)  # fail before training, not after
+        check_budget(expected_bytes(model_args))
     prepared = prepare_data(rows if rows is not None else load_rows(data), data)
     emit({"kind": "data", "train_rows": len(prepared.train_rows), "validation_rows": len(prepared.valid_rows),
           "skipped": prepared.skipped, "labels": prepared.labels})
@@ -475,9 +506,9 @@ def run(data: DataArguments, model_args: ModelArguments, training: TrainingArgum
                       prepared=prepared)
     result["checkpoint"] = None
     if model_args.checkpoint_name and result["trainer"].is_world_process_zero():
-        path = save_checkpoint(result, model_args.checkpoint_name, data, model_args, training)
+        path = save_checkpoint(result, model_args.checkpoint_name, data, model_args, training, owner=owner)
         result["checkpoint"] = LOCAL_PREFIX + path.name
-        emit({"kind": "saved", "checkpoint": result["checkpoint"]})
+        emit({"kind": "saved", "checkpoint": result["checkpoint"], "removed": result["removed"]})
     result["scratch"] = None
     if model_args.compare_from_scratch and not result["stopped"]:
         scratch_args = dataclasses.replace(model_args, from_scratch=True, lora_rank=0)
@@ -492,7 +523,8 @@ def summarize(result: dict) -> dict:
     def part(r: dict) -> dict:
         return {"metrics": r["metrics"], "steps": r["steps"], "seconds": r["seconds"], "stopped": r["stopped"]}
 
-    return {"checkpoint": result["checkpoint"], "stopped": result["stopped"], "steps": result["steps"],
+    return {"checkpoint": result["checkpoint"], "removed": result.get("removed", []),
+            "stopped": result["stopped"], "steps": result["steps"],
             "max_steps": result["max_steps"], "labels": result["labels"], "evaluation": result["evaluation"],
             "train_rows": result["train_rows"], "validation_rows": result["validation_rows"],
             "skipped": result["skipped"], "pretrained": part(result),

@@ -56,3 +56,25 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
+
+
+# What transformers reads from a Hub repository (weights as safetensors only).
+HUB_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
+             "vocab*", "merges.txt", "special_tokens_map.json", "added_tokens.json", "*.model", "*.tiktoken"]
+
+
+def hub_location(repo_id: str, local_only: bool) -> str:
+    """What to hand ``from_pretrained`` for the Hub id ``repo_id``.
+
+    Normally the id itself. But ``from_pretrained`` reads a local folder whose relative path equals
+    the id instead of the Hub, so for such an id (``demo/examples``) the id's own snapshot in the Hub
+    cache is used: every Hub id then behaves the same whether or not a folder of that name exists
+    beside the app (no existence oracle, no reading the app's own folders).
+    """
+    import os
+
+    if not os.path.exists(repo_id):
+        return repo_id
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(repo_id, local_files_only=local_only, allow_patterns=HUB_FILES)

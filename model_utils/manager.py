@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,9 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.config import Settings, get_settings, hub_offline
-from model_utils.loading import serialized
+from model_utils.loading import hub_location, serialized
 from model_utils.registry import CheckpointInfo, model_name, resolve
 
 HEADS: tuple[str, ...] = (
@@ -101,6 +103,11 @@ class LoadedModel:
     approx_bytes: int = 0
     attn_implementation: str | None = None
     info: CheckpointInfo | None = None
+    last_used: float = field(default_factory=time.monotonic)  # when a request last asked for it
+
+    def idle_for(self) -> float:
+        """Seconds since a request last asked for this model."""
+        return time.monotonic() - self.last_used
 
 
 def model_bytes(model: torch.nn.Module) -> int:
@@ -186,14 +193,17 @@ def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
     from transformers import AutoTokenizer
 
     local_only = offline or info.source == "local"
+    if info.source == "local" and is_delta_checkpoint(info.location):
+        return _load_delta(info, head, offline, attn_implementation)
     kwargs = pretrained_kwargs(local_only)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
+        location = hub_location(info.location, local_only) if info.source == "hub" else info.location
         model, loading_info = _auto_class(head).from_pretrained(
-            info.location, output_loading_info=True, **kwargs)
+            location, output_loading_info=True, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(
-            info.location, trust_remote_code=False, local_files_only=local_only)
+            location, trust_remote_code=False, local_files_only=local_only)
     except (SafetensorError, RuntimeError) as err:  # truncated file, shapes unlike config.json
         raise ValueError(_damaged_weights(info, err)) from err
     except ValueError as err:
@@ -213,6 +223,23 @@ def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
         raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a "
                          f"tokenizer): {err}") from err
     _check_head_loaded(info.name, head, model, loading_info)
+    _check_tokenizer(info, model, tokenizer)
+    return model, tokenizer
+
+
+def _load_delta(info: CheckpointInfo, head: str, offline: bool, attn_implementation: str | None) -> tuple[Any, Any]:
+    """(model, tokenizer) of a checkpoint saved as a LoRA delta over a bundled or Hub base."""
+    try:
+        model, tokenizer, unfilled = load_delta_checkpoint(info.location, _auto_class(head), local_only=offline,
+                                                           attn_implementation=attn_implementation)
+    except OSError as err:
+        raise ValueError(f"{info.name} was fine-tuned from {delta_base_of(info.location)}, which is not in the local "
+                         "cache while the Hub is unreachable; choose another model.") from err
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(_damaged_weights(info, err)) from err
+    if head in _TRAINED_HEADS and unfilled:
+        raise ValueError(f"{info.name} has no trained {_HEAD_WORDS[head]} head "
+                         f"(missing weights: {', '.join(unfilled[:3])}); choose another model.")
     _check_tokenizer(info, model, tokenizer)
     return model, tokenizer
 
@@ -263,20 +290,25 @@ class ModelManager:
         key = (name, head, attn_implementation)
         with self._lock:
             if key in self._models:
-                self._models.move_to_end(key)
-                return self._models[key]
+                return self._touch(key)
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:  # concurrent first requests for one key load it once
             with self._lock:
                 if key in self._models:
-                    self._models.move_to_end(key)
-                    return self._models[key]
+                    return self._touch(key)
             loaded = self._loader(name, head, attn_implementation)
             with self._lock:
                 self._models[key] = loaded
                 self._key_locks.pop(key, None)
                 self._evict(get_settings(), keep=key)
             return loaded
+
+    def _touch(self, key: tuple) -> LoadedModel:
+        """The cached model of ``key``, marked most recently used (caller holds the lock)."""
+        self._models.move_to_end(key)
+        loaded = self._models[key]
+        loaded.last_used = time.monotonic()
+        return loaded
 
     def _load(self, name: str, head: str, attn_implementation: str | None) -> LoadedModel:
         info = resolve(name)
@@ -312,15 +344,28 @@ class ModelManager:
                      "approx_bytes": m.approx_bytes, "approx_mb": round(m.approx_bytes / 2**20, 1)}
                     for m in self._models.values()]
 
-    def unload(self, checkpoint: str | None = None) -> int:
-        """Unload every model (or every head of one checkpoint); returns how many were dropped."""
+    def unload(self, checkpoint: str | None = None, idle_for: float | None = None) -> int:
+        """Unload every model (or every head of one checkpoint); returns how many were dropped.
+
+        With ``idle_for``, only models no request asked for in the last ``idle_for`` seconds and
+        that nobody is using right now (so one visitor cannot evict what others are working with).
+        """
         with self._lock:
-            keys = [k for k in self._models if checkpoint is None or k[0] == checkpoint]
+            keys = [k for k, m in self._models.items() if (checkpoint is None or k[0] == checkpoint)
+                    and (idle_for is None or (m.idle_for() >= idle_for and _not_in_use(m)))]
             for key in keys:
                 del self._models[key]
         if keys:
             _free_memory()
         return len(keys)
+
+
+def _not_in_use(loaded: LoadedModel) -> bool:
+    """True if no thread holds the model's lock right now."""
+    if not loaded.lock.acquire(blocking=False):
+        return False
+    loaded.lock.release()
+    return True
 
 
 def _free_memory() -> None:

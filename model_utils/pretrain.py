@@ -337,7 +337,8 @@ def apply_delta(model: torch.nn.Module, delta_dir: Path) -> torch.nn.Module:
 
     heads = load_file(str(delta_dir / "heads.safetensors"))
     own = model.state_dict()
-    model.load_state_dict({k: v for k, v in heads.items() if k in own}, strict=False)
+    # a head of another shape (a classifier re-fitted to new labels) stays as the model has it
+    model.load_state_dict({k: v for k, v in heads.items() if k in own and own[k].shape == v.shape}, strict=False)
     encoder = getattr(model, "bert", model)
     if (delta_dir / "adapter").is_dir():
         encoder = PeftModel.from_pretrained(encoder, str(delta_dir / "adapter")).merge_and_unload()

@@ -34,8 +34,9 @@ import torch
 
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
+from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.inputs import check_text
-from model_utils.loading import serialized
+from model_utils.loading import hub_location, serialized
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "bundled" / "data" / "pretrain_heldout_sample.jsonl"
 BUNDLED_CORPUS_NAME = "bundled"  # the UI's name for the bundled corpus sample
@@ -197,6 +198,15 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
     return _load_bert_base(info)
 
 
+def expected_bytes(base_model: str) -> int:
+    """About how large the checkpoint of a run from ``base_model`` will be (runs use a LoRA adapter)."""
+    from model_utils.adapters import estimate_checkpoint_bytes
+    from model_utils.registry import resolve
+
+    info = resolve(base_model)
+    return estimate_checkpoint_bytes(info.source, info.location, delta=info.source in ("bundled", "hub"))
+
+
 def _load_bundled_base(info) -> tuple:
     from model_utils.bundled import load_bundled
 
@@ -218,14 +228,17 @@ def _load_bert_base(info) -> tuple:
 
     local_only = info.source == "local" or hub_offline()
     opts = {"local_files_only": local_only, "trust_remote_code": False}
+    if info.source == "local" and is_delta_checkpoint(info.location):
+        return _load_delta_base(info)
+    location = hub_location(info.location, local_only) if info.source == "hub" else info.location
     try:
-        config = AutoConfig.from_pretrained(info.location, **opts)
+        config = AutoConfig.from_pretrained(location, **opts)
         if config.model_type != "bert":
             raise ValueError(f"{info.name} is a {config.model_type} model; continued pretraining with MLM + NSP "
                              "supports BERT checkpoints (BertForPreTraining or BertForMaskedLM).")
-        model, loading = BertForPreTraining.from_pretrained(info.location, use_safetensors=True,
+        model, loading = BertForPreTraining.from_pretrained(location, use_safetensors=True,
                                                             output_loading_info=True, **opts)
-        tokenizer = AutoTokenizer.from_pretrained(info.location, **opts)
+        tokenizer = AutoTokenizer.from_pretrained(location, **opts)
     except OSError as err:
         raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a tokenizer): {err}") from err
     missing = set(loading.get("missing_keys", ())) - set(BertForPreTraining._tied_weights_keys or {})
@@ -361,18 +374,20 @@ def plain_view(view: dict) -> dict:
 
 def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Sequence[Document],
                     on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-                    model_and_tokenizer: tuple | None = None) -> dict:
+                    model_and_tokenizer: tuple | None = None, owner: str | None = None) -> dict:
     """Check, measure the base, train, measure again, save ``local:<name>``; returns plain data.
 
     Events: ``data`` (corpus counts), ``before`` (base metrics, probe, masking view), the
     ``train``/``eval`` events of :func:`model_utils.pretrain.train`, ``probe`` (top-5 every
-    ``probe_every`` steps) and ``done``. A stopped run saves nothing (``"stopped": True``).
+    ``probe_every`` steps) and ``done``. A stopped run saves nothing (``"stopped": True``). ``owner``:
+    the session the saved checkpoint belongs to (None: the command line).
     """
-    from model_utils.checkpoints import ensure_new
+    from model_utils.checkpoints import check_budget, ensure_new
 
     emit = on_event or (lambda event: None)
     if options.checkpoint_name:
         ensure_new(options.checkpoint_name)  # fail before training, not after
+        check_budget(expected_bytes(options.base_model))
     counts = check_corpus(docs)
     train_docs, held = split_heldout(docs)
     model, tokenizer, notices = (*model_and_tokenizer, []) if model_and_tokenizer else load_pretrain_base(options.base_model)
@@ -396,9 +411,11 @@ def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Se
                "before": before, "after": after, "timeline": timeline, "log": result["log"],
                "masking": plain_view(view), "checkpoint": None, "base_model": options.base_model,
                "probe_text": options.probe_text, "arguments": _card_arguments(args)}
+    summary["removed"] = []
     if options.checkpoint_name and not stopped:
-        summary["checkpoint"] = save_adapted(model, tokenizer, options, summary)
-    emit({"kind": "done", "stopped": stopped, "checkpoint": summary["checkpoint"], "steps": result["steps"]})
+        summary["checkpoint"] = save_adapted(model, tokenizer, options, summary, owner)
+    emit({"kind": "done", "stopped": stopped, "checkpoint": summary["checkpoint"], "steps": result["steps"],
+          "removed": summary["removed"]})
     return summary
 
 
@@ -438,6 +455,25 @@ METRIC_NAMES = {"mlm_loss": "held-out MLM loss", "mlm_accuracy": "held-out maske
                 "nsp_accuracy": "held-out NSP accuracy"}
 
 
+def _load_delta_base(info) -> tuple:
+    """A ``BertForPreTraining`` rebuilt from a checkpoint saved as a LoRA delta (its MLM head required)."""
+    from transformers import BertForPreTraining
+
+    from model_utils.config import hub_offline
+
+    try:
+        model, tokenizer, unfilled = load_delta_checkpoint(info.location, BertForPreTraining, local_only=hub_offline())
+    except OSError as err:
+        raise ValueError(f"Could not rebuild {info.name}: its base {delta_base_of(info.location)} is not in the "
+                         "local cache while the Hub is unreachable.") from err
+    if any(k.startswith("cls.predictions") for k in unfilled):
+        raise ValueError(f"{info.name} has no trained masked-language-model head; choose a checkpoint with one "
+                         "(a ...ForMaskedLM or ...ForPreTraining model).")
+    notices = [f"{info.name} has no next-sentence head: a new one starts from random weights."] if any(
+        k.startswith("cls.seq_relationship") for k in unfilled) else []
+    return model.float(), tokenizer, notices
+
+
 def before_after_rows(summary: dict) -> list[dict]:
     """Rows ``{"metric", "base", "adapted", "change"}`` of the before/after table (probe rows included)."""
     before, after = summary["before"]["metrics"], summary["after"]["metrics"]
@@ -461,7 +497,8 @@ def model_card(summary: dict, options: SessionOptions, name: str) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (f"# {name}\n\nContinued pretraining (masked LM{' + next-sentence prediction' if summary['arguments']['nsp'] else ''}) "
             f"of `{options.base_model}` with PLM Playground ({when}). A LoRA adapter over the encoder and the "
-            "heads were trained, then merged: this folder is an ordinary `BertForPreTraining` checkpoint.\n\n"
+            "heads were trained: this folder holds that delta over the base (or, over a local base, the merged "
+            "model); the app rebuilds an ordinary `BertForPreTraining` from it.\n\n"
             f"## Data\n\n- source: {options.corpus_name}\n- documents: {data['documents']}, sentences: "
             f"{data['sentences']}, words: {data['words']}\n- training sequences: {data['train_sequences']}; "
             f"held-out slice: {data['heldout_sentences']} sentences ({data['heldout_sequences']} sequences)\n\n"
@@ -471,19 +508,31 @@ def model_card(summary: dict, options: SessionOptions, name: str) -> str:
             "The training log, probe timeline and masking example are in `training_log.json`.\n")
 
 
-def save_adapted(model, tokenizer, options: SessionOptions, summary: dict) -> str:
-    """Merge the adapter and write the model atomically as ``local:<name>``; returns that name."""
+def save_adapted(model, tokenizer, options: SessionOptions, summary: dict, owner: str | None = None) -> str:
+    """Write the adapted model atomically as ``local:<name>``; returns that name.
+
+    Over a bundled or Hub base only the LoRA delta is saved (:mod:`model_utils.adapters`); over a
+    local base the merged model in full (that base may be deleted later). Checkpoints removed to make
+    room are listed in ``summary["removed"]``.
+    """
+    from model_utils.adapters import delta_base, save_delta_checkpoint
     from model_utils.checkpoints import atomic_checkpoint
     from model_utils.finetune import merged_model
-    from model_utils.registry import LOCAL_PREFIX
+    from model_utils.registry import LOCAL_PREFIX, resolve
 
-    model = merged_model(model)
+    info = resolve(options.base_model)
+    base = delta_base(info.location, info.source, model)
+    model = model if base else merged_model(model)
     name = options.checkpoint_name.strip().removeprefix(LOCAL_PREFIX)
     model.config.plm_description = f"continued pretraining of {options.base_model} on {options.corpus_name}"
     model.config.architectures = ["BertForPreTraining"]
-    with atomic_checkpoint(name) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
+    summary.setdefault("removed", [])
+    with atomic_checkpoint(name, owner=owner, kind="pretrain", removed=summary["removed"]) as tmp:
+        if base:
+            save_delta_checkpoint(model, tokenizer, tmp, base)
+        else:
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            tokenizer.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(model_card(summary, options, name), encoding="utf-8")
         log = {k: summary[k] for k in ("arguments", "data", "before", "after", "timeline", "log", "masking", "steps", "seconds")}
         (tmp / "training_log.json").write_text(json.dumps(log, indent=1, default=str), encoding="utf-8")

@@ -128,10 +128,10 @@ def _read_config(folder: Path) -> dict | None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
         raise ValueError(f"local:{folder.name} is damaged: its config.json cannot be read ({err}). "
-                         f"Repair or remove {folder}.") from err
+                         "Repair or remove that folder.") from err
     if not isinstance(config, dict):
         raise ValueError(f"local:{folder.name} is damaged: its config.json holds a JSON "
-                         f"{type(config).__name__}, not an object. Repair or remove {folder}.")
+                         f"{type(config).__name__}, not an object. Repair or remove that folder.")
     return config
 
 
@@ -148,7 +148,7 @@ def _local_info(folder: Path) -> CheckpointInfo | None:
         family=family,
         tasks=_local_tasks(config),
         mask_token=_MASK_TOKENS.get(family or "", "[MASK]"),
-        description=str(config.get("plm_description", f"checkpoint in {folder}")),
+        description=str(config.get("plm_description", "saved checkpoint")),
     )
 
 
@@ -176,10 +176,10 @@ def _resolve_local(name: str) -> CheckpointInfo:
     root = get_settings().checkpoints_dir.resolve()
     folder = (root / name).resolve()
     if folder.parent != root:
-        raise ValueError(f"Local checkpoint {name!r} must be a folder directly inside {root}")
+        raise ValueError(f"Local checkpoint {name!r} must be a folder directly inside the checkpoints folder")
     info = _local_info(folder)
     if info is None:
-        raise ValueError(f"No checkpoint named local:{name} in {root} (missing folder or config.json)")
+        raise ValueError(f"No checkpoint named local:{name} in the checkpoints folder (missing folder or config.json)")
     return info
 
 
@@ -193,8 +193,6 @@ def _resolve_hub(name: str) -> CheckpointInfo:
     except HFValidationError as err:
         raise ValueError(f"{name!r} is not a valid model id (expected e.g. 'bert-base-uncased', "
                          "'org/model', 'local:<name>' or 'bundled:<name>')") from err
-    if Path(name).exists():  # from_pretrained would read a local folder of that name
-        raise ValueError(f"{name!r} names a local path; saved checkpoints are opened as local:<name>")
     return CheckpointInfo(name, "hub", name, None, TASKS, None, "Hugging Face Hub model")
 
 

@@ -23,6 +23,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token"  # PLM_ADMIN_TOKEN of the test servers
 ARTIFACTS = ROOT / "test-artifacts"
 
 TINY_WORDS = (
@@ -173,5 +174,5 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
                      PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
                      PLM_DEFAULT_ATTENTION="local:tiny-bert",
                      PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
-                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert") as (url, _):
+                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN) as (url, _):
         yield url

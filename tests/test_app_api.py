@@ -9,6 +9,7 @@ import pytest
 from transformers import pipeline
 
 import model_utils
+from conftest import ADMIN_TOKEN
 from demo import fill_mask_tab, i18n
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -104,7 +105,11 @@ def test_api_models_status_and_unload(client) -> None:
     status, table, _ = client.predict(api_name="/models_status")
     assert "Device:" in status and "offline" in status
     assert ["local:tiny-bert", "masked-lm"] in [row[:2] for row in table["data"]]
-    _, table, _ = client.predict("local:tiny-bert", api_name="/unload_models")
+    _, table, _ = client.predict("local:tiny-bert", api_name="/unload_models")  # a visitor: in use, kept
+    assert "local:tiny-bert" in [row[0] for row in table["data"]]
+    _, table, _ = client.predict("local:tiny-bert", "wrong-token", api_name="/unload_models")
+    assert "local:tiny-bert" in [row[0] for row in table["data"]]
+    _, table, _ = client.predict("local:tiny-bert", ADMIN_TOKEN, api_name="/unload_models")
     assert "local:tiny-bert" not in [row[0] for row in table["data"]]
 
 

@@ -26,7 +26,7 @@ import pytest
 gradio_client = pytest.importorskip("gradio_client")
 httpx = pytest.importorskip("httpx")
 
-from test_bad_input import (BIG, CLASSIFIER, MODEL, TIME_BOUND, assert_clear_error,  # noqa: E402
+from test_bad_input import (BIG, CLASSIFIER, LONG, MODEL, TIME_BOUND, assert_clear_error,  # noqa: E402
                             assert_still_serving, call)
 
 pytestmark = pytest.mark.slow
@@ -34,8 +34,8 @@ handle_file = gradio_client.handle_file
 
 CONTROL = "the \x00cat\x01 sat\x1b[31m on \x7f the mat .\u200b\ufeff"
 MIXED = "猫 кошка 🐱 القط the cat sat on the mat . 😀👍🏽 ﷽"
-TEXTS = {"empty": "", "blank": " \t\n  ", "huge": BIG, "control": CONTROL, "mixed": MIXED, "none": None,
-         "number": 5}
+TEXTS = {"empty": "", "blank": " \t\n  ", "huge": BIG, "long": LONG, "control": CONTROL, "mixed": MIXED,
+         "none": None, "number": 5}
 HOSTILE_IDS = ["../../etc/passwd", "local:../x", "local:/etc", "http://evil.example/x", "file:///etc/passwd",
                "x" * 5000, "bert\x00base", "bert\nbase", "local:tiny-bert\x00", "/etc", "~/.ssh/id_rsa",
                "bundled:../../x", 3, ["local:tiny-bert"]]
@@ -125,15 +125,18 @@ def test_text_endpoints_answer_bad_text_clearly(client, name: str) -> None:
             check_result(endpoint, output)
         if name in ("empty", "blank", "none") and "pair" not in label:  # a pair's second text is optional
             assert status == "error", f"{label} accepted {name} text"
-        if name in ("huge", "control", "mixed") and endpoint != "next_sentence_paragraph":
+        if name == "huge":  # past PLM_MAX_TEXT_CHARS: refused before any tokenizer sees it
+            assert status == "error" and "the limit is 20,000 characters" in output, (label, output)
+        if name in ("long", "control", "mixed") and endpoint != "next_sentence_paragraph":
             assert status == "ok", f"{label} refused {name} text: {output}"  # truncated or read as it is
     assert_still_serving(client)
 
 
 def test_punctuation_run_does_not_freeze_the_app(client, app_server: str) -> None:
-    """100 kB of dots used to hold the GIL in the sentence splitter for minutes: nobody got an answer."""
+    """100 kB of dots used to hold the GIL in the sentence splitter for minutes: nobody got an answer (20 kB,
+    the most a text box takes now, took seconds)."""
     other = gradio_client.Client(app_server, verbose=False)
-    job = client.submit("." * 100_000 + "x", MODEL, 0, api_name="/next_sentence_paragraph")
+    job = client.submit("." * 19_999 + "x", MODEL, 0, api_name="/next_sentence_paragraph")  # the most allowed
     time.sleep(0.5)
     answer = other.submit("I was hungry.", "So I ate.", MODEL, api_name="/next_sentence").result(timeout=30)
     assert answer["model"] == MODEL
@@ -231,7 +234,7 @@ def test_wrong_types_and_out_of_range_values(client, app_server: str) -> None:
 def test_a_bad_fill_mask_request_does_not_fail_the_batch_it_joins(app_server: str) -> None:
     """Gradio preprocessed a batch as one: a top-k out of the slider's range failed everyone's request."""
     clients = [gradio_client.Client(app_server, verbose=False) for _ in range(6)]
-    text = BIG[:-8] + " [MASK] ."  # a long first request lets the next ones queue into one batch
+    text = LONG[:-8] + " [MASK] ."  # a long first request lets the next ones queue into one batch
     for bad_models, bad_top_k in (([MODEL], 10**9), ([MODEL], "abc"), ([3], 3)):
         jobs = []
         for i, member in enumerate(clients):

@@ -27,7 +27,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY_WORDS, build_tiny_model, free_port, require_bundled, running_app, tiny_tokenizer
+from conftest import (ADMIN_TOKEN, ROOT, TINY_WORDS, build_tiny_model, free_port, require_bundled, running_app,
+                      tiny_tokenizer)
 
 TEXT = "the cat sat on the [MASK] ."
 WEIGHTS = "model.safetensors"
@@ -355,7 +356,7 @@ def test_api_broken_checkpoints_fail_clearly_and_are_not_cached(client, tiny_che
         repaired = client.predict(TEXT, ["local:fi-truncated-weights"], 3, "", api_name="/fill_mask")
         assert repaired["results"][0]["predictions"] == before[0]
     finally:
-        client.predict("local:fi-truncated-weights", api_name="/unload_models")
+        client.predict("local:fi-truncated-weights", ADMIN_TOKEN, api_name="/unload_models")
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, build_tiny_model, running_app
+from conftest import ADMIN_TOKEN, ROOT, build_tiny_model, running_app
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,8 @@ def test_app_memory_stays_bounded_and_unload_frees_it(five_checkpoints: Path, tm
     psutil = pytest.importorskip("psutil")
     gradio_client = pytest.importorskip("gradio_client")
     with running_app(tmp_path / "app.log", PLM_CHECKPOINTS_DIR=str(five_checkpoints),
-                     PLM_CACHE_MAX_MODELS="2", PLM_DEFAULT_FILL_MASK="local:m0") as (url, proc):
+                     PLM_CACHE_MAX_MODELS="2", PLM_DEFAULT_FILL_MASK="local:m0",
+                     PLM_ADMIN_TOKEN=ADMIN_TOKEN) as (url, proc):
         server = psutil.Process(proc.pid)
         client = gradio_client.Client(url, verbose=False)
         rss = {}
@@ -98,7 +99,7 @@ def test_app_memory_stays_bounded_and_unload_frees_it(five_checkpoints: Path, tm
         model_mb = float(table["data"][0][4])
         assert model_mb > 40
         assert rss[4] - rss[1] < model_mb, rss
-        status, table, _ = client.predict("", api_name="/unload_models")
+        status, table, _ = client.predict("", ADMIN_TOKEN, api_name="/unload_models")
         assert not [row for row in table["data"] if row and row[0]], table
         rss_after = server.memory_info().rss / 2**20
         assert rss[4] - rss_after > model_mb, (rss, rss_after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Callable
@@ -162,7 +163,16 @@ def test_messages_are_escaped_for_the_page_but_not_for_api_clients() -> None:
     assert messages.for_display(message, FakeRequest()) == escaped  # a plain HTTP client
     for client in ("api", "mcp"):  # gradio_client, Gradio's MCP server
         assert messages.for_display(message, FakeRequest(x_gradio_user=client)) == message
-    assert messages.markdown_text("Candidate '<b>' & co") == "Candidate '&lt;b&gt;' &amp; co"
+
+
+
+@pytest.mark.parametrize("text", ["Candidate '<b>' & co", "<img src=x onerror=alert(1)>", "[click](http://evil.example)",
+                                  "**bold** _it_ `code` $$x$$ | a | b |", "# heading", "1. item", "&lt;b&gt;"])
+def test_markdown_text_is_shown_literally_never_as_markup(text: str) -> None:
+    from markdown_it import MarkdownIt
+
+    rendered = MarkdownIt().enable("table").render(messages.markdown_text(text))
+    assert rendered == f"<p>{html.escape(text, quote=False)}</p>\n"  # one paragraph of the text as typed
 
 
 def test_user_errors_escape_only_for_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -226,6 +236,6 @@ def test_fill_mask_errors_are_escaped_once(monkeypatch: pytest.MonkeyPatch) -> N
         assert caught.value.message == "m1: No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing."
         notices = fill_mask_tab.render_fill_mask({"text": "the [MASK].", "results": [
             {"model": "m1", "error": message}, good]})[3]
-        assert notices == "⚠️ `m1`: No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing."
+        assert notices == "⚠️ `m1`: " + messages.markdown_text(message)
     finally:
         LocalContext.request.reset(token)

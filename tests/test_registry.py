@@ -58,7 +58,6 @@ def test_resolve_sources(tiny_env: Path) -> None:
     ("local:/etc", "Invalid local checkpoint"),
     ("local:missing", "No checkpoint named local:missing"),
     ("bundled:nope", "Unknown bundled model"),
-    ("tests", "names a local path"),
 ])
 def test_resolve_rejects_bad_names(tiny_env: Path, name: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -78,3 +77,19 @@ def test_resolve_never_escapes_the_checkpoints_dir(text: str) -> None:
             assert Path(info.location).parent == root
         else:
             assert info.source in {"hub", "bundled"} and not Path(info.location).is_absolute()
+
+
+def test_hub_ids_that_are_also_local_folders_are_loaded_from_the_hub_cache_only(tiny_env: Path, monkeypatch) -> None:
+    """No existence oracle: 'tests' (a folder beside the app) resolves like any Hub id, and loading it
+    never reads that folder: offline, it fails exactly as an uncached Hub id does."""
+    from model_utils.manager import get_manager
+
+    for name in ("tests", "model_utils/bundled", "no-such-folder-anywhere"):
+        info = resolve(name)
+        assert (info.source, info.location) == ("hub", name)
+    messages = []
+    for name in ("tests", "no-such-folder-anywhere"):
+        with pytest.raises(ValueError) as caught:
+            get_manager().get(name, "masked-lm")
+        messages.append(str(caught.value).replace(name, "<id>"))
+    assert messages[0] == messages[1] and "Hub is unreachable" in messages[0]
