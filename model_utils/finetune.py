@@ -48,6 +48,7 @@ RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "
 # Dynamic padding to a multiple of 16: few distinct shapes, so CPU kernels (oneDNN) and GPU tensor
 # cores are not re-planned for every new batch length.
 PAD_MULTIPLE = 16
+FOLDER_PREFIXES = ("/", "./", "../", "~/")  # how a base model given as a folder path starts (command line)
 
 
 @dataclass
@@ -71,7 +72,7 @@ class ModelArguments:
     """What is fine-tuned, and how."""
 
     base_model: str = field(default="", metadata={"help": "a bundled:/local: name, a Hub id, 'minilm' (the packaged "
-                                                          "encoder) or a checkpoint folder; default: the settings' "
+                                                          "encoder) or a checkpoint folder (/path or ./path); default: the settings' "
                                                           "fine-tune base (bundled:minilm-pretrained offline)"})
     lora_rank: int = field(default=0, metadata={"help": "LoRA rank over the encoder (0: train all weights)"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
@@ -224,16 +225,18 @@ def compute_metrics(eval_pred) -> dict[str, float]:
 def resolve_base(name: str) -> tuple[str, str]:
     """``(source, location)`` of a base model: ``minilm``, a bundled:/local: name, a Hub id or a folder.
 
-    Names go through the registry (ValueError with a clear message for unknown or invalid ones);
-    a plain folder path is accepted only when it exists (command line use).
+    Names go through the registry (ValueError with a clear message for unknown or invalid ones); a
+    folder is accepted only as an explicit path (``/...``, ``./...``, ``../...``, ``~/...``) that exists:
+    command-line use, as the app's own model pickers refuse paths. ``org/name`` is always a Hub id, even
+    if a folder of that name exists here.
     """
     name = (name or "").strip() or default_base_model()
     if name == "minilm":
         from model_utils.pretrain import minilm_dir
 
         return "folder", str(minilm_dir())
-    if not name.startswith((BUNDLED_PREFIX, LOCAL_PREFIX)) and Path(name).is_dir():
-        return "folder", name
+    if name.startswith(FOLDER_PREFIXES) and Path(name).expanduser().is_dir():
+        return "folder", str(Path(name).expanduser())
     info = registry.resolve(name)
     return info.source, info.location
 

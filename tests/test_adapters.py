@@ -102,3 +102,43 @@ def test_a_damaged_delta_record_is_a_clear_error(root, tmp_path) -> None:
     (root / "broken" / DELTA_FILE).write_text('{"base": "bundled:gone"}')
     with pytest.raises(ValueError, match="does not have"):
         ModelManager().get("local:broken", "sequence-classification")
+
+
+def fake_hub_cache(cache: Path, repo_id: str, model_folder: Path) -> Path:
+    """Lay ``model_folder`` out as the Hub cache's snapshot of ``repo_id`` (what a download leaves)."""
+    import shutil
+
+    revision = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    shutil.copytree(model_folder, repo / "snapshots" / revision)
+    return repo / "snapshots" / revision
+
+
+def test_a_lora_run_over_a_hub_base_is_a_delta_rebuilt_from_the_hub_cache(root, tmp_path, monkeypatch) -> None:
+    """Offline, with the base in the Hub cache; a decoy folder named like the Hub id is never read."""
+    from huggingface_hub import constants
+
+    from conftest import build_tiny_model
+
+    cache = tmp_path / "hub-cache"
+    fake_hub_cache(cache, "org/tiny-bert", build_tiny_model(tmp_path / "real", "bert-classifier", seed=5))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    build_tiny_model(tmp_path / "org" / "tiny-bert", "bert-classifier", seed=6)  # the decoy beside the app
+    rows = [{"text": f"{w} movie {i}", "label": "pos" if w == "good" else "neg", "split": "test" if i % 4 == 0 else ""}
+            for i, w in enumerate(["good", "bad"] * 8)]
+    data = finetune.DataArguments(max_length=16)
+    model = finetune.ModelArguments(base_model="org/tiny-bert", lora_rank=4, lora_alpha=8, checkpoint_name="hub-delta")
+    training = finetune.build_training_arguments(str(tmp_path / "run"), max_steps=2, eval_strategy="no",
+                                                 disable_tqdm=True, use_cpu=True, learning_rate=1e-2)
+    result = finetune.run(data, model, training, rows=rows, owner="s")
+    folder = root / "hub-delta"
+    assert json.loads((folder / DELTA_FILE).read_text()) == {"base": "org/tiny-bert"}
+    texts = ["the good film", "a bad day"]
+    trained = logits(result["trainer"].model, result["trainer"].processing_class, texts)
+    loaded = ModelManager().get("local:hub-delta", "sequence-classification")
+    torch.testing.assert_close(logits(loaded.model, loaded.tokenizer, texts), trained, atol=1e-5, rtol=1e-5)
+    hub = ModelManager().get("org/tiny-bert", "sequence-classification")  # the Hub id itself
+    assert "snapshots" in hub.model.config._name_or_path  # read from the Hub cache, never from ./org/tiny-bert
