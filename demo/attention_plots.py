@@ -17,6 +17,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from demo.plots import plot_text
+
 COLORSCALE = "Blues"
 SUMMARY_METRICS = ("entropy", "cls", "sep", "self", "previous", "next")
 SUMMARY_TITLES = {"entropy": "Entropy (bits)", "cls": "Share to [CLS]", "sep": "Share to [SEP]",
@@ -26,7 +28,7 @@ SUMMARY_TITLES = {"entropy": "Entropy (bits)", "cls": "Share to [CLS]", "sep": "
 
 def token_labels(tokens: list[str]) -> list[str]:
     """Readable, position-tagged labels: byte-level BPE's "Ġ" shown as a space marker."""
-    return [f"{t.replace('Ġ', '␣').replace('▁', '␣')} ({i})" for i, t in enumerate(tokens)]
+    return [plot_text(f"{t.replace('Ġ', '␣').replace('▁', '␣')} ({i})") for i, t in enumerate(tokens)]
 
 
 def _token_axes(fig: go.Figure, show_titles: bool = True) -> None:

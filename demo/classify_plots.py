@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from demo.messages import markdown_text
+from demo.plots import plot_text
 
 SEGMENT_BREAK = "  ‖  "  # shown between the first and second text of a pair
 
@@ -23,7 +24,7 @@ def scores_figure(scores: list[dict]) -> go.Figure:
     """Horizontal bar chart of every label's score, best on top."""
     ordered = list(reversed(scores))
     fig = go.Figure(go.Bar(
-        x=[r["score"] for r in ordered], y=[r["label"] for r in ordered], orientation="h",
+        x=[r["score"] for r in ordered], y=[plot_text(r["label"]) for r in ordered], orientation="h",
         text=[f"{r['score']:.3f}" for r in ordered], textposition="auto",
         marker_color=["#f97316" if r is scores[0] else "#60a5fa" for r in ordered],
     ))
@@ -81,7 +82,7 @@ def predictions_frame(result: dict) -> pd.DataFrame:
 
 def confusion_figure(metrics: dict) -> go.Figure:
     """Confusion matrix heatmap: rows are gold labels, columns predictions, counts in the cells."""
-    labels, matrix = metrics["labels"], metrics["confusion"]
+    labels, matrix = [plot_text(label) for label in metrics["labels"]], metrics["confusion"]
     fig = go.Figure(go.Heatmap(
         z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}",
         hovertemplate="gold %{y} → predicted %{x}: %{z}<extra></extra>",

@@ -267,8 +267,9 @@ def for_display(message: str, request: Any = None) -> str:
     return message if from_api_client(request) else html.escape(message, quote=False)
 
 
-# ASCII punctuation that Markdown (or Gradio's LaTeX and HTML rendering) could read as markup.
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$])")
+# ASCII punctuation that Markdown (or Gradio's LaTeX and HTML rendering) could read as markup; ":" so
+# that a bare "https://..." is not turned into a link by the GFM autolink rule (which ignores escapes).
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$:])")
 
 
 def markdown_text(text: str) -> str:

@@ -5,11 +5,22 @@ Any tab may add a helper here; each takes lists/dicts and returns a ``go.Figure`
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 BAR_COLOR = "#3b82f6"
 CONTROL_COLOR = "#f97316"
+
+
+def plot_text(text: str) -> str:
+    """User-derived ``text`` (a label, a token) as Plotly should show it: literally.
+
+    Plotly renders a few HTML tags in axis and hover text (``<a href>`` becomes a live link,
+    ``<b>`` bold); escaped, ``<``, ``>`` and ``&`` show as typed.
+    """
+    return html.escape(str(text), quote=False)
 
 
 def _short(name: str, width: int = 28) -> str:
@@ -25,13 +36,13 @@ def mask_bars(results: list[dict]) -> go.Figure:
     if not usable:
         return go.Figure()
     rows = max(len(r["predictions"]) for r in usable)
-    titles = [f"{_short(r['model'])} · mask {m + 1}" for m in range(rows) for r in usable]
+    titles = [f"{plot_text(_short(r['model']))} · mask {m + 1}" for m in range(rows) for r in usable]
     fig = make_subplots(rows=rows, cols=len(usable), subplot_titles=titles,
                         horizontal_spacing=0.12, vertical_spacing=min(0.12, 0.3 / rows))
     for col, result in enumerate(usable, start=1):
         for row, candidates in enumerate(result["predictions"], start=1):
             fig.add_trace(go.Bar(
-                x=[c["score"] for c in candidates], y=[c["token_str"] for c in candidates],
+                x=[c["score"] for c in candidates], y=[plot_text(c["token_str"]) for c in candidates],
                 orientation="h", marker_color=BAR_COLOR, showlegend=False,
                 text=[f"{c['score']:.1%}" for c in candidates], textposition="auto",
                 hovertemplate="%{y}: %{x:.4f}<extra></extra>"), row=row, col=col)

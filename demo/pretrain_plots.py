@@ -10,7 +10,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from demo.messages import in_language
+from demo.messages import in_language, markdown_text
+from demo.plots import plot_text
 
 MLM_COLOR, NSP_COLOR, HELD_COLOR = "#3b82f6", "#f97316", "#16a34a"
 # HighlightedText categories of the masking panel, with their colours.
@@ -63,8 +64,9 @@ def timeline_figure(timeline: list[dict]) -> go.Figure:
         words += [p["token_str"] for p in point["predictions"] if p["token_str"] not in words]
     for word in words:
         ys = [next((p["score"] for p in point["predictions"] if p["token_str"] == word), None) for point in timeline]
-        fig.add_trace(go.Scatter(x=[p["step"] for p in timeline], y=ys, name=word, mode="lines+markers",
-                                 connectgaps=False, hovertemplate=f"{word}: %{{y:.3f}} at step %{{x}}<extra></extra>"))
+        fig.add_trace(go.Scatter(x=[p["step"] for p in timeline], y=ys, name=plot_text(word), mode="lines+markers",
+                                 connectgaps=False,
+                                 hovertemplate="%{fullData.name}: %{y:.3f} at step %{x}<extra></extra>"))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="step",
                       yaxis=dict(title="probability (when in the top-5)", tickformat=".2~%", rangemode="tozero"))
     return fig
@@ -120,12 +122,12 @@ def position_markdown(view: dict | None, position: int | None) -> str:
     token = next((t for t in view["tokens"] if t["position"] == int(position)), None)
     if token is None:
         return ""
-    lines = [f"Position {token['position']}: true token **{token['original']}**, the model sees "
-             f"**{token['input']}**. Loss = −log p(true token):"]
+    lines = [f"Position {token['position']}: true token **{markdown_text(token['original'])}**, the model sees "
+             f"**{markdown_text(token['input'])}**. Loss = −log p(true token):"]
     for key, scores in view.get("scores", {}).items():
         at = next((p for p in scores["positions"] if p["position"] == token["position"]), None)
         if at:
-            guesses = ", ".join(f"{g['token_str']} ({g['prob']:.1%})" for g in at["top"])
+            guesses = ", ".join(f"{markdown_text(g['token_str'])} ({g['prob']:.1%})" for g in at["top"])
             lines.append(f"- {key} model: −log {at['prob']:.4f} = **{at['nll']:.3f}**; top guesses: {guesses}")
     return "\n".join(lines)
 

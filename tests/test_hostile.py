@@ -7,8 +7,8 @@ whatever the model) in a checkpoints folder of its own, so checkpoints can be ma
 
 from __future__ import annotations
 
+import csv
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from conftest import running_app
+from conftest import ARTIFACTS, running_app
 from test_finetune_app import finetune_args, write_csv
 from test_finetune import sentiment_rows
 
@@ -127,3 +127,56 @@ def test_starting_fine_tunes_from_other_sessions_does_not_break_the_running_one(
     assert all("Done" in status for status in statuses), statuses
     for name in ("job-a", "job-b", "job-c"):
         assert (root / name / "model.safetensors").is_file(), name
+
+
+HOSTILE_LABELS = ('<img src=x onerror="window.pwned=1">', "[click](https://evil.example)")
+
+
+@pytest.mark.browser
+def test_uploaded_labels_show_as_text_and_a_session_deletes_its_own_checkpoint(hostile_app, tmp_path) -> None:
+    """Labels from an uploaded CSV render literally in the summary and the Plotly confusion matrix (no image, no
+    link, no script); the session that trained the model finds it under Models and deletes it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_classify_app import CHROMIUM, CHROMIUM_ARGS, open_tab
+
+    url, _, root = hostile_app
+    data = tmp_path / "hostile.csv"
+    with data.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=["review", "mood", "split"])
+        writer.writeheader()
+        writer.writerows({"review": r["text"], "mood": HOSTILE_LABELS[r["label"] == "positive"], "split": r["split"]}
+                         for r in sentiment_rows(40, seed=2))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(locale="en-US", viewport={"width": 1600, "height": 1400})
+            page.set_default_timeout(60_000)
+            page.goto(url, timeout=120_000)
+            open_tab(page, "Fine-tune")
+            page.locator("#finetune-file input[type=file]").set_input_files(str(data))
+            expect(page.locator("#finetune-label-column input")).to_have_value("mood", timeout=180_000)
+            page.locator("#finetune-base input").fill("local:tiny-bert")
+            page.locator("#finetune-base input").press("Enter")
+            page.locator("#finetune-name textarea, #finetune-name input").first.fill("hostile-labels")
+            page.get_by_text("Hyperparameters").click()
+            page.locator("#finetune-max-steps input").fill("4")
+            page.locator("#finetune-start").click()
+            expect(page.locator("#finetune-summary")).to_contain_text("local:hostile-labels", timeout=240_000)
+            expect(page.locator("#finetune-summary")).to_contain_text(HOSTILE_LABELS[0])
+            expect(page.locator("#finetune-summary")).to_contain_text(HOSTILE_LABELS[1])
+            expect(page.locator("#finetune-confusion")).to_contain_text(HOSTILE_LABELS[0], timeout=60_000)
+            assert page.locator("img[src='x']").count() == 0
+            assert page.locator("a[href='https://evil.example'], a[*|href='https://evil.example']").count() == 0
+            assert page.evaluate("window.pwned") is None
+            page.screenshot(path=str(ARTIFACTS / "hostile-labels.png"), full_page=True)
+
+            open_tab(page, "Models")
+            page.get_by_text("Admin and your checkpoints").click()
+            page.locator("#models-mine input").click()
+            page.get_by_role("option", name="hostile-labels").click()
+            page.locator("#models-delete").click()
+            expect(page.get_by_text("Deleted local:hostile-labels").first).to_be_visible(timeout=60_000)
+        finally:
+            browser.close()
+    assert not (root / "hostile-labels").exists() and (root / "tiny-bert").is_dir()
