@@ -203,6 +203,14 @@ def say(code: str, **params: Any) -> str:
     return message(code, **params)
 
 
+def localize_notice(notice: str) -> str:
+    """A result's notice in the language of the request being answered (by code for a ``Notice``)."""
+    code = getattr(notice, "code", None)
+    if code is not None and chinese_request() and code in _ZH_BY_CODE:
+        return _ZH_BY_CODE[code].format(**notice.params)
+    return localized(str(notice))
+
+
 def localize_error(err: Exception, language: str | None) -> str:
     """The message of ``err`` in ``language``: by code for a UserError, else by pattern."""
     if isinstance(err, UserError) and is_chinese(language) and err.code in _ZH_BY_CODE:

@@ -45,6 +45,23 @@ def codes() -> dict[str, str]:
     return dict(_MESSAGES)
 
 
+class Notice(str):
+    """Something the user should know about a result (a cut input, an ignored candidate word).
+
+    A ``str`` (results stay plain JSON: a notice serializes as its English text) that also carries
+    its ``code`` and ``params`` while it is in this process, so the UI can say it in the user's
+    language (``demo.messages.localize_notice``).
+    """
+
+    code: str
+    params: dict
+
+    def __new__(cls, code: str, **params: Any) -> "Notice":
+        text = super().__new__(cls, message(code, **params))
+        text.code, text.params = code, params
+        return text
+
+
 class UserError(ValueError):
     """Bad input, an unknown or unusable model, a refused request: something the user can fix.
 
