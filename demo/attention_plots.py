@@ -28,7 +28,12 @@ SUMMARY_TITLES = {"entropy": "Entropy (bits)", "cls": "Share to [CLS]", "sep": "
 
 def token_labels(tokens: list[str]) -> list[str]:
     """Readable, position-tagged labels: byte-level BPE's "Ġ" shown as a space marker."""
-    return [plot_text(f"{t.replace('Ġ', '␣').replace('▁', '␣')} ({i})") for i, t in enumerate(tokens)]
+    return [f"{t.replace('Ġ', '␣').replace('▁', '␣')} ({i})" for i, t in enumerate(tokens)]
+
+
+def _plot_labels(tokens: list[str]) -> list[str]:
+    """:func:`token_labels` as Plotly should show them (literally, never as its HTML subset)."""
+    return [plot_text(label) for label in token_labels(tokens)]
 
 
 def _token_axes(fig: go.Figure, show_titles: bool = True) -> None:
@@ -38,7 +43,7 @@ def _token_axes(fig: go.Figure, show_titles: bool = True) -> None:
 
 def attention_heatmap(matrix: Any, tokens: list[str], title: str) -> go.Figure:
     """Heatmap of one ``[query][key]`` attention matrix with token labels on both axes."""
-    labels = token_labels(tokens)
+    labels = _plot_labels(tokens)
     fig = go.Figure(go.Heatmap(z=np.asarray(matrix, dtype=np.float32), x=labels, y=labels, colorscale=COLORSCALE,
                                zmin=0, hovertemplate="%{y} → %{x}<br>weight %{z:.4f}<extra></extra>"))
     _token_axes(fig)
@@ -55,7 +60,7 @@ def layer_grid(layer_attention: Any, tokens: list[str], layer: int) -> go.Figure
     rows = math.ceil(heads / cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"head {h}" for h in range(heads)],
                         horizontal_spacing=0.03, vertical_spacing=0.08 / max(1, rows - 1) + 0.02)
-    labels = token_labels(tokens)
+    labels = _plot_labels(tokens)
     for h in range(heads):
         fig.add_trace(go.Heatmap(z=weights[h], x=labels, y=labels, coloraxis="coloraxis",
                                  hovertemplate=f"head {h}<br>%{{y}} → %{{x}}<br>weight %{{z:.4f}}<extra></extra>"),
@@ -104,7 +109,7 @@ def rollout_heatmap(matrix: Any, tokens: list[str], layer: int) -> go.Figure:
 
 def math_chart(math_view: dict) -> go.Figure:
     """Scaled scores and softmax weights of one query over all keys; masked keys drawn in grey."""
-    labels = token_labels(math_view["tokens"])
+    labels = _plot_labels(math_view["tokens"])
     keys = list(range(len(labels)))
     masked = math_view["masked"]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,

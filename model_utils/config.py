@@ -95,6 +95,10 @@ class Settings:
     dtype: str | None = None
     # Most [MASK] tokens in one Fill-Mask input (PLM_MAX_MASKS).
     max_masks: int = 5
+    # Most predictions per mask a Fill-Mask request may ask for (PLM_MAX_TOP_K).
+    max_top_k: int = 20
+    # Most models compared side by side in one Fill-Mask request (PLM_MAX_COMPARE).
+    max_compare: int = 3
     # Longest text a user may send in one field, in characters; refused before tokenizing (PLM_MAX_TEXT_CHARS).
     max_text_chars: int = 20_000
     # True when HF_HUB_OFFLINE or PLM_OFFLINE is set: never try the Hub.
@@ -145,6 +149,8 @@ def get_settings() -> Settings:
         dtype=_env_str("PLM_DTYPE"),
         max_seq_len=max(8, _env_int("PLM_MAX_SEQ_LEN", 512)),
         max_masks=max(1, _env_int("PLM_MAX_MASKS", 5)),
+        max_top_k=max(1, _env_int("PLM_MAX_TOP_K", 20)),
+        max_compare=max(1, _env_int("PLM_MAX_COMPARE", 3)),
         max_text_chars=max(100, _env_int("PLM_MAX_TEXT_CHARS", 20_000)),
         offline=_env_bool("HF_HUB_OFFLINE") or _env_bool("PLM_OFFLINE"),
         max_upload_bytes=max(1, _env_int("PLM_MAX_UPLOAD_MB", 10)) * 2**20,

@@ -104,23 +104,15 @@ def tiny_env(tiny_checkpoints_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return tiny_checkpoints_dir
 
 
-def bundled_available(name: str) -> bool:
-    """True if the lead's bundled model ``name`` can be loaded here."""
-    try:
-        from model_utils import bundled
-    except Exception:
-        return False
-    check = getattr(bundled, "available", None)
-    try:
-        return bool(check(name)) if check else False
-    except Exception:
-        return False
-
-
 def require_bundled(name: str = "bundled:minilm-pretrained") -> None:
-    """Skip the calling test unless the bundled model ``name`` is ready."""
-    if not bundled_available(name):
-        pytest.skip(f"{name} is not available yet (model_utils.bundled missing or not trained)")
+    """Fail the calling test when the committed artifact of bundled model ``name`` is missing or broken.
+
+    The bundled models are part of the app (its offline defaults): a broken one is a failure, never a skip.
+    """
+    from model_utils.bundled import available
+
+    if not available(name):
+        pytest.fail(f"the committed artifact of {name} is missing or broken (model_utils/bundled)")
 
 
 def free_port() -> int:
