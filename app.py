@@ -16,6 +16,7 @@ from demo import fill_mask_tab, models_panel, next_sentence_tab
 from demo import classify_tab
 from demo import finetune_tab
 from demo import pretrain_tab
+from demo import classroom_tab
 from demo.common import is_offline
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
@@ -29,6 +30,7 @@ TABS: list[tuple[str, object]] = [
     ("tab_classify", classify_tab),
     ("tab_finetune", finetune_tab),
     ("tab_pretrain", pretrain_tab),
+    ("tab_classroom", classroom_tab),
     ("tab_models", models_panel),  # keep last
 ]
 
@@ -45,7 +47,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(I18N("offline_banner"), visible=is_offline(), elem_id="offline-banner")
         gr.Markdown(I18N("checkpoints_banner"), visible=storage_problem() is not None,
                     elem_id="checkpoints-banner")
-        with gr.Tabs():
+        with gr.Tabs(elem_id="app-tabs"):  # elem_id: the Classroom's join link selects its tab
             for label_key, module in TABS:
                 with gr.Tab(I18N(label_key), id=label_key):
                     module.build_tab()
