@@ -90,6 +90,20 @@ def test_api_learners_cannot_drive_the_room(app_server) -> None:
     assert messages == {"No open room has that code", "Too many requests from this page"}
 
 
+def test_every_classroom_message_has_chinese_and_user_text_is_escaped() -> None:
+    from classroom import rooms  # noqa: F401 - defines the codes
+    from demo import classroom_tab, messages
+    from model_utils.errors import codes
+
+    ours = {c for c in codes() if c.startswith("classroom.")}
+    assert len(ours) >= 20 and not ours & set(messages.untranslated_codes())
+    item = {"kind": "fill-mask", "position": 1, "payload": {"text": "<img src=x> [MASK] *bold* https://x.io"}}
+    shown = classroom_tab.question_markdown(item)
+    assert re.search(r"(?<!\\)[<>\[]", shown.split("\n\n> ", 1)[1]) is None  # every markup character escaped
+    assert "\\<img src=x\\>" in shown and "\\*bold\\*" in shown and "\\_\\_" in shown
+    assert "https\\://" in shown  # no autolink
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 
