@@ -111,7 +111,7 @@ CHROMIUM = "/usr/bin/chromium"
 def test_browser_instructor_and_three_learners(app_server) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from test_classify_app import CHROMIUM_ARGS
+    from test_classify_app import CHROMIUM_ARGS, open_tab
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -119,7 +119,7 @@ def test_browser_instructor_and_three_learners(app_server) -> None:
         try:
             teacher = browser.new_context(locale="en-US", viewport={"width": 1200, "height": 1400}).new_page()
             teacher.goto(app_server)
-            teacher.get_by_role("tab", name="Classroom").click()
+            open_tab(teacher, "Classroom")
             teacher.get_by_role("tab", name="Teach (instructor)").click()
             teacher.locator("#cr-create").click()
             expect(teacher.locator("#cr-room")).to_contain_text("Room", timeout=60_000)
