@@ -31,8 +31,10 @@ from classroom.schema import ANSWER_CHARS, NICKNAME_CHARS
 from demo.classroom_plots import class_vs_model
 from demo.common import examples, find_component, text_limit, user_errors
 from demo.i18n import I18N, text
-from demo.messages import add_translations, chinese_request, localize_notice, markdown_text
+from demo.messages import (add_translations, chinese_request, localize_error, localize_notice, markdown_text,
+                           request_language)
 from model_utils.config import get_settings
+from model_utils.errors import UserError
 
 STRINGS = {
     "en": {
@@ -289,12 +291,20 @@ def export_room(state: dict | None, request: gr.Request) -> str:
     return str(path)
 
 
+def _view_or_problem(get_view: Any, *args: Any) -> dict:
+    """A screen's view, or ``{"problem": message}`` when the room is gone (said once, not a toast per poll)."""
+    try:
+        return get_view(*args)
+    except UserError as err:
+        return {"problem": localize_error(err, request_language())}
+
+
 @user_errors
 def instructor_status(state: dict | None) -> dict:
     """API ``classroom_status``: learners, the current question, the live count of answers, the reveal."""
     if not state:
         return {}
-    return open_classroom().instructor_view(*_instructor(state))
+    return _view_or_problem(open_classroom().instructor_view, *_instructor(state))
 
 
 # ------------------------------------------------------------------ learner events
@@ -322,7 +332,7 @@ def learner_status(state: dict | None) -> dict:
     """API ``classroom_poll``: what this learner's screen shows (no other learner's answer before the reveal)."""
     if not state:
         return {}
-    return open_classroom().learner_view(state.get("token"))
+    return _view_or_problem(open_classroom().learner_view, state.get("token"))
 
 
 # ------------------------------------------------------------------ rendering
@@ -387,6 +397,8 @@ def render_learner(view: dict) -> tuple:
     hidden = gr.update(visible=False)
     if not view:
         return None, gr.skip(), "", "", hidden, hidden, hidden, hidden, ""
+    if "problem" in view:
+        return None, markdown_text(view["problem"]), "", "", hidden, hidden, hidden, hidden, ""
     status = _say("score", score=view["score"])
     item = view["item"]
     if view["closed"]:
@@ -419,6 +431,8 @@ def render_instructor(view: dict) -> tuple:
     hidden = gr.update(visible=False)
     if not view:
         return "", "", "", hidden, ""
+    if "problem" in view:
+        return markdown_text(view["problem"]), "", "", hidden, ""
     item = view["item"]
     if item is None:
         return _say("live_none", learners=view["learners"]), "", "", hidden, ""

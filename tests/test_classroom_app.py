@@ -156,3 +156,13 @@ def test_browser_instructor_and_three_learners(app_server) -> None:
             teacher.screenshot(path=str(ARTIFACTS / "classroom-teacher.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_a_screen_whose_room_is_gone_says_so_once_instead_of_failing_every_poll(tmp_path, monkeypatch) -> None:
+    from demo import classroom_tab
+
+    monkeypatch.setenv("PLM_DATA_DIR", str(tmp_path))
+    view = classroom_tab.learner_status({"token": "expired-or-unknown"})
+    assert view == {"problem": "No open room has that code. Check it with your instructor."}
+    assert classroom_tab.render_learner(view)[1] == classroom_tab.markdown_text(view["problem"])
+    assert "problem" in classroom_tab.instructor_status({"code": "ABCDE-FGHJK", "secret": "x"})
