@@ -308,3 +308,19 @@ def test_rate_limiter_allows_a_burst_then_the_rate() -> None:
     clock.now += 1.0
     limiter.check("a")
     assert error_code(lambda: limiter.check("a")) == "classroom.slow_down"
+
+
+def test_settings_name_the_database_and_the_room_lifetime(monkeypatch, tmp_path) -> None:
+    from classroom import database_url
+    from classroom.schema import normalize_url
+    from model_utils.config import get_settings
+
+    monkeypatch.delenv("PLM_CLASSROOM_DB", raising=False)
+    monkeypatch.setenv("PLM_DATA_DIR", str(tmp_path / "data"))
+    assert database_url() == f"sqlite:///{(tmp_path / 'data' / 'classroom.sqlite3').resolve()}"
+    assert (tmp_path / "data").is_dir()
+    monkeypatch.setenv("PLM_CLASSROOM_DB", "postgresql://user:secret@db.example/class")
+    monkeypatch.setenv("PLM_ROOM_TTL_HOURS", "0.5")
+    settings = get_settings()
+    assert settings.room_ttl_s == 1800 and "secret" not in repr(settings)  # the password stays out of logs
+    assert normalize_url(database_url()) == "postgresql+psycopg://user:secret@db.example/class"
