@@ -29,7 +29,7 @@ from classroom import KINDS, RateLimiter, normalize_code, open_classroom, to_csv
 from classroom.kinds import display_answer, normalize_answer
 from classroom.schema import ANSWER_CHARS, NICKNAME_CHARS
 from demo.classroom_plots import class_vs_model
-from demo.common import examples, find_component, text_limit, user_errors
+from demo.common import TabParts, examples, text_limit, user_errors
 from demo.i18n import I18N, text
 from demo.messages import (add_translations, chinese_request, localize_error, localize_notice, markdown_text,
                            request_language)
@@ -461,12 +461,10 @@ def _follow(status_fn: Any, render_fn: Any) -> Any:
 # ------------------------------------------------------------------ layout
 
 
-def fill_from_url(request: gr.Request) -> tuple:
-    """On page load: ``/?room=CODE`` fills the room code and opens this tab (nothing else is read)."""
+def fill_from_url(request: gr.Request) -> Any:
+    """On page load and tab open: ``/?room=CODE`` fills the room code (nothing else is read from the URL)."""
     room = normalize_code((getattr(request, "query_params", None) or {}).get("room", ""))
-    if not room:
-        return gr.skip(), gr.skip()
-    return room, gr.Tabs(selected="tab_classroom")
+    return room or gr.skip()
 
 
 def _learner_panel() -> dict:
@@ -513,7 +511,9 @@ def _push_form() -> dict:
     with gr.Row():
         model = gr.Textbox(label=I18N("cr_model"), max_length=200, elem_id="cr-model")
         seconds = gr.Slider(0, 120, value=0, step=5, label=I18N("cr_seconds"), elem_id="cr-seconds")
-    examples(PUSH_EXAMPLES, inputs=[kind, text_box, second, word, layer, head, seconds])
+    block = examples(PUSH_EXAMPLES, inputs=[kind, text_box, second, word, layer, head, seconds])
+    for shown, raw in zip(block.dataset.samples, block.dataset.raw_samples):  # the table shows the kind's
+        shown[0] = text(f"kind_{raw[0]}")  # label in English, like its headers (I18N labels show raw there)
     return {"kind": kind, "text": text_box, "second": second, "word": word, "layer": layer, "head": head,
             "model": model, "seconds": seconds}
 
@@ -557,17 +557,14 @@ def _teach_panel() -> None:
                   show_progress="hidden")
 
 
-def build_tab() -> None:
-    """Lay out the Classroom tab: Join for learners, Teach for the instructor."""
+def build_tab() -> TabParts:
+    """Lay out the Classroom tab: Join for learners, Teach for the instructor. A join link (``?room=``)
+    opens this tab with the code filled in."""
     gr.Markdown(I18N("cr_intro"))
     with gr.Tabs():
         with gr.Tab(I18N("cr_join_tab"), id="cr-join-tab"):
             learner = _learner_panel()
         with gr.Tab(I18N("cr_teach_tab"), id="cr-teach-tab"):
             _teach_panel()
-    app_tabs = find_component("app-tabs")  # app.py's tabs: a join link opens this one
-    if app_tabs is not None:
-        from gradio.context import Context
-
-        Context.root_block.load(fill_from_url, None, [learner["code"], app_tabs], api_visibility="private",
-                                queue=False)
+    return TabParts(on_open=dict(fn=fill_from_url, outputs=[learner["code"]], api_visibility="private", queue=False),
+                    opens_from_url="room")
