@@ -23,7 +23,6 @@ import csv
 import os
 import random
 import resource
-import secrets
 import socket
 import statistics
 import subprocess

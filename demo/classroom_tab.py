@@ -185,10 +185,6 @@ def _say(key: str, **params: Any) -> str:
     return (chinese if chinese_request() else english).format(**params)
 
 
-def _label(key: str) -> str:
-    return text(key, "zh-CN" if chinese_request() else "en")
-
-
 def limiter() -> RateLimiter:
     """The process's per-session rate limiter (``PLM_CLASSROOM_RATE_PER_MIN``, ``PLM_CLASSROOM_BURST``)."""
     global _limiter
