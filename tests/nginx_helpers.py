@@ -55,6 +55,7 @@ events {{ worker_connections 1024; }}
 http {{
     log_format routed '$cookie_plm_node $upstream_addr $request_method $uri';
     access_log {tmp}/access.log routed;
+    client_body_buffer_size 1m;        # request bodies stay in memory: workers may not write to {tmp}
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
