@@ -120,6 +120,18 @@ class TabParts:
     pickers: list[tuple[str, gr.Dropdown]] = field(default_factory=list)
     changes_checkpoints: list[Any] = field(default_factory=list)
     on_open: dict[str, Any] | None = None
+    # A query parameter that, when the page's URL has it, opens this tab (the Classroom's ``?room=``).
+    opens_from_url: str | None = None
+
+
+def tab_from_url(openers: dict[str, str]) -> Callable[..., Any]:
+    """A page-load event selecting the tab whose query parameter (``openers``: parameter -> tab id) is in the URL."""
+    def select(request: gr.Request) -> Any:
+        query = getattr(request, "query_params", None) or {}
+        chosen = next((tab for name, tab in openers.items() if query.get(name)), None)
+        return gr.Tabs(selected=chosen) if chosen else gr.skip()
+
+    return select
 
 
 def clear_on_failure(event: Any, outputs: list[gr.components.Component],

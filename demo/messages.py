@@ -66,7 +66,7 @@ def _language(language: str | None) -> str:
     return language if language is not None else request_language()
 
 
-def say(code: str, language: str | None = None, **params: Any) -> str:
+def say(code: str, /, language: str | None = None, **params: Any) -> str:
     """The text of ``code`` (a UI code of the catalogue, or a model-layer code) in ``language``
     (default: the request being answered), with ``params`` filled in."""
     template = i18n.template(code, _language(language))

@@ -126,6 +126,18 @@ class Settings:
     concurrency: int = 2
     # Requests waiting in the queue before new ones are refused as busy (PLM_QUEUE_MAX_SIZE).
     queue_max_size: int = 64
+    # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
+    data_dir: Path = Path("data")
+    # Classroom database URL; None = SQLite at data_dir/classroom.sqlite3 (PLM_CLASSROOM_DB, e.g. postgresql://...).
+    classroom_db: str | None = field(default=None, repr=False)
+    # Classroom rooms are deleted this long after they were created, in seconds (PLM_ROOM_TTL_HOURS, hours).
+    room_ttl_s: int = 12 * 3600
+    # Classroom actions one browser session may make per minute (PLM_CLASSROOM_RATE_PER_MIN) and at once
+    # (PLM_CLASSROOM_BURST): the learners' poll is not counted, joining, answering and pushing are.
+    classroom_rate_per_min: int = 60
+    classroom_burst: int = 10
+    # Most learners in one classroom room (PLM_CLASSROOM_MAX_LEARNERS).
+    classroom_max_learners: int = 500
 
     def default_checkpoint(self, task: str, offline: bool) -> str:
         """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
@@ -164,6 +176,12 @@ def get_settings() -> Settings:
         admin_token=_env_str("PLM_ADMIN_TOKEN"),
         concurrency=max(1, _env_int("PLM_CONCURRENCY", 2)),
         queue_max_size=max(1, _env_int("PLM_QUEUE_MAX_SIZE", 64)),
+        data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
+        classroom_db=_env_str("PLM_CLASSROOM_DB"),
+        room_ttl_s=int(max(0.01, float(_env_str("PLM_ROOM_TTL_HOURS") or 12)) * 3600),
+        classroom_rate_per_min=max(1, _env_int("PLM_CLASSROOM_RATE_PER_MIN", 60)),
+        classroom_burst=max(1, _env_int("PLM_CLASSROOM_BURST", 10)),
+        classroom_max_learners=max(1, _env_int("PLM_CLASSROOM_MAX_LEARNERS", 500)),
     )
 
 

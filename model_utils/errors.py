@@ -35,7 +35,7 @@ def define(messages: Mapping[str, str]) -> None:
         _MESSAGES[code] = template
 
 
-def message(code: str, **params: Any) -> str:
+def message(code: str, /, **params: Any) -> str:
     """The English text of ``code`` with ``params`` filled in; KeyError for an unknown code."""
     return _MESSAGES[code].format(**params)
 
@@ -69,7 +69,7 @@ class UserError(ValueError):
     English message; ``code`` and ``params`` let the UI say it in the user's language.
     """
 
-    def __init__(self, code: str, **params: Any) -> None:
+    def __init__(self, code: str, /, **params: Any) -> None:
         self.code = code
         self.params = params
         super().__init__(message(code, **params))

@@ -166,5 +166,6 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
                      PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
                      PLM_DEFAULT_ATTENTION="local:tiny-bert",
                      PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
-                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN) as (url, _):
+                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN,
+                     PLM_DATA_DIR=str(tmp_path_factory.mktemp("data"))) as (url, _):
         yield url

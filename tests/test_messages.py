@@ -24,10 +24,11 @@ ENGLISH_WORDS = re.compile(r"\b(the|is|are|an|please|must|choose|write|file|rows
 @pytest.fixture(scope="module", autouse=True)
 def every_module_defines_its_codes() -> None:
     """Import every module of the model layer and of the UI: each defines its codes on import."""
+    import classroom
     import demo
     import model_utils
 
-    for package in (model_utils, demo):
+    for package in (model_utils, classroom, demo):
         for module in pkgutil.iter_modules(package.__path__):
             importlib.import_module(f"{package.__name__}.{module.name}")
 
