@@ -540,7 +540,9 @@ def plan(rows: list[dict[str, str]], data: dict[str, Any], model: dict[str, Any]
     data_args = DataArguments(**check_values(DataArguments, data))
     model_args = ModelArguments(**check_values(ModelArguments, model))
     training = check_values(RecipeArguments, training)
-    resolve_base(model_args.base_model)
+    source, _ = resolve_base(model_args.base_model)
+    if source == "hub":  # refused now, not after the job waited for its turn
+        registry.check_within_reach(registry.resolve(model_args.base_model))
     if model_args.checkpoint_name:
         ensure_new(model_args.checkpoint_name)
         check_budget(expected_bytes(model_args))

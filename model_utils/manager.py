@@ -68,8 +68,6 @@ define({
     "model.unknown_type": "{name} has model type {kind!r}, which this version of Transformers does not know; choose "
                           "another model.",
     "model.cannot_load": "Could not load {name}: {detail}",
-    "model.hub_offline": "{name} is a Hugging Face Hub model and the Hub is unreachable (offline mode); choose a "
-                         "bundled or local model.",
     "model.needs_safetensors": "Could not load {name} (it needs .safetensors weights and a tokenizer): {detail}",
     "model.delta_base_offline": "{name} was fine-tuned from {base}, which is not in the local cache while the Hub is "
                                 "unreachable; choose another model.",

@@ -424,7 +424,7 @@ def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: 
     An empty ``base_model`` is the settings' pretraining base; an empty ``name`` a dated one.
     """
     from model_utils.checkpoints import check_budget, ensure_new
-    from model_utils.registry import default_checkpoint, model_name, resolve
+    from model_utils.registry import check_within_reach, default_checkpoint, model_name, resolve
 
     values = check_values(P.PretrainArguments, {k: knobs[k] for k in APP_KNOBS})
     args = app_arguments(**values, eval_every=max(1, values["max_steps"] // 8))
@@ -437,8 +437,10 @@ def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: 
     check_corpus(docs)
     split_heldout(docs)
     base_model = model_name(base_model) or default_checkpoint("pretrain-base")
-    if "pretrain-base" not in resolve(base_model).tasks:  # refused now, not after the job waited for its turn
+    info = resolve(base_model)
+    if "pretrain-base" not in info.tasks:  # refused now, not after the job waited for its turn
         raise UserError("pretrain.no_mlm_head", name=base_model)
+    check_within_reach(info)
     name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
     ensure_new(name)
     check_budget(expected_bytes(base_model))

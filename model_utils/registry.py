@@ -23,6 +23,8 @@ from model_utils.config import TASKS, get_settings
 from model_utils.errors import UserError, define
 
 define({
+    "model.hub_offline": "{name} is a Hugging Face Hub model and the Hub is unreachable (offline mode); choose a "
+                         "bundled or local model.",
     "model.unknown_bundled": "Unknown bundled model {name!r}; available: {available}",
     "model.config_unreadable": "local:{name} is damaged: its config.json cannot be read ({detail}). Repair or "
                                "remove that folder.",
@@ -230,6 +232,19 @@ def resolve(checkpoint: str) -> CheckpointInfo:
     if name.startswith(LOCAL_PREFIX):
         return _resolve_local(name[len(LOCAL_PREFIX):])
     return _resolve_hub(name)
+
+
+def check_within_reach(info: CheckpointInfo) -> None:
+    """UserError ``model.hub_offline`` for a Hub model while the Hub is out of reach and the model is not in
+    the local cache: what a job checks before it is queued (loading would fail only once it runs)."""
+    from model_utils.config import hub_offline
+
+    if info.source != "hub" or not hub_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(info.location, "config.json"), str):
+        raise UserError("model.hub_offline", name=info.name)
 
 
 def default_checkpoint(task: str) -> str:

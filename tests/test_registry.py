@@ -93,3 +93,25 @@ def test_hub_ids_that_are_also_local_folders_are_loaded_from_the_hub_cache_only(
             get_manager().get(name, "masked-lm")
         messages.append(str(caught.value).replace(name, "<id>"))
     assert messages[0] == messages[1] and "Hub is unreachable" in messages[0]
+
+
+def test_a_hub_model_out_of_reach_is_refused_unless_cached(tiny_env: Path, tmp_path: Path, monkeypatch) -> None:
+    """Jobs check this before they are queued: offline, an uncached Hub id is refused; a cached one, a local
+    or a bundled model passes."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ValueError, match="Hub is unreachable"):
+        registry.check_within_reach(resolve("org/not-cached"))
+    snapshot = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text("abc")
+    registry.check_within_reach(resolve("org/cached"))
+    registry.check_within_reach(resolve("local:tiny-bert"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr("model_utils.config.hub_offline", lambda settings=None: False)
+    registry.check_within_reach(resolve("org/not-cached"))  # online: the job will download it
