@@ -174,7 +174,8 @@ define({  # notices of the Models tab
 
 # Names of text boxes in input messages (model_utils.inputs.FIELDS keys).
 _ZH_FIELDS = {"text": "文本", "second text": "第二段文本", "sentence A": "句子 A", "sentence B": "句子 B",
-              "paragraph": "段落", "candidate words": "候选词列表", "probe sentence": "探针句"}
+              "paragraph": "段落", "candidate words": "候选词列表", "probe sentence": "探针句",
+              "sentences": "句子列表", "word": "词"}
 
 add_translations({
     "input.not_text": "{what_zh}必须是文本，而不是 {kind}。",
