@@ -79,7 +79,7 @@ def _pair_hover(texts: list[str], labels: list[str]) -> dict:
     """Heatmap hover settings: both sentences of a cell when there are few, else the two labels."""
     if len(texts) > HOVER_SENTENCES_UP_TO:
         return {"hovertemplate": "%{y} · %{x}<br>cos %{z:.4f}<extra></extra>"}
-    custom = np.array([[[texts[i], texts[j]] for j in range(len(texts))] for i in range(len(texts))], dtype=object)
+    custom = [[[texts[i], texts[j]] for j in range(len(texts))] for i in range(len(texts))]
     return {"customdata": custom, "hovertemplate": "%{customdata[0]}<br>%{customdata[1]}<br>cos %{z:.4f}<extra></extra>"}
 
 
@@ -169,7 +169,7 @@ def sentence_heatmap(result: dict, lang: str = "en") -> go.Figure:
     short = [plot_text(s if len(s) <= 90 else s[:89] + "…") for s in sentences]
     matrix = np.asarray(result["matrix"], dtype=np.float32)
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Viridis", zmin=float(min(0.0, matrix.min())),
-                               zmax=1, text=np.round(matrix, 2), texttemplate="%{text}" if len(labels) <= 12 else None,
+                               zmax=1, texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
                                **_pair_hover(short, labels)))
     fig.update_xaxes(type="category", title=_t(lang, "sentence_axis"))
     fig.update_yaxes(type="category", autorange="reversed", title=_t(lang, "sentence_axis"))
