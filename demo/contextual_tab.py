@@ -61,10 +61,10 @@ STRINGS = {
         "ctx_projection": "2-D projection",
         "ctx_probe": "Sense probe",
         "ctx_probe_intro": "A logistic-regression probe per layer tries to tell the senses apart from the word's "
-                           "vector. Its accuracy is measured on held-out occurrences only (stratified "
-                           "cross-validation); the dashed line is its accuracy on the occurrences it was fitted on, "
+                           "vector. Its accuracy is measured on held-out sentences only (stratified "
+                           "cross-validation; a repeated sentence stays in one fold); the dashed line is its accuracy on the occurrences it was fitted on, "
                            "which is what a probe without held-out data would claim.",
-        "ctx_probe_missing": "Label the senses (river | … and money | …, two or more occurrences each) to train a probe.",
+        "ctx_probe_missing": "Label the senses (river | … and money | …, two or more sentences each) to train a probe.",
         "ctx_neighbours": "Nearest neighbours",
         "ctx_neighbours_intro": "The words of the corpus sample whose vectors at the chosen layer are closest to one "
                                 "occurrence. The first search encodes the corpus sample once (it is cached afterwards).",
@@ -98,9 +98,9 @@ STRINGS = {
         "ctx_similarity": "相似度",
         "ctx_projection": "二维投影",
         "ctx_probe": "词义探针",
-        "ctx_probe_intro": "每层训练一个逻辑回归探针，尝试根据词向量区分词义。准确率只在留出的出现上测量（分层交叉验证）；"
+        "ctx_probe_intro": "每层训练一个逻辑回归探针，尝试根据词向量区分词义。准确率只在留出的句子上测量（分层交叉验证；重复的句子始终在同一折）；"
                            "虚线是它在自己拟合过的出现上的准确率，也就是不留出数据的探针会声称的结果。",
-        "ctx_probe_missing": "给词义加标签（river | … 和 money | …，每个词义至少两次出现）即可训练探针。",
+        "ctx_probe_missing": "给词义加标签（river | … 和 money | …，每个词义至少两个句子）即可训练探针。",
         "ctx_neighbours": "最近邻",
         "ctx_neighbours_intro": "语料样本中在所选层的向量与某次出现最接近的词。第一次搜索会对语料样本编码一次（之后会缓存）。",
         "ctx_occurrence": "比较结果中的某次出现",
@@ -135,7 +135,7 @@ add_translations({
     "contextual.no_sentences": "请至少输入 {minimum} 个句子，每行一个。",
     "contextual.no_examples": "语料样本中没有句子以完整的词包含“{word}”；请自己输入句子。",
     "contextual.probe_needs_two_senses": "探针需要至少两种不同的词义标签（现有 {senses} 种）：请像 river | … 和 money | … 这样标注句子。",
-    "contextual.probe_needs_examples": "探针要求每个词义至少有 2 次带标签的出现；{sense} 只有 {count} 次。请添加句子或去掉这个标签。",
+    "contextual.probe_needs_examples": "探针要求每个词义至少有 2 个不同的带标签句子；{sense} 只有 {count} 个。请添加句子或去掉这个标签。",
 })
 
 

@@ -26,6 +26,7 @@ _LAZY_MODULES = {
     "next_sentence": "model_utils.next_sentence",
     "attention": "model_utils.attention",
     "classify": "model_utils.classify",
+    "contextual": "model_utils.contextual",
 }
 
 __all__ = sorted(_LAZY_MODULES)

@@ -130,7 +130,7 @@ class Settings:
     # Contextual lab: longest sentence in tokens, special tokens included (PLM_LAB_MAX_TOKENS).
     lab_max_tokens: int = 128
     # Contextual lab: most corpus-sample sentences searched for nearest neighbours (PLM_LAB_CORPUS_SENTENCES).
-    lab_corpus_sentences: int = 3000
+    lab_corpus_sentences: int = 2000
     # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
     lab_cache_bytes: int = 256 * 2**20
 
@@ -171,7 +171,7 @@ def get_settings() -> Settings:
         queue_max_size=max(1, _env_int("PLM_QUEUE_MAX_SIZE", 64)),
         lab_max_sentences=max(2, _env_int("PLM_LAB_MAX_SENTENCES", 200)),
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
-        lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 3000)),
+        lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
     )
 

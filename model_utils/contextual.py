@@ -290,6 +290,12 @@ def _labels_of(prepared: Prepared) -> list[str | None] | None:
     return [prepared.labels[o.sentence] for o in prepared.occurrences] if prepared.labels else None
 
 
+def _sentence_groups(prepared: Prepared) -> list[str]:
+    """Each occurrence's sentence, case and spacing ignored: the probe keeps a sentence (and its repeats)
+    on one side of every split, or it would be tested on what it was trained on."""
+    return [" ".join(prepared.sentences[o.sentence].lower().split()) for o in prepared.occurrences]
+
+
 def _run(sentences: Sequence[str] | str, word: str, model: str | None, labels: Sequence[str | None] | None,
          progress: Progress | None = None) -> tuple[LoadedModel, Prepared, np.ndarray]:
     loaded = _load(model)
@@ -339,12 +345,12 @@ def sense_probe(sentences: Sequence[str] | str, word: str, labels: Sequence[str 
     """Held-out accuracy of a logistic-regression probe of the sense labels at every layer.
 
     Returns the header of :func:`word_vectors` and ``"probe"`` (see
-    :func:`model_utils.contextual_analysis.probe_by_layer`). UserError without two senses of at
-    least two labelled occurrences each.
+    :func:`model_utils.contextual_analysis.probe_by_layer`; occurrences of one sentence, or of repeated
+    sentences, stay in one fold). UserError without two senses of at least two different sentences each.
     """
     loaded, prepared, vectors = _run(sentences, word, model, labels)
-    analysis.check_probe_labels(_labels_of(prepared) or [])
-    probe = analysis.probe_by_layer(vectors, _labels_of(prepared), folds=folds, seed=seed)
+    probe = analysis.probe_by_layer(vectors, _labels_of(prepared) or [None] * len(vectors),
+                                    groups=_sentence_groups(prepared), folds=folds, seed=seed)
     return {**_header(loaded, prepared, word, vectors), "probe": probe}
 
 
@@ -365,7 +371,7 @@ def explore_word(sentences: Sequence[str] | str, word: str, model: str | None = 
     probe, note = None, None
     if occurrence_labels:
         try:
-            probe = analysis.probe_by_layer(vectors, occurrence_labels)
+            probe = analysis.probe_by_layer(vectors, occurrence_labels, groups=_sentence_groups(prepared))
         except UserError as err:  # labels that cannot be probed still give the similarity views
             note = Notice(err.code, **err.params)
     return {**_header(loaded, prepared, word, vectors), "layers": layers, "probe": probe, "probe_note": note}

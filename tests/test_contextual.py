@@ -92,12 +92,27 @@ def test_probe_scores_held_out_folds_only() -> None:
     assert probe["layers"][2]["accuracy"] >= 0.9
 
 
+def test_probe_keeps_a_repeated_sentence_in_one_fold() -> None:
+    rng = np.random.default_rng(2)
+    distinct = rng.normal(size=(30, 2, 100))
+    vectors = np.concatenate([distinct, distinct])  # every sentence given twice
+    labels = list(rng.permutation(["a", "b"] * 15)) * 2  # at random, the same for both copies
+    groups = list(range(30)) * 2
+    leaky = contextual_analysis.probe_by_layer(vectors, labels)  # copies on both sides of a split
+    grouped = contextual_analysis.probe_by_layer(vectors, labels, groups=groups)
+    assert min(r["accuracy"] for r in leaky["layers"]) >= 0.9  # it recognises the copies it was trained on
+    assert all(0.2 <= r["accuracy"] <= 0.8 for r in grouped["layers"])
+    assert grouped["senses"] == {"a": 15, "b": 15} and grouped["count"] == 60
+
+
 def test_probe_needs_two_senses_with_two_examples_each() -> None:
     vectors = np.zeros((4, 1, 3))
     with pytest.raises(UserError, match="at least two different senses"):
         contextual_analysis.probe_by_layer(vectors, ["a", "a", None, "a"])
     with pytest.raises(UserError, match="b has 1"):
         contextual_analysis.probe_by_layer(vectors, ["a", "a", "b", None])
+    with pytest.raises(UserError, match="2 different labelled sentences for every sense; a has 1"):
+        contextual_analysis.probe_by_layer(vectors, ["a", "a", "b", "b"], groups=["s", "s", "t", "u"])
 
 
 def test_projection_handles_few_and_identical_points() -> None:
