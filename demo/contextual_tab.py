@@ -80,7 +80,6 @@ STRINGS = {
         "ctx_pooling": "Pooling",
         "ctx_st_run": "Compare the sentences",
         "ctx_st_downloads": "Similarity matrix (CSV)",
-        "ctx_raw": "Raw output (JSON)",
     },
     "zh-CN": {
         "tab_contextual": "语境表示实验",
@@ -115,7 +114,6 @@ STRINGS = {
         "ctx_pooling": "池化方式",
         "ctx_st_run": "比较句子",
         "ctx_st_downloads": "相似度矩阵（CSV）",
-        "ctx_raw": "原始输出 (JSON)",
     },
 }
 
@@ -188,8 +186,12 @@ def _whole(value: Any, default: int) -> int:
 
 
 @user_errors
-def run_lab(model: str | None, word: str, sentences: str, progress: gr.Progress = gr.Progress()) -> dict:
-    """API ``contextual``: similarities, sense statistics, projections and probe of every layer (see explore_word)."""
+def run_lab(model: str | None, word: str, sentences: str, progress: gr.Progress = gr.Progress()) -> tuple[dict, dict]:
+    """API ``contextual``: similarities, sense statistics, projections and probe of every layer (see explore_word).
+
+    Returned twice: to the API (a hidden ``gr.JSON``) and to the session's ``gr.State``, from which the
+    layer slider redraws without the browser sending megabytes of matrices back.
+    """
     from model_utils.contextual import explore_word, parse_lines
 
     lines, labels = parse_lines(sentences)
@@ -198,7 +200,7 @@ def run_lab(model: str | None, word: str, sentences: str, progress: gr.Progress 
                           progress=_reporter(progress, "Encoding the sentences", "正在编码句子"))
     result["notices"] = [localize_notice(n) for n in result["notices"]]
     result["probe_note"] = localize_notice(result["probe_note"]) if result["probe_note"] else None
-    return result
+    return result, result
 
 
 @user_errors
@@ -306,7 +308,7 @@ def render_sentences(result: dict | None, image_format: str) -> tuple:
 # ---------------------------------------------------------------------------- layout
 
 
-def _neighbours_panel(model: gr.Dropdown, word: gr.Textbox, layer: gr.Slider, result: gr.JSON) -> gr.Dropdown:
+def _neighbours_panel(model: gr.Dropdown, word: gr.Textbox, layer: gr.Slider, result: gr.State) -> tuple:
     gr.Markdown(I18N("ctx_neighbours_intro"))
     occurrence = gr.Dropdown(choices=[], label=I18N("ctx_occurrence"), elem_id="ctx-occurrence")
     with gr.Row():
@@ -338,6 +340,7 @@ def _sentences_panel(model: gr.Dropdown, image_format: gr.Radio) -> None:
     run.click(sentence_similarity_event, inputs=[model, sentences, pooling], outputs=[raw],
               api_name="sentence_similarity").success(render_sentences, inputs=[raw, image_format],
                                                       outputs=[heatmap, download], api_visibility="private")
+    # at most 200 x 200 numbers: small enough to come back from the browser for rendering
 
 
 def build_tab() -> None:
@@ -361,7 +364,8 @@ def build_tab() -> None:
             files = gr.File(label=I18N("ctx_downloads"), file_count="multiple", interactive=False,
                             elem_id="ctx-downloads")
     notices = gr.Markdown(visible=False, elem_id="ctx-notices")
-    result = gr.JSON(visible=False, elem_id="ctx-raw")
+    raw = gr.JSON(visible=False, elem_id="ctx-raw")  # the API's answer
+    result = gr.State(None)  # the same, kept on the server for redrawing
     with gr.Tabs():
         with gr.Tab(I18N("ctx_similarity"), id="ctx-similarity"):
             heatmap = gr.Plot(show_label=False, elem_id="ctx-heatmap")
@@ -378,11 +382,13 @@ def build_tab() -> None:
             _sentences_panel(model, image_format)
     examples(builtin, inputs=[word, sentences])
     figures = [heatmap, lines, projection, probe]
-    gr.on([run.click, word.submit], run_lab, inputs=[model, word, sentences], outputs=[result],
+    gr.on([run.click, word.submit], run_lab, inputs=[model, word, sentences], outputs=[raw, result],
           api_name="contextual").success(
         render_result, inputs=[result, layer, image_format],
         outputs=[layer, notices, *figures, probe_note, occurrence, nn_sentence, nn_nth, files],
         api_visibility="private")
-    gr.on([layer.release, image_format.change], render_layer, inputs=[result, layer, image_format], outputs=figures,
-          api_visibility="private", queue=False)
+    # change (not release): the number box and the arrow keys move the slider too; always_last skips
+    # the positions a fast drag passes over.
+    gr.on([layer.change, image_format.change], render_layer, inputs=[result, layer, image_format], outputs=figures,
+          api_visibility="private", trigger_mode="always_last")
     find.click(find_examples_event, inputs=[word], outputs=[sentences], api_name="contextual_examples")

@@ -242,10 +242,13 @@ def _forward(loaded: LoadedModel, encodings: list[dict], picks: list[list[list[i
     first_item = np.cumsum([0] + [len(p) for p in picks])
     out = torch.empty(int(first_item[-1]), len(kept), config.hidden_size, dtype=dtype)
     order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]["input_ids"]), reverse=True)
-    for start in range(0, len(order), BATCH_SIZE):
-        chunk = [i for i in order[start:start + BATCH_SIZE]]
+    size = BATCH_SIZE if loaded.tokenizer.pad_token_id is not None else 1  # GPT-2-like: no padding, one at a time
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
         with loaded.lock:
-            batch = loaded.tokenizer.pad([{k: encodings[i][k] for k in model_keys} for i in chunk], return_tensors="pt")
+            items = [{k: encodings[i][k] for k in model_keys} for i in chunk]
+            batch = (loaded.tokenizer.pad(items, return_tensors="pt") if len(items) > 1
+                     else {k: torch.tensor([v]) for k, v in items[0].items()})
             with torch.inference_mode():
                 states = loaded.model(**{k: v.to(loaded.device) for k, v in batch.items()},
                                       output_hidden_states=True).hidden_states
@@ -260,7 +263,7 @@ def _forward(loaded: LoadedModel, encodings: list[dict], picks: list[list[list[i
             out[first_item[i]:first_item[i] + count] = pooled[row:row + count]
             row += count
         if progress:
-            progress(min(start + BATCH_SIZE, len(order)), len(order))
+            progress(min(start + size, len(order)), len(order))
     return out
 
 

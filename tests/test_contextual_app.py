@@ -87,10 +87,14 @@ def test_browser_lab_in_both_languages_with_exports(app_server: str, tmp_path: P
             expect(heatmap.locator(".ytick text", has_text="1 · river")).to_have_count(1)  # rows: number · sense
             expect(heatmap.locator(".ytick text", has_text="12 · money")).to_have_count(1)
             expect(page.locator("#ctx-lines .legendtext").first).to_have_text("same sense")
+            layer = page.locator("#ctx-layer input[type=number]")  # moving the layer redraws from the session state
+            layer.fill("0")
+            layer.press("Enter")
+            expect(heatmap.locator(".gtitle")).to_contain_text("at layer 0 (embedding output)")
 
             with page.expect_download() as svg:  # Plotly's own camera button, format from the radio
                 heatmap.locator('.modebar-btn[data-title^="Download plot"]').click()
-            assert svg.value.suggested_filename == "bank_similarity_L2.svg"
+            assert svg.value.suggested_filename == "bank_similarity_L0.svg"
             assert "<svg" in Path(svg.value.path()).read_text(encoding="utf-8")[:500]
 
             with page.expect_download() as layers_csv:
