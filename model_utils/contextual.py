@@ -242,6 +242,8 @@ def _forward(loaded: LoadedModel, encodings: list[dict], picks: list[list[list[i
     first_item = np.cumsum([0] + [len(p) for p in picks])
     out = torch.empty(int(first_item[-1]), len(kept), config.hidden_size, dtype=dtype)
     order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]["input_ids"]), reverse=True)
+    if progress:
+        progress(0, len(order))
     size = BATCH_SIZE if loaded.tokenizer.pad_token_id is not None else 1  # GPT-2-like: no padding, one at a time
     for start in range(0, len(order), size):
         chunk = order[start:start + size]

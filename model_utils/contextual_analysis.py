@@ -136,13 +136,14 @@ def probe_by_layer(vectors: np.ndarray, labels: Sequence[str | None], *, groups:
     fold_groups = np.unique([str(groups[i]) for i in keep], return_inverse=True)[1]
     data = np.asarray(vectors, dtype=np.float64)[keep]
     k = max(2, min(folds, min(counts.values())))
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    # One split for every layer: the layers are compared on the same held-out sentences (and it is computed once).
+    splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(data[:, 0], targets,
+                                                                                          fold_groups))
     layers = []
     with warnings.catch_warnings(), one_blas_thread():  # a separable fold may stop at max_iter: still valid
         warnings.simplefilter("ignore", ConvergenceWarning)
         for layer in range(data.shape[1]):
-            scores = cross_validate(_probe_pipeline(seed), data[:, layer], targets, groups=fold_groups, cv=splitter,
-                                    return_train_score=True)
+            scores = cross_validate(_probe_pipeline(seed), data[:, layer], targets, cv=splits, return_train_score=True)
             layers.append({"layer": layer, "accuracy": float(scores["test_score"].mean()),
                            "std": float(scores["test_score"].std()),
                            "train_accuracy": float(scores["train_score"].mean())})
