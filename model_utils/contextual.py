@@ -152,7 +152,8 @@ def check_word(word: Any) -> str:
 def token_limit(loaded: LoadedModel) -> int:
     """Longest sentence in tokens: ``PLM_LAB_MAX_TOKENS``, or the model's own position limit if smaller."""
     positions = getattr(loaded.model.config, "max_position_embeddings", None) or 512
-    return max(8, min(get_settings().lab_max_tokens, positions))
+    own = getattr(loaded.tokenizer, "model_max_length", positions)  # RoBERTa: 514 positions, 512 tokens
+    return max(8, min(get_settings().lab_max_tokens, positions, own if own < 100_000 else positions))
 
 
 def encode(loaded: LoadedModel, sentences: list[str], *, truncate: bool = False) -> list[dict]:
@@ -463,9 +464,9 @@ def nearest_neighbours(sentence: str, word: str, model: str | None = None, *, la
     loaded = _load(model)
     layer = _check_layer(layer, loaded.model.config.num_hidden_layers)
     prepared = prepare(loaded, [sentence], word)
-    if not isinstance(occurrence, int) or not 0 <= occurrence < len(prepared.occurrences):
+    chosen = next((o for o in prepared.occurrences if o.nth == occurrence and not isinstance(occurrence, bool)), None)
+    if chosen is None:
         raise UserError("contextual.bad_occurrence", count=len(prepared.occurrences), word=word.strip())
-    chosen = prepared.occurrences[occurrence]
     query = _forward(loaded, prepared.encodings, [[chosen.positions]], layers=[layer])[0, 0].numpy()
     vectors, sentences, words = _corpus_vectors(loaded, layer, progress)
     scores = vectors.astype(np.float32) @ corpus.unit_rows(query).astype(np.float32)
