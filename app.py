@@ -17,7 +17,7 @@ from demo import classify_tab
 from demo import contextual_tab
 from demo import finetune_tab
 from demo import pretrain_tab
-from demo.common import is_offline
+from demo.common import is_offline, refresh_pickers
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
@@ -36,7 +36,11 @@ TABS: list[tuple[str, object]] = [
 
 
 def build_demo() -> gr.Blocks:
-    """Assemble the whole UI (tabs, offline and checkpoints banners, Models panel) into a ``gr.Blocks``."""
+    """Assemble the whole UI (tabs, offline and checkpoints banners, Models panel) into a ``gr.Blocks``.
+
+    Each tab's ``build_tab()`` returns its :class:`~demo.common.TabParts`; after any event that may
+    change the saved checkpoints (a training run, a deletion), every model picker is refreshed.
+    """
     for _, module in TABS:
         i18n.add_strings(module.STRINGS)
     ttl = get_settings().upload_ttl_s
@@ -47,10 +51,19 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(I18N("offline_banner"), visible=is_offline(), elem_id="offline-banner")
         gr.Markdown(I18N("checkpoints_banner"), visible=storage_problem() is not None,
                     elem_id="checkpoints-banner")
+        parts = []
         with gr.Tabs():
             for label_key, module in TABS:
-                with gr.Tab(I18N(label_key), id=label_key):
-                    module.build_tab()
+                with gr.Tab(I18N(label_key), id=label_key) as tab:
+                    part = module.build_tab()
+                if part.on_open:
+                    tab.select(**part.on_open)
+                    demo.load(**part.on_open)
+                parts.append(part)
+        pickers = [picker for part in parts for picker in part.pickers]
+        refresh = refresh_pickers([task for task, _ in pickers])
+        for event in (event for part in parts for event in part.changes_checkpoints):
+            event.then(refresh, outputs=[dropdown for _, dropdown in pickers], api_visibility="private", queue=False)
     return demo
 
 

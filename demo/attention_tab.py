@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import attention_plots as plots
-from demo.common import examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 from demo.messages import for_display, localized, localized_table, markdown_text
 
@@ -237,7 +237,7 @@ def explain_query(state: dict | None, layer: Any, head: Any, query: Any, image_f
 # ---------------------------------------------------------------------------- layout
 
 
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Attention tab and wire its events (api names: attention, attention_math)."""
     gr.Markdown(I18N("attn_intro"))
     state = gr.State(None)
@@ -290,3 +290,4 @@ def build_tab() -> None:
     gr.on([explain.click, query.input], explain_query, inputs=[state, layer, head, query, image_format],
           outputs=[math_md, math_table, math_plot], api_name="attention_math")
     examples(EXAMPLES, inputs=[text, pair])
+    return TabParts(pickers=[("attention", model)])

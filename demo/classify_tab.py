@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from demo import classify_plots as plots
-from demo.common import examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 
 TASK = "text-classification"
@@ -158,7 +158,7 @@ def run_batch(model: str | None, path: str | None, text_column: str | None, labe
             None if metrics is None else plots.confusion_figure(metrics), plots.batch_summary(result))
 
 
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Classify tab and wire its events (called inside ``gr.Tab``)."""
     gr.Markdown(I18N("classify_intro"))
     model = model_dropdown(TASK, elem_id="classify-model")
@@ -189,6 +189,7 @@ def build_tab() -> None:
           outputs=[explanation, note], api_name="classify_explain")
     model.change(lambda: gr.update(choices=[], value=None), outputs=[explain_label], api_visibility="private")
     _build_batch(model)
+    return TabParts(pickers=[(TASK, model)])
 
 
 def _build_batch(model: gr.Dropdown) -> None:

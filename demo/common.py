@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
@@ -118,10 +119,24 @@ def examples(rows: list[list[Any]], inputs: list[gr.components.Component], **kwa
     return block
 
 
-def find_component(elem_id: str) -> gr.components.Component | None:
-    """A component built earlier in the app being assembled (e.g. another tab's model picker), by elem_id."""
-    from gradio.context import Context
+@dataclass
+class TabParts:
+    """What app.py wires across tabs, returned by every ``build_tab()``.
 
-    root = Context.root_block
-    blocks = root.blocks.values() if root is not None else ()
-    return next((b for b in blocks if getattr(b, "elem_id", None) == elem_id), None)
+    ``pickers``: the tab's model pickers with their task, refreshed together whenever the saved
+    checkpoints may have changed; ``changes_checkpoints``: the events after which they may have
+    (a training run, a deletion); ``on_open``: an event (``fn``, ``outputs``, ...) to run when the
+    tab is opened and when the page loads.
+    """
+
+    pickers: list[tuple[str, gr.Dropdown]] = field(default_factory=list)
+    changes_checkpoints: list[Any] = field(default_factory=list)
+    on_open: dict[str, Any] | None = None
+
+
+def refresh_pickers(tasks: list[str]) -> Callable[[], tuple]:
+    """An event function giving every picker of ``tasks`` (in order) the registry's current choices."""
+    def refresh() -> tuple:
+        return tuple(gr.update(choices=model_choices(task)) for task in tasks)
+
+    return refresh

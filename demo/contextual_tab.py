@@ -19,7 +19,7 @@ import gradio as gr
 
 from demo import contextual_plots as plots
 from demo.attention_plots import with_export
-from demo.common import examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 from demo.messages import (add_translations, chinese_request, in_language, localize_notice, localized_table,
                            markdown_text)
@@ -343,9 +343,9 @@ def _sentences_panel(model: gr.Dropdown, image_format: gr.Radio) -> None:
     # at most 200 x 200 numbers: small enough to come back from the browser for rendering
 
 
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Contextual lab and wire its events (api names: contextual, contextual_examples,
-    contextual_neighbours, sentence_similarity)."""
+    contextual_neighbours, sentence_similarity); its model picker is refreshed with the others."""
     builtin = builtin_examples()
     gr.Markdown(I18N("ctx_intro"))
     with gr.Row():
@@ -392,3 +392,4 @@ def build_tab() -> None:
     gr.on([layer.change, image_format.change], render_layer, inputs=[result, layer, image_format], outputs=figures,
           api_visibility="private", trigger_mode="always_last")
     find.click(find_examples_event, inputs=[word], outputs=[sentences], api_name="contextual_examples")
+    return TabParts(pickers=[("contextual", model)])

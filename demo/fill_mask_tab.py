@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import examples, logger, model_dropdown, text_limit, user_errors, user_message
+from demo.common import TabParts, examples, logger, model_dropdown, text_limit, user_errors, user_message
 from demo.i18n import I18N
 from demo.messages import localized, localized_table, markdown_text
 from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
@@ -178,7 +178,7 @@ def render_fill_mask(output: dict) -> tuple[Any, str, dict, str]:
             "\n".join(f"⚠️ {n}" for n in notices))
 
 
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Fill-Mask tab and wire its events."""
     gr.Markdown(I18N("fm_intro"))
     with gr.Row():
@@ -206,3 +206,4 @@ def build_tab() -> None:
           concurrency_limit=1, concurrency_id="fill_mask", preprocess=False,
           ).success(user_errors(render_fill_mask), inputs=[raw], outputs=[chart, filled, table, notices],
                     api_visibility="private", queue=False)
+    return TabParts(pickers=[("fill-mask", models)])

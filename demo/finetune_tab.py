@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
-from gradio.context import Context
 
 from demo import classify_plots
 from demo import finetune_plots as plots
 from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, _guess
-from demo.common import model_choices, model_dropdown, ui_error, user_errors
+from demo.common import TabParts, model_dropdown, ui_error, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language
 from model_utils.checkpoints import check_budget
@@ -29,7 +28,6 @@ from model_utils.jobs import DONE, FAILED, STOPPED, WAITING, Job, get_runner
 
 TASK = "fine-tune-base"
 JOB_KIND = "fine-tune"
-CLASSIFY_MODEL_ID = "classify-model"  # elem_id of the Classify tab's model dropdown
 EXAMPLE_FILE = Path(__file__).resolve().parent / "examples" / "finetune_reviews.csv"
 PREVIEW_ROWS = 5
 EVAL_TIMES = 0.1  # evaluate every 10% of the steps: ten points on the validation curve
@@ -263,19 +261,7 @@ def stop(request: gr.Request) -> str:
         "No training job of yours is running.", "你没有正在运行的训练任务。")
 
 
-def refresh_models() -> tuple[dict, dict]:
-    """New choices for the fine-tune base picker and the Classify tab's model picker."""
-    return gr.update(choices=model_choices(TASK)), gr.update(choices=model_choices("text-classification"))
-
-
-def _find(elem_id: str) -> gr.components.Component | None:
-    """A component built earlier in the same app (e.g. by the Classify tab), by its elem_id."""
-    root = Context.root_block
-    blocks = root.blocks.values() if root is not None else ()
-    return next((b for b in blocks if getattr(b, "elem_id", None) == elem_id), None)
-
-
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Fine-tune tab and wire its events (called inside ``gr.Tab``)."""
     gr.Markdown(I18N("finetune_intro"))
     with gr.Row():
@@ -304,8 +290,9 @@ def build_tab() -> None:
     confusion = gr.Plot(label=I18N("finetune_confusion"), elem_id="finetune-confusion")
     examples = gr.Examples([[str(EXAMPLE_FILE), "reviews-demo"]], inputs=[upload, name], label=I18N("examples"))
     examples.dataset.headers = []  # Gradio would show the I18N labels untranslated there
-    _wire(upload, use_sample, text_column, label_column, table, base, name, knobs, run, halt,
-          [status, loss, validation, summary, confusion])
+    training = _wire(upload, use_sample, text_column, label_column, table, name, knobs, run, halt,
+                     [status, loss, validation, summary, confusion], base)
+    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training])
 
 
 def _hyperparameters() -> list[gr.components.Component]:
@@ -327,11 +314,11 @@ def _hyperparameters() -> list[gr.components.Component]:
     return [epochs, batch_size, learning_rate, warmup, weight_decay, max_length, max_steps, seed, lora_rank, compare]
 
 
-def _wire(upload, use_sample, text_column, label_column, table, base, name, knobs, run, halt, outputs) -> None:
+def _wire(upload, use_sample, text_column, label_column, table, name, knobs, run, halt, outputs, base) -> Any:
+    """Wire the tab's events; returns the training event (after it, the saved checkpoints changed)."""
     upload.change(preview, inputs=[upload], outputs=[table, text_column, label_column, use_sample],
                   api_name="finetune_preview")
     event = run.click(start, inputs=[upload, use_sample, text_column, label_column, base, name, *knobs],
                       outputs=outputs, api_name="finetune", concurrency_limit=None)
-    classify_model = _find(CLASSIFY_MODEL_ID)
-    event.then(refresh_models, outputs=[base, classify_model or gr.State()], api_visibility="private", queue=False)
     halt.click(stop, outputs=[outputs[0]], api_name="finetune_stop", queue=False)
+    return event

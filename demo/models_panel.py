@@ -6,9 +6,8 @@ import html
 from typing import Any
 
 import gradio as gr
-from gradio.context import Context
 
-from demo.common import is_offline, user_errors
+from demo.common import TabParts, is_offline, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language, say
 from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_problem
@@ -130,8 +129,8 @@ def _session(request: gr.Request | None) -> str | None:
     return getattr(request, "session_hash", None) or None
 
 
-def build_tab() -> None:
-    """Lay out the Models tab and refresh it whenever it is opened."""
+def build_tab() -> TabParts:
+    """Lay out the Models tab; app.py refreshes it whenever it is opened and when the page loads."""
     gr.Markdown(I18N("models_intro"))
     status = gr.Markdown(elem_id="models-status")
     table = gr.Dataframe(headers=TABLE_HEADERS, label=I18N("models_loaded"), interactive=False,
@@ -153,14 +152,15 @@ def build_tab() -> None:
     unload_one.click(unload_models, inputs=[which, token], outputs=outputs, api_name="unload_models")
     unload_all.click(lambda admin_token: unload_models(None, admin_token), inputs=[token], outputs=outputs,
                      api_visibility="private")
-    delete.click(user_errors(delete_own_checkpoint), inputs=[mine, token], outputs=[status, mine],
-                 api_name="delete_checkpoint")
-    listing = dict(fn=my_checkpoints, inputs=[token], outputs=[mine], api_visibility="private", queue=False)
-    token.change(**listing)
-    refresh.click(**listing)
-    parent = Context.block  # the gr.Tab app.py opened around this panel
-    if isinstance(parent, gr.Tab):
-        parent.select(models_status, outputs=outputs, api_visibility="private", queue=False)
-        parent.select(**listing)
-    if Context.root_block is not None:
-        Context.root_block.load(models_status, outputs=outputs, api_visibility="private", queue=False)
+    deletion = delete.click(user_errors(delete_own_checkpoint), inputs=[mine, token], outputs=[status, mine],
+                            api_name="delete_checkpoint")
+    token.change(my_checkpoints, inputs=[token], outputs=[mine], api_visibility="private", queue=False)
+    refresh.click(my_checkpoints, inputs=[token], outputs=[mine], api_visibility="private", queue=False)
+    return TabParts(changes_checkpoints=[deletion],
+                    on_open=dict(fn=panel, inputs=[token], outputs=[*outputs, mine], api_visibility="private",
+                                 queue=False))
+
+
+def panel(admin_token: str | None, request: gr.Request) -> tuple:
+    """Everything the tab shows: status, loaded models, unload choices, the session's checkpoints."""
+    return (*models_status(), my_checkpoints(admin_token, request))

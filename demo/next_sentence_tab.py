@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language, localized, localized_table, markdown_text
 from model_utils.manager import get_manager
@@ -144,7 +144,7 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
         queue=False)
 
 
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Next Sentence tab (pair and paragraph modes sharing one model picker)."""
     gr.Markdown(I18N("ns_intro"))
     model = model_dropdown("next-sentence", elem_id="ns-model")
@@ -153,3 +153,4 @@ def build_tab() -> None:
             _pair_panel(model)
         with gr.Tab(I18N("ns_paragraph"), id="ns-paragraph-tab"):
             _paragraph_panel(model)
+    return TabParts(pickers=[("next-sentence", model)])

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from demo import pretrain_plots as plots
-from demo.common import find_component, model_choices, model_dropdown, text_limit, ui_error, user_errors
+from demo.common import TabParts, model_choices, model_dropdown, text_limit, ui_error, user_errors
 from demo.i18n import I18N
 from demo.messages import in_language, localized_table, markdown_text, say
 from model_utils.config import get_settings
@@ -25,9 +25,6 @@ from model_utils.inputs import check_text
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
 TASK = "pretrain-base"
-# Other tabs' model pickers (elem_id -> task) that list the new checkpoint once a run ends.
-MODEL_PICKERS = {"fm-models": "fill-mask", "ns-model": "next-sentence", "attn-model": "attention",
-                 "finetune-base": "fine-tune-base"}
 
 STRINGS = {
     "en": {
@@ -297,13 +294,7 @@ def stop(request: gr.Request) -> str:
         "No pretraining job of yours is running."
 
 
-def refresh_models() -> tuple:
-    """New choices for this tab's base picker and the other tabs' model pickers."""
-    return (gr.update(choices=model_choices(TASK)),
-            *(gr.update(choices=model_choices(task)) for task in MODEL_PICKERS.values()))
-
-
-def build_tab() -> None:
+def build_tab() -> TabParts:
     """Lay out the Pretrain tab and wire its events (called inside ``gr.Tab``)."""
     gr.Markdown(I18N("pt_intro"))
     with gr.Row():
@@ -337,7 +328,8 @@ def build_tab() -> None:
         raw = gr.JSON(elem_id="pt-raw")
     gr.Examples(EXAMPLES, inputs=[text, probe, name], label=I18N("examples")).dataset.headers = []
     outputs = [status, curves, timeline, timeline_table, before_after, *masking, raw]
-    _wire([text, files, use_bundled], corpus, [base, name, probe, *knobs], run, halt, outputs)
+    training = _wire([text, files, use_bundled], corpus, [base, name, probe, *knobs], run, halt, outputs)
+    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training])
 
 
 def _knobs() -> list[gr.components.Component]:
@@ -371,11 +363,11 @@ def _masking_panel() -> list[gr.components.Component]:
     return [spans, pair, position, detail, view]
 
 
-def _wire(corpus_inputs, corpus, settings, run, halt, outputs) -> None:
+def _wire(corpus_inputs, corpus, settings, run, halt, outputs) -> Any:
+    """Wire the tab's events; returns the training event (after it, the saved checkpoints changed)."""
     gr.on([c.change for c in corpus_inputs], corpus_info, inputs=corpus_inputs, outputs=[corpus],
           api_name="pretrain_corpus", trigger_mode="always_last", concurrency_limit=4)
     event = run.click(start, inputs=[*corpus_inputs, *settings], outputs=outputs, api_name="pretrain",
                       concurrency_limit=None)
-    pickers = [find_component(elem_id) or gr.State() for elem_id in MODEL_PICKERS]
-    event.then(refresh_models, outputs=[settings[0], *pickers], api_visibility="private", queue=False)
     halt.click(stop, outputs=[outputs[0]], api_name="pretrain_stop", queue=False)
+    return event

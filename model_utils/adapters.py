@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from model_utils.loading import hub_location, quiet_transformers, serialized
+from model_utils.loading import hub_location, pretrained_kwargs, quiet_transformers, serialized
 from model_utils.registry import BUNDLED_PREFIX
 
 DELTA_FILE = "plm_delta.json"
@@ -85,8 +85,6 @@ def _base_model(base: str, model_class: Any, config: Any, local_only: bool) -> t
         for step in reversed(chain):
             model = apply_delta(model, artifact_dir(step))
         return model, list(info["missing_keys"])
-    from model_utils.manager import pretrained_kwargs
-
     model, info = model_class.from_pretrained(hub_location(base, local_only), config=config, output_loading_info=True,
                                               **pretrained_kwargs(local_only))
     return model, list(info["missing_keys"])

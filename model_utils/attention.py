@@ -347,13 +347,3 @@ def attention_math_from_model(model: Any, tokenizer: Any, text: str, text_pair: 
         "notice": truncation_message(truncation),
     })
     return result
-
-
-def _register_module_call() -> None:
-    """Let ``model_utils.attention(...)`` call :func:`attention` (the public API of the contract)."""
-    from model_utils import make_module_callable
-
-    make_module_callable(__name__, attention)
-
-
-_register_module_call()

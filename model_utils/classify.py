@@ -159,13 +159,3 @@ def classify(text: str, model: Any = None, text_pair: str | None = None) -> list
         encoding = preprocess(loaded.tokenizer, loaded.model.config, text, text_pair)
         logits = _forward(loaded.model, encoding, loaded.device)
     return postprocess(scores_from_logits(logits, loaded.model.config)[0], loaded.model.config)
-
-
-def _make_callable() -> None:
-    """Let ``model_utils.classify(text, ...)`` call :func:`classify` (the documented public API)."""
-    from model_utils import make_module_callable
-
-    make_module_callable(__name__, classify)
-
-
-_make_callable()

@@ -19,7 +19,6 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from model_utils import make_module_callable
 from model_utils.config import get_settings
 from model_utils.inputs import check_text
 from model_utils.manager import LoadedModel, get_manager, gpu_task
@@ -291,5 +290,3 @@ def fill_masks_jointly(text: str, model: str | None = None) -> dict:
     with loaded.lock:
         return _joint(loaded, [preprocess(text, loaded.tokenizer)])[0]
 
-
-make_module_callable(__name__, fill_mask)

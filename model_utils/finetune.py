@@ -39,7 +39,7 @@ from model_utils.adapters import (delta_base, delta_base_of, estimate_checkpoint
 from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
 from model_utils.inputs import clip_cell, fit_pairs
-from model_utils.loading import hub_location, serialized
+from model_utils.loading import hub_location, pretrained_kwargs, serialized
 from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
 
 RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
@@ -271,8 +271,6 @@ def _bundled_classifier(name: str, id2label: dict[int, str]):
 def _pretrained_classifier(source: str, location: str, id2label: dict[int, str]):
     """A sequence classifier from a Hub id or a folder, with a new head sized for ``id2label``."""
     from model_utils.config import hub_offline
-    from model_utils.manager import pretrained_kwargs
-
     local_only = source != "hub" or hub_offline()
     labels = {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
     if source == "local" and is_delta_checkpoint(location):

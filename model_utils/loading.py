@@ -58,6 +58,16 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def pretrained_kwargs(local_only: bool) -> dict[str, Any]:
+    """``from_pretrained`` arguments for user-chosen checkpoints: safetensors only, no remote code.
+
+    ``local_only`` also reaches the adapter lookup of the Auto classes, which otherwise asks the
+    Hub for ``adapter_config.json`` with retries (about 25 s per model while it is unreachable).
+    """
+    return {"use_safetensors": True, "trust_remote_code": False, "local_files_only": local_only,
+            "adapter_kwargs": {"local_files_only": local_only}}
+
+
 # What transformers reads from a Hub repository (weights as safetensors only).
 HUB_FILES = ["config.json", "generation_config.json", "*.safetensors", "*.safetensors.index.json", "tokenizer*",
              "vocab*", "merges.txt", "special_tokens_map.json", "added_tokens.json", "*.model", "*.tiktoken"]

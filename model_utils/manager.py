@@ -27,7 +27,7 @@ import torch
 
 from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.config import Settings, get_settings, hub_offline
-from model_utils.loading import hub_location, serialized
+from model_utils.loading import hub_location, pretrained_kwargs, serialized
 from model_utils.registry import CheckpointInfo, model_name, resolve
 
 HEADS: tuple[str, ...] = (
@@ -147,16 +147,6 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
     if missing:
         raise ValueError(f"{checkpoint} has no trained {_HEAD_WORDS[head]} head "
                          f"(missing weights: {', '.join(sorted(missing)[:3])}); choose another model.")
-
-
-def pretrained_kwargs(local_only: bool) -> dict[str, Any]:
-    """``from_pretrained`` arguments for user-chosen checkpoints: safetensors only, no remote code.
-
-    ``local_only`` also reaches the adapter lookup of the Auto classes, which otherwise asks the
-    Hub for ``adapter_config.json`` with retries (about 25 s per model while it is unreachable).
-    """
-    return {"use_safetensors": True, "trust_remote_code": False, "local_files_only": local_only,
-            "adapter_kwargs": {"local_files_only": local_only}}
 
 
 def _damaged_weights(info: CheckpointInfo, err: Exception) -> str:

@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import torch
 
-from model_utils import make_module_callable
 from model_utils.config import get_settings
 from model_utils.inputs import check_text, fit_pair
 from model_utils.manager import LoadedModel, get_manager, gpu_task
@@ -134,5 +133,3 @@ def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> 
             "mean_control": sum(p["is_next"] for p in shuffled_pairs) / len(shuffled_pairs),
             "notices": notices}
 
-
-make_module_callable(__name__, next_sentence)

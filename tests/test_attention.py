@@ -18,7 +18,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from conftest import require_bundled  # noqa: E402
-from model_utils import attention as attn  # noqa: E402
+from model_utils.attention import (attention, attention_from_model, attention_math,  # noqa: E402
+                                   attention_math_from_model, attention_rollout, head_summary)
 
 GPT2_CORPUS = [
     "the cat sat on the mat and the dog ran in the park",
@@ -68,7 +69,7 @@ def gpt2(tiny_gpt2_dir: Path):
 
 def test_shapes_rows_and_special_tokens_for_a_pair(bert) -> None:
     model, tokenizer = bert
-    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat.", "it was happy.")
+    result = attention_from_model(model, tokenizer, "the cat sat on the mat.", "it was happy.")
     tokens = result["tokens"]
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens.count("[SEP]") == 2
     weights = np.asarray(result["attentions"])
@@ -87,7 +88,7 @@ def test_shapes_rows_and_special_tokens_for_a_pair(bert) -> None:
 
 def test_weights_match_the_model_forward(bert) -> None:
     model, tokenizer = bert
-    result = attn.attention_from_model(model, tokenizer, "a dog ate dinner")
+    result = attention_from_model(model, tokenizer, "a dog ate dinner")
     enc = tokenizer("a dog ate dinner", return_tensors="pt")
     with torch.no_grad():
         expected = torch.stack(model(**enc, output_attentions=True).attentions)[:, 0]
@@ -97,7 +98,7 @@ def test_weights_match_the_model_forward(bert) -> None:
 def test_truncation_says_what_was_cut(bert) -> None:
     model, tokenizer = bert
     text = "the cat sat on the mat and then the dog ate dinner at night"
-    result = attn.attention_from_model(model, tokenizer, text, max_tokens=6)
+    result = attention_from_model(model, tokenizer, text, max_tokens=6)
     assert len(result["tokens"]) == 6 and np.asarray(result["attentions"]).shape[-1] == 6
     cut = result["truncation"]
     assert cut["truncated"] and cut["kept_tokens"] == 6 and cut["total_tokens"] > 6
@@ -109,19 +110,19 @@ def test_truncation_says_what_was_cut(bert) -> None:
 def test_empty_text_is_a_clear_error(bert, text) -> None:
     model, tokenizer = bert
     with pytest.raises(ValueError, match="type some text"):
-        attn.attention_from_model(model, tokenizer, text)
+        attention_from_model(model, tokenizer, text)
 
 
 def test_sdpa_model_gives_a_clear_error(tiny_bert_dir: Path) -> None:
     model = transformers.AutoModel.from_pretrained(tiny_bert_dir, attn_implementation="sdpa").eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_bert_dir)
     with pytest.raises(ValueError, match="eager"):
-        attn.attention_from_model(model, tokenizer, "the cat")
+        attention_from_model(model, tokenizer, "the cat")
 
 
 def test_gpt2_attention_is_causal(gpt2) -> None:
     model, tokenizer = gpt2
-    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat")
+    result = attention_from_model(model, tokenizer, "the cat sat on the mat")
     weights = np.asarray(result["attentions"])
     n = len(result["tokens"])
     assert weights.shape == (2, 4, n, n) and result["causal"] is True
@@ -134,21 +135,21 @@ def test_head_summary_matches_hand_computation() -> None:
     # one layer, two heads, three tokens: head 0 attends uniformly, head 1 always to the previous token
     uniform = np.full((3, 3), 1 / 3)
     previous = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])
-    rows = attn.head_summary([[uniform, previous]], cls_positions=[0], sep_positions=[2])
+    rows = head_summary([[uniform, previous]], cls_positions=[0], sep_positions=[2])
     assert [(r["layer"], r["head"]) for r in rows] == [(0, 0), (0, 1)]
     assert rows[0]["entropy"] == pytest.approx(math.log2(3))
     assert rows[0]["cls"] == pytest.approx(1 / 3) and rows[0]["sep"] == pytest.approx(1 / 3)
     assert rows[1]["entropy"] == pytest.approx(0.0, abs=1e-9)
     assert rows[1]["previous"] == pytest.approx(1.0) and rows[1]["next"] == pytest.approx(0.0)
     assert rows[1]["self"] == pytest.approx(1 / 3) and rows[1]["cls"] == pytest.approx(2 / 3)
-    assert attn.head_summary([[uniform]])[0]["cls"] is None
+    assert head_summary([[uniform]])[0]["cls"] is None
 
 
 def test_attention_rollout_matches_hand_computation() -> None:
     rng = np.random.default_rng(0)
     raw = rng.random((3, 2, 4, 4))
     weights = raw / raw.sum(-1, keepdims=True)
-    rollout = np.asarray(attn.attention_rollout(weights))
+    rollout = np.asarray(attention_rollout(weights))
     expected = np.eye(4)
     for layer in range(3):
         mixed = 0.5 * weights[layer].mean(0) + 0.5 * np.eye(4)
@@ -159,19 +160,19 @@ def test_attention_rollout_matches_hand_computation() -> None:
 
 def test_bad_attention_shape_is_rejected() -> None:
     with pytest.raises(ValueError, match="layer"):
-        attn.head_summary([[1.0, 0.0]])
+        head_summary([[1.0, 0.0]])
 
 
 @pytest.mark.parametrize("which", ["bert", "gpt2"])
 def test_formula_reproduces_the_model_attention(which, request) -> None:
     model, tokenizer = request.getfixturevalue(which)
     pair = "it was happy." if which == "bert" else None
-    full = attn.attention_from_model(model, tokenizer, "the cat sat on the mat.", pair)
+    full = attention_from_model(model, tokenizer, "the cat sat on the mat.", pair)
     n = len(full["tokens"])
     for layer in range(2):
         for head in range(4):
             for query in (0, n // 2, n - 1):
-                math_view = attn.attention_math_from_model(
+                math_view = attention_math_from_model(
                     model, tokenizer, "the cat sat on the mat.", pair, layer=layer, head=head, query=query)
                 np.testing.assert_allclose(math_view["weights"], full["attentions"][layer][head][query], atol=1e-5)
                 assert math_view["max_abs_diff"] < 1e-5
@@ -185,7 +186,7 @@ def test_formula_reproduces_the_model_attention(which, request) -> None:
 
 def test_formula_shows_the_causal_mask_for_gpt2(gpt2) -> None:
     model, tokenizer = gpt2
-    result = attn.attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=2, query=2)
+    result = attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=2, query=2)
     n = len(result["tokens"])
     assert result["causal"] is True
     assert result["masked"] == [k > 2 for k in range(n)]
@@ -195,7 +196,7 @@ def test_formula_shows_the_causal_mask_for_gpt2(gpt2) -> None:
 def test_formula_rejects_out_of_range_indices(bert) -> None:
     model, tokenizer = bert
     with pytest.raises(ValueError, match="head must be between 0 and 3"):
-        attn.attention_math_from_model(model, tokenizer, "the cat", layer=0, head=4, query=0)
+        attention_math_from_model(model, tokenizer, "the cat", layer=0, head=4, query=0)
 
 
 # ---------------------------------------------------------------- through the model manager
@@ -229,7 +230,7 @@ def test_public_api_serves_a_local_gpt2(tiny_gpt2_dir: Path, monkeypatch: pytest
 
 def test_unknown_model_is_a_clear_error(tiny_env: Path) -> None:
     with pytest.raises(ValueError, match="local:nope"):
-        attn.attention("the cat", "local:nope")
+        attention("the cat", "local:nope")
 
 
 @pytest.mark.slow
@@ -237,11 +238,11 @@ def test_bundled_model_attention_and_formula(monkeypatch: pytest.MonkeyPatch) ->
     require_bundled("bundled:minilm-pretrained")
     monkeypatch.setenv("PLM_DEVICE", "cpu")
     text, pair = "The cat sat on the mat.", "It was happy."
-    result = attn.attention(text, "bundled:minilm-pretrained", pair)
+    result = attention(text, "bundled:minilm-pretrained", pair)
     weights = np.asarray(result["attentions"])
     assert weights.shape[:2] == (6, 12) and result["tokens"][0] == "[CLS]"
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-4)
-    math_view = attn.attention_math(text, "bundled:minilm-pretrained", pair, layer=5, head=11, query=3)
+    math_view = attention_math(text, "bundled:minilm-pretrained", pair, layer=5, head=11, query=3)
     np.testing.assert_allclose(math_view["weights"], weights[5, 11, 3], atol=1e-5)
 
 
@@ -249,9 +250,9 @@ def test_half_precision_models_give_float_results(tiny_bert_dir: Path) -> None:
     # on a GPU the manager loads models in half precision; bfloat16 exercises the same casts on CPU
     model, tokenizer = _load(tiny_bert_dir)
     model = model.to(torch.bfloat16)
-    result = attn.attention_from_model(model, tokenizer, "the cat sat on the mat")
+    result = attention_from_model(model, tokenizer, "the cat sat on the mat")
     weights = np.asarray(result["attentions"])
     assert weights.dtype == np.float64 and np.allclose(weights.sum(-1), 1.0, atol=2e-2)
-    math_view = attn.attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=1, query=2)
+    math_view = attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=1, query=2)
     np.testing.assert_allclose(math_view["weights"], weights[1, 1, 2], atol=2e-2)
     assert all(isinstance(x, float) for x in math_view["output"])

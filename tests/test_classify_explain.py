@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from classify_helpers import load_local, save_tiny_classifier
 
-from model_utils import explain as explain_module
 from model_utils.classify import classify
 from model_utils.explain import explain
+
+explain_module = importlib.import_module("model_utils.explain")  # the module; model_utils.explain is the function
 
 TEXT = "The movies were GREAT, really bad!"
 

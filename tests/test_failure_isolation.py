@@ -157,7 +157,7 @@ def test_every_task_reports_a_broken_checkpoint(broken_env: Path, template: Path
     calls = {
         "next sentence": lambda: model_utils.next_sentence("the cat sat .", "it ate .", "local:broken"),
         "classify": lambda: model_utils.classify("the cat sat .", "local:broken"),
-        "attention": lambda: model_utils.attention.attention("the cat sat .", "local:broken"),
+        "attention": lambda: model_utils.attention("the cat sat .", "local:broken"),
     }
     for task, call in calls.items():
         with pytest.raises(ValueError, match="local:broken: its weights file is damaged"):

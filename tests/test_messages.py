@@ -26,7 +26,10 @@ def message_of(call: Callable[[], object]) -> ValueError:
 
 def real_messages(tmp_path: Path) -> dict[str, ValueError | str]:
     """Errors raised by the real code for common bad input (needs tiny_env)."""
-    from model_utils import classify, fill_mask, next_sentence, registry
+    from model_utils import registry
+    from model_utils.classify import check_text, load_classifier
+    from model_utils.fill_mask import check_request
+    from model_utils.next_sentence import next_sentence, score_paragraph
     from model_utils.batch import read_table
     from model_utils.manager import get_manager
     from model_utils.pretrain_session import check_corpus, documents_from_text
@@ -36,14 +39,14 @@ def real_messages(tmp_path: Path) -> dict[str, ValueError | str]:
     exe = tmp_path / "run.exe"
     exe.write_bytes(b"MZ")
     return {
-        "empty text": message_of(lambda: fill_mask.check_request("   ", None, 5, None)),
-        "no mask": message_of(lambda: fill_mask.check_request("no mask here", None, 5, None)),
-        "too many masks": message_of(lambda: fill_mask.check_request("[MASK] " * 60, None, 5, None)),
+        "empty text": message_of(lambda: check_request("   ", None, 5, None)),
+        "no mask": message_of(lambda: check_request("no mask here", None, 5, None)),
+        "too many masks": message_of(lambda: check_request("[MASK] " * 60, None, 5, None)),
         "bad top-k": message_of(lambda: top_k_value(99)),
-        "nsp empty": message_of(lambda: next_sentence.next_sentence("", "B.", None)),
-        "paragraph": message_of(lambda: next_sentence.score_paragraph("Only one sentence.", None)),
-        "classify empty": message_of(lambda: classify.check_text("  ")),
-        "not a classifier": message_of(lambda: classify.load_classifier("local:tiny-mlm")),
+        "nsp empty": message_of(lambda: next_sentence("", "B.", None)),
+        "paragraph": message_of(lambda: score_paragraph("Only one sentence.", None)),
+        "classify empty": message_of(lambda: check_text("  ")),
+        "not a classifier": message_of(lambda: load_classifier("local:tiny-mlm")),
         "no head": message_of(lambda: get_manager().get("local:tiny-distilbert", "next-sentence")),
         "unknown local": message_of(lambda: registry.resolve("local:nope")),
         "bad id": message_of(lambda: registry.resolve("bad id with spaces")),

@@ -78,8 +78,8 @@ def test_long_pair_is_truncated_with_notice(tiny_env: Path, monkeypatch: pytest.
 
 
 @pytest.mark.parametrize("first, second, model, message", [
-    ("", "b", "local:tiny-bert", "sentence A is empty"),
-    ("a", "  ", "local:tiny-bert", "sentence B is empty"),
+    ("", "b", "local:tiny-bert", "Sentence A is empty"),
+    ("a", "  ", "local:tiny-bert", "Sentence B is empty"),
     ("a", "b", "local:tiny-distilbert", "has no next-sentence-prediction head"),
     ("a", "b", "local:tiny-mlm", "no trained next-sentence-prediction head"),
     ("a", "b", "roberta-base", "Hub is unreachable"),
