@@ -2,8 +2,8 @@
 
 Data flow: "Compare" -> :func:`run_lab` (API ``contextual``) -> ``model_utils.contextual.explore_word``
 (one forward pass: similarity matrices, within/between-sense means, PCA and a sense probe per layer)
--> plain JSON kept in a hidden ``gr.JSON`` -> render helpers (:mod:`demo.contextual_plots`). Moving
-the layer slider only redraws. Other events: ``contextual_examples`` (sentences of the corpus sample
+-> plain JSON (a hidden ``gr.JSON`` for API clients, the same in the session's ``gr.State``) -> render
+helpers (:mod:`demo.contextual_plots`). Moving the layer slider only redraws, from the state. Other events: ``contextual_examples`` (sentences of the corpus sample
 containing the word), ``contextual_neighbours`` (nearest corpus words of one occurrence) and
 ``sentence_similarity`` (mean-pooled sentence embeddings).
 """
