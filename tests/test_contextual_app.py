@@ -133,3 +133,18 @@ def test_builtin_examples_and_both_languages_are_complete() -> None:
         sentences, labels = contextual.parse_lines(text)
         assert len(sentences) >= 8 and len(set(labels)) >= 2 and min(labels.count(x) for x in set(labels)) >= 4
         assert all(len(word_pattern(word).findall(s)) == 1 for s in sentences), word
+
+
+def test_the_heatmap_shows_the_cosine_of_the_vectors(tiny_env: Path) -> None:
+    from demo import contextual_plots
+
+    lines, labels = contextual.parse_lines(SENTENCES)
+    result = contextual.explore_word(lines, "bank", "local:tiny-bert", labels)
+    vectors = np.array([o["vectors"] for o in contextual.word_vectors(lines, "bank", "local:tiny-bert")["occurrences"]])
+    for layer in range(result["num_layers"]):
+        figure = contextual_plots.similarity_heatmap(result, layer)
+        unit = vectors[:, layer] / np.linalg.norm(vectors[:, layer], axis=1, keepdims=True)
+        np.testing.assert_allclose(np.asarray(figure.data[0].z, dtype=float), unit @ unit.T, atol=2e-5)
+        assert list(figure.data[0].y) == ["1 · x", "2 · y", "3 · x", "4 · x"]
+        projection = contextual_plots.projection_scatter(result, layer)
+        assert [trace.name for trace in projection.data] == ["x", "y"]
