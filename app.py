@@ -17,7 +17,9 @@ from demo import classify_tab
 from demo import contextual_tab
 from demo import finetune_tab
 from demo import pretrain_tab
-from demo.common import is_offline, refresh_pickers
+from demo import classroom_tab
+from demo import gradio_sessions
+from demo.common import is_offline, refresh_pickers, tab_from_url
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
@@ -31,6 +33,7 @@ TABS: list[tuple[str, object]] = [
     ("tab_classify", classify_tab),
     ("tab_finetune", finetune_tab),
     ("tab_pretrain", pretrain_tab),
+    ("tab_classroom", classroom_tab),
     ("tab_models", models_panel),  # keep last
 ]
 
@@ -52,7 +55,7 @@ def build_demo() -> gr.Blocks:
         gr.Markdown(I18N("checkpoints_banner"), visible=storage_problem() is not None,
                     elem_id="checkpoints-banner")
         parts = []
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             for label_key, module in TABS:
                 with gr.Tab(I18N(label_key), id=label_key) as tab:
                     part = module.build_tab()
@@ -64,6 +67,8 @@ def build_demo() -> gr.Blocks:
         refresh = refresh_pickers([task for task, _ in pickers])
         for event in (event for part in parts for event in part.changes_checkpoints):
             event.then(refresh, outputs=[dropdown for _, dropdown in pickers], api_visibility="private", queue=False)
+        openers = {part.opens_from_url: key for (key, _), part in zip(TABS, parts) if part.opens_from_url}
+        demo.load(tab_from_url(openers), outputs=tabs, api_visibility="private", queue=False)
     return demo
 
 
@@ -74,6 +79,7 @@ def main() -> None:
     problem = storage_problem()
     if problem:  # the app still serves everything but saving models
         logging.getLogger("plm_playground").warning(problem)
+    gradio_sessions.install()  # a new browser session no longer blocks the server for ~20-30 ms
     demo = build_demo()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_max_size)
     demo.launch(i18n=I18N, max_file_size=settings.max_upload_bytes)

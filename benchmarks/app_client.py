@@ -30,15 +30,23 @@ def make_client(url: str, timeout: float = 300):
                   httpx_kwargs={"timeout": timeout})
 
 
-class SseClient:
-    """Calls a queued Gradio event the way the browser does: one session, no polling."""
+def api_indexes(http: httpx.Client, url: str) -> dict[str, int]:
+    """API name -> the event's index in the app's config (what ``queue/join`` asks for)."""
+    config = http.get(url.rstrip("/") + "/config").raise_for_status().json()
+    return {d.get("api_name"): d["id"] for d in config["dependencies"] if d.get("api_name")}
 
-    def __init__(self, url: str, timeout: float = 300) -> None:
+
+class SseClient:
+    """Calls a queued Gradio event the way the browser does: one session, no polling.
+
+    ``fn_index`` (from :func:`api_indexes`) saves many clients of one app fetching its config each.
+    """
+
+    def __init__(self, url: str, timeout: float = 300, fn_index: dict[str, int] | None = None) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(timeout=timeout)
         self.session_hash = uuid.uuid4().hex[:11]
-        config = self.http.get(self.url + "/config").raise_for_status().json()
-        self.fn_index = {d.get("api_name"): d["id"] for d in config["dependencies"] if d.get("api_name")}
+        self.fn_index = fn_index or api_indexes(self.http, self.url)
 
     def predict(self, *data: Any, api_name: str) -> list[Any]:
         """The event's output values; RuntimeError with the server's message if it failed."""

@@ -74,7 +74,7 @@ def main() -> None:
 
     import torch
 
-    from model_utils import attention_views
+    from demo import attention_views
     from model_utils.attention import attention
     from model_utils.manager import get_manager
 

@@ -15,9 +15,10 @@ from typing import Any
 import gradio as gr
 
 from demo import attention_plots as plots
-from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
-from demo.i18n import I18N
-from demo.messages import for_display, localized, localized_table, markdown_text
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, ui_error, user_errors
+from demo import attention_views as views
+from demo.i18n import I18N, add_messages, add_strings
+from demo.messages import for_display, markdown_text, say, table, translate
 
 EXAMPLES = [
     ["The animal didn't cross the street because it was too tired.", ""],
@@ -26,7 +27,9 @@ EXAMPLES = [
     ["I went to the store to buy some milk.", "Then I went home and made coffee."],
 ]
 SUMMARY_COLUMNS = ["layer", "head", "entropy", "cls", "sep", "self", "previous", "next"]
-SUMMARY_HEADERS_ZH = ["层", "头", "熵", "cls", "sep", "自身", "前一个", "后一个"]
+SUMMARY_HEADERS = [f"attn_col_{c}" for c in SUMMARY_COLUMNS]
+MATH_HEADERS = ["attn_col_key", "attn_col_qk", "attn_col_scaled", "attn_col_masked", "attn_col_weight",
+                "attn_col_model_weight"]
 
 STRINGS = {
     "en": {
@@ -54,6 +57,10 @@ STRINGS = {
                            "values are computed from the model's own Q/K/V projections.",
         "attn_summary_table": "Per-head statistics",
         "attn_placeholder": "Press Run to see the attention.",
+        "attn_col_layer": "layer", "attn_col_head": "head", "attn_col_entropy": "entropy", "attn_col_cls": "cls",
+        "attn_col_sep": "sep", "attn_col_self": "self", "attn_col_previous": "previous", "attn_col_next": "next",
+        "attn_col_key": "key", "attn_col_qk": "q·k", "attn_col_scaled": "q·k / √d_k", "attn_col_masked": "masked",
+        "attn_col_weight": "softmax weight", "attn_col_model_weight": "model's weight",
     },
     "zh-CN": {
         "tab_attention": "注意力",
@@ -78,8 +85,70 @@ STRINGS = {
                            "softmax 以及对值向量的加权求和，都由模型自己的 Q/K/V 投影计算得出。",
         "attn_summary_table": "每个注意力头的统计",
         "attn_placeholder": "点击运行查看注意力。",
+        "attn_col_layer": "层", "attn_col_head": "头", "attn_col_entropy": "熵", "attn_col_cls": "cls",
+        "attn_col_sep": "sep", "attn_col_self": "自身", "attn_col_previous": "前一个", "attn_col_next": "后一个",
+        "attn_col_key": "键", "attn_col_qk": "q·k", "attn_col_scaled": "q·k / √d_k", "attn_col_masked": "被遮蔽",
+        "attn_col_weight": "softmax 权重", "attn_col_model_weight": "模型给出的权重",
     },
 }
+
+
+MESSAGES = {
+    "en": {
+        "attention.head_view_layers": "The head view shows layers {first}–{last} of 0–{top} to keep the page "
+                                      "responsive; pick another layer or shorten the text to see the others.",
+        "attention.model_view_layers": "The model view shows layers {first}–{last} of 0–{top} to keep the page "
+                                       "responsive; pick another layer or shorten the text to see the others.",
+        "attention.run_first": "Press Run first, then pick a query token.",
+        "attention.progress_load": "Loading the model and computing attention…",
+        "attention.progress_summary": "Summarising heads and rolling out attention…",
+        "attention.progress_views": "Rendering the views…",
+        "attention.heatmap_title": "Layer {layer}, head {head}",
+        "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — layer {layer}, head {head}, "
+                                "query **{query}**",
+        "attention.math_query": "1. **Query vector** q = W_Q·h (d_k = {dim}): `{vector}`",
+        "attention.math_scores": "2. **Scores** s_j = q·k_j for each of the {keys} keys (table below).",
+        "attention.math_scale": "3. **Scale**: s_j × {scale} (√d_k = {sqrt_dk:.4f}).",
+        "attention.math_scale_plain": "1/√d_k = {value:.4f}",
+        "attention.math_scale_layer": "{value:.4f} (this layer also divides by its index + 1)",
+        "attention.math_causal": "4. **Causal mask**: the {masked} keys after the query get −∞, so weight 0.",
+        "attention.math_no_mask": "4. **Mask**: none (every token may attend to every token).",
+        "attention.math_softmax": "5. **Softmax**: w_j = exp(s_j·scale) / Σ exp(s_i·scale) — the weights sum to "
+                                  "{total:.4f}.",
+        "attention.math_sum": "6. **Weighted sum of values**: output = Σ_j w_j·v_j = {terms} + … = `{vector}`",
+        "attention.math_check": "✔ These weights equal the attention the model itself returned (largest "
+                                "difference {diff:.1e}).",
+    },
+    "zh-CN": {
+        "attention.head_view_layers": "为了页面流畅，注意力头视图只显示第 {first}–{last} 层（共 0–{top} 层）；选择其他层或缩短文本可查看其余各层。",
+        "attention.model_view_layers": "为了页面流畅，模型视图只显示第 {first}–{last} 层（共 0–{top} 层）；选择其他层或缩短文本可查看其余各层。",
+        "attention.run_first": "请先点击运行，再选择查询词元。",
+        "attention.progress_load": "正在加载模型并计算注意力…",
+        "attention.progress_summary": "正在统计注意力头并计算 rollout…",
+        "attention.progress_views": "正在绘制视图…",
+        "attention.heatmap_title": "第 {layer} 层，第 {head} 个注意力头",
+        "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — 第 {layer} 层，第 {head} 个注意力头，"
+                                "查询 **{query}**",
+        "attention.math_query": "1. **查询向量** q = W_Q·h（d_k = {dim}）：`{vector}`",
+        "attention.math_scores": "2. **得分** s_j = q·k_j，共 {keys} 个键（见下表）。",
+        "attention.math_scale": "3. **缩放**：s_j × {scale}（√d_k = {sqrt_dk:.4f}）。",
+        "attention.math_scale_plain": "1/√d_k = {value:.4f}",
+        "attention.math_scale_layer": "{value:.4f}（这一层还会再除以层号 + 1）",
+        "attention.math_causal": "4. **因果遮蔽**：查询之后的 {masked} 个键得到 −∞，权重为 0。",
+        "attention.math_no_mask": "4. **遮蔽**：无（每个词元都可以关注所有词元）。",
+        "attention.math_softmax": "5. **Softmax**：w_j = exp(s_j·scale) / Σ exp(s_i·scale) —— 权重之和为 {total:.4f}。",
+        "attention.math_sum": "6. **对值向量加权求和**：output = Σ_j w_j·v_j = {terms} + … = `{vector}`",
+        "attention.math_check": "✔ 这些权重与模型自己返回的注意力一致（最大差异 {diff:.1e}）。",
+        "attention.pair_needs_fast": "句子对需要快速分词器；这个检查点只有慢速分词器。",
+        "attention.no_weights": "该模型没有返回注意力权重；请用 attn_implementation='eager' 加载（本页的模型管理器就是这样做的）。",
+        "attention.math_unsupported": "注意力计算视图暂不支持 {model}。",
+        "attention.out_of_range": "{what_zh}必须在 0 到 {last} 之间，实际是 {value!r}。",
+        "attention.cut": "输入有 {total} 个词元；只显示前 {kept} 个（上限 {limit}）。",
+        "attention.cut_from": "从文本 {segment} 截去：“{snippet}”。",
+    },
+}
+add_strings(STRINGS)
+add_messages(MESSAGES)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -92,21 +161,27 @@ def _clamp(value: Any, upper: int) -> int:
         return 0
 
 
-def _views(result: dict, layer: int) -> tuple[str, str, list[str], str]:
+def _views(result: dict, layer: int) -> tuple[str, str, list[str], list[str]]:
     """bertviz iframes, their standalone HTML files, and notices about left-out layers."""
-    from model_utils import attention_views as views
-
-    head_doc, head_notice = views.head_view_html(result, layer)
-    model_doc, model_notice = views.model_view_html(result, layer)
+    head_doc, head_layers = views.head_view_html(result, layer)
+    model_doc, model_layers = views.model_view_html(result, layer)
     folder = Path(tempfile.mkdtemp(prefix="plm-attention-"))
     files = []
     for name, doc in (("attention_head_view.html", head_doc), ("attention_model_view.html", model_doc)):
         (folder / name).write_text(doc, encoding="utf-8")
         files.append(str(folder / name))
-    shown_layers = len(views.model_view_layers(result, layer))
     head_frame = views.iframe(head_doc, views.view_height(result, "head"), "bertviz head view")
-    model_frame = views.iframe(model_doc, views.view_height(result, "model", shown_layers), "bertviz model view")
-    return head_frame, model_frame, files, " ".join(n for n in (head_notice, model_notice) if n)
+    model_frame = views.iframe(model_doc, views.view_height(result, "model", len(model_layers)), "bertviz model view")
+    top = result["num_layers"] - 1
+    notices = [say(code, first=layers[0], last=layers[-1], top=top)
+               for code, layers in (("attention.head_view_layers", head_layers),
+                                    ("attention.model_view_layers", model_layers)) if len(layers) <= top]
+    return head_frame, model_frame, files, notices
+
+
+def _notice(result: dict, layer_notices: list[str]) -> str:
+    """Everything the user should know about a run (what was cut, which layers the views hold), in their language."""
+    return " ".join([translate(n) for n in result["notices"]] + layer_notices)
 
 
 def _with_weights(state: dict) -> dict:
@@ -116,8 +191,6 @@ def _with_weights(state: dict) -> dict:
 
 def refresh_views(state: dict | None, layer: Any) -> tuple:
     """Redraw the bertviz views around ``layer`` when they could not hold every layer; else skip."""
-    from model_utils import attention_views as views
-
     if not state:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     result = _with_weights(state)
@@ -125,8 +198,8 @@ def refresh_views(state: dict | None, layer: Any) -> tuple:
     if len(views.model_view_layers(result, layer)) == result["num_layers"] and \
             len(views.head_view_layers(result, layer)) == result["num_layers"]:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    head_frame, model_frame, files, layers_notice = _views(result, layer)
-    notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
+    head_frame, model_frame, files, layer_notices = _views(result, layer)
+    notice = _notice(result, layer_notices)
     return gr.Markdown(markdown_text(notice), visible=bool(notice)), head_frame, model_frame, files
 
 
@@ -138,7 +211,8 @@ def render_figures(state: dict | None, layer: Any, head: Any, image_format: str)
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
     tokens, weights = result["tokens"], state["weights"]
-    heatmap = plots.attention_heatmap(weights[layer, head], tokens, f"Layer {layer}, head {head}")
+    heatmap = plots.attention_heatmap(weights[layer, head], tokens, say("attention.heatmap_title", layer=layer,
+                                                                        head=head))
     grid = plots.layer_grid(weights[layer], tokens, layer)
     rollout = plots.rollout_heatmap(state["rollout"][layer], tokens, layer)
     summary = plots.summary_chart(state["summary"], result["num_layers"], result["num_heads"])
@@ -151,7 +225,7 @@ def render_figures(state: dict | None, layer: Any, head: Any, image_format: str)
 def _summary_table(rows: list[dict]) -> dict:
     data = [[r[c] if c in ("layer", "head") or r[c] is None else round(r[c], 4) for c in SUMMARY_COLUMNS]
             for r in rows]
-    return localized_table(data, SUMMARY_COLUMNS, SUMMARY_HEADERS_ZH)
+    return table(data, SUMMARY_HEADERS)
 
 
 # ---------------------------------------------------------------------------- handlers
@@ -165,19 +239,19 @@ def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: 
 
     from model_utils.attention import attention, attention_rollout, head_summary
 
-    progress(0.05, desc="Loading the model and computing attention…")
+    progress(0.05, desc=say("attention.progress_load"))
     result = attention(text, checkpoint or None, text_pair or None)
     weights = np.asarray(result.pop("attentions"), dtype=np.float32)  # 4x smaller than lists in the state
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
-    progress(0.5, desc="Summarising heads and rolling out attention…")
+    progress(0.5, desc=say("attention.progress_summary"))
     state = {"result": result, "weights": weights, "text": text, "text_pair": text_pair or None,
              "checkpoint": result["checkpoint"],
              "rollout": np.asarray(attention_rollout(weights), dtype=np.float32),
              "summary": head_summary(weights, result["cls_positions"], result["sep_positions"])}
-    progress(0.7, desc="Rendering the views…")
-    head_frame, model_frame, files, layers_notice = _views(_with_weights(state), layer)
-    notice = localized(" ".join(n for n in (result["notice"], layers_notice) if n))
+    progress(0.7, desc=say("attention.progress_views"))
+    head_frame, model_frame, files, layer_notices = _views(_with_weights(state), layer)
+    notice = _notice(result, layer_notices)
     if notice:
         gr.Warning(for_display(notice))
     queries = [(label, i) for i, label in enumerate(plots.token_labels(result["tokens"]))]
@@ -190,27 +264,24 @@ def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: 
 
 
 def _math_markdown(m: dict) -> str:
-    """The formula with this query's real numbers, as Markdown."""
+    """The formula with this query's real numbers, as Markdown in the request's language."""
     fmt = lambda xs: "[" + ", ".join(f"{x:.3f}" for x in xs) + "]"  # noqa: E731
-    labels = plots.token_labels(m["tokens"])
+    labels = [markdown_text(label) for label in plots.token_labels(m["tokens"])]
     order = sorted((j for j in range(len(m["weights"])) if not m["masked"][j]), key=lambda j: -m["weights"][j])[:3]
     terms = " + ".join(f"{m['weights'][j]:.3f}·v[{labels[j]}]" for j in order)
-    scale_note = (f"1/√d_k = {1 / m['sqrt_dk']:.4f}" if abs(m["scale"] * m["sqrt_dk"] - 1) < 1e-6
-                  else f"{m['scale']:.4f} (this layer also divides by its index + 1)")
+    plain = abs(m["scale"] * m["sqrt_dk"] - 1) < 1e-6
+    scale = say("attention.math_scale_plain", value=1 / m["sqrt_dk"]) if plain else \
+        say("attention.math_scale_layer", value=m["scale"])
     masked = sum(m["masked"])
     lines = [
-        f"### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — layer {m['layer']}, head {m['head']}, "
-        f"query **{labels[m['query']]}**",
-        f"1. **Query vector** q = W_Q·h (d_k = {m['head_dim']}): `{fmt(m['query_vector'])}`",
-        f"2. **Scores** s_j = q·k_j for each of the {len(labels)} keys (table below).",
-        f"3. **Scale**: s_j × {scale_note} (√d_k = {m['sqrt_dk']:.4f}).",
-        (f"4. **Causal mask**: the {masked} keys after the query get −∞, so weight 0." if masked
-         else "4. **Mask**: none (every token may attend to every token)."),
-        "5. **Softmax**: w_j = exp(s_j·scale) / Σ exp(s_i·scale) — the weights sum to "
-        f"{sum(m['weights']):.4f}.",
-        f"6. **Weighted sum of values**: output = Σ_j w_j·v_j = {terms} + … = `{fmt(m['output'])}`",
-        f"\n✔ These weights equal the attention the model itself returned "
-        f"(largest difference {m['max_abs_diff']:.1e}).",
+        say("attention.math_title", layer=m["layer"], head=m["head"], query=labels[m["query"]]),
+        say("attention.math_query", dim=m["head_dim"], vector=fmt(m["query_vector"])),
+        say("attention.math_scores", keys=len(labels)),
+        say("attention.math_scale", scale=scale, sqrt_dk=m["sqrt_dk"]),
+        say("attention.math_causal", masked=masked) if masked else say("attention.math_no_mask"),
+        say("attention.math_softmax", total=sum(m["weights"])),
+        say("attention.math_sum", terms=terms, vector=fmt(m["output"])),
+        "\n" + say("attention.math_check", diff=m["max_abs_diff"]),
     ]
     return "\n".join(lines)
 
@@ -221,17 +292,17 @@ def explain_query(state: dict | None, layer: Any, head: Any, query: Any, image_f
     from model_utils.attention import attention_math
 
     if not state:
-        raise ValueError("Press Run first, then pick a query token.")
+        raise ui_error(say("attention.run_first"))
     result = state["result"]
     m = attention_math(state["text"], state["checkpoint"], state["text_pair"],
                        layer=_clamp(layer, result["num_layers"] - 1), head=_clamp(head, result["num_heads"] - 1),
                        query=_clamp(query, len(result["tokens"]) - 1))
     labels = plots.token_labels(m["tokens"])
-    table = [[labels[j], round(m["scores"][j], 5), None if m["masked"][j] else round(m["scaled"][j], 5),
-              m["masked"][j], round(m["weights"][j], 6), round(m["model_weights"][j], 6)]
-             for j in range(len(labels))]
+    rows = [[labels[j], round(m["scores"][j], 5), None if m["masked"][j] else round(m["scaled"][j], 5),
+             m["masked"][j], round(m["weights"][j], 6), round(m["model_weights"][j], 6)]
+            for j in range(len(labels))]
     chart = plots.with_export(plots.math_chart(m), image_format, f"attention_math_L{m['layer']}_H{m['head']}")
-    return _math_markdown(m), table, chart
+    return _math_markdown(m), table(rows, MATH_HEADERS), chart
 
 
 # ---------------------------------------------------------------------------- layout
@@ -275,14 +346,13 @@ def build_tab() -> TabParts:
                 explain = gr.Button(I18N("attn_explain"), elem_id="attn-explain")
             math_md = gr.Markdown(elem_id="attn-math-md")
             math_plot = gr.Plot(show_label=False, elem_id="attn-math-plot")
-            math_table = gr.Dataframe(headers=["key", "q·k", "q·k / √d_k", "masked", "softmax weight",
-                                               "model's weight"], interactive=False)
+            math_table = gr.Dataframe(headers=[STRINGS["en"][key] for key in MATH_HEADERS], interactive=False)
     figures = [heatmap, grid, rollout, summary_plot]
     run_event = dict(fn=run_attention, inputs=[model, text, pair, layer, head, image_format],
                      outputs=[state, notice, layer, head, query, head_html, model_html, files, summary_table,
                               *figures])
-    run.click(api_name="attention", **run_event)
-    text.submit(api_name=False, **run_event)
+    for event in (run.click(api_name="attention", **run_event), text.submit(api_name=False, **run_event)):
+        clear_on_failure(event, [notice, head_html, model_html, files, summary_table, *figures], keep=[layer, head, query])
     gr.on([layer.release, head.release, image_format.change], render_figures,
           inputs=[state, layer, head, image_format], outputs=figures, api_name=False)
     layer.release(refresh_views, inputs=[state, layer], outputs=[notice, head_html, model_html, files],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from demo.messages import markdown_text
+from demo.messages import markdown_text, say, translate
 from demo.plots import plot_text
 
 SEGMENT_BREAK = "  ‖  "  # shown between the first and second text of a pair
@@ -29,7 +29,7 @@ def scores_figure(scores: list[dict]) -> go.Figure:
         marker_color=["#f97316" if r is scores[0] else "#60a5fa" for r in ordered],
     ))
     fig.update_layout(height=80 + 32 * len(scores), margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(range=[0, max(1.0, max(r["score"] for r in scores))], title="score"))
+                      xaxis=dict(range=[0, max(1.0, max(r["score"] for r in scores))], title=say("classify.axis_score")))
     return fig
 
 
@@ -59,25 +59,25 @@ def highlighted_words(explanation: dict) -> list[tuple[str, float | None]]:
 def completeness_note(explanation: dict) -> str:
     """One line of numbers behind the explanation (language-neutral symbols)."""
     total = sum(w["score"] for w in explanation["words"])
-    head = f"**{explanation['label']}**: f(x) = {explanation['score']:.4f} · Σ = {total:+.4f}"
+    head = f"**{markdown_text(explanation['label'])}**: f(x) = {explanation['score']:.4f} · Σ = {total:+.4f}"
     if explanation.get("truncated"):
-        head = "✂️ (input truncated to the model's length limit) " + head
+        head = say("classify.truncated") + " " + head
     if explanation.get("delta") is None:
         return head
     ok = "✓" if explanation["converged"] else "✗"
     gap = explanation["score"] - explanation["baseline_score"]
     return (f"{head} · f(x) − f(baseline) = {gap:+.4f} · |Σ − (f(x) − f(baseline))| = "
-            f"{explanation['delta']:.1e} ≤ {explanation['tolerance']:.0e} {ok} · {explanation['n_steps']} steps")
+            f"{explanation['delta']:.1e} ≤ {explanation['tolerance']:.0e} {ok} · "
+            + say("classify.steps", steps=explanation["n_steps"]))
 
 
 def predictions_frame(result: dict) -> pd.DataFrame:
     """Batch result -> table of row number, text, prediction, score (and gold/correct with labels)."""
-    frame = pd.DataFrame([{"row": r["row"], "text": r["text"], "prediction": r["prediction"],
-                           "score": round(r["score"], 4), "gold": r["gold"], "correct": r["correct"]}
-                          for r in result["rows"]])
-    if result["metrics"] is None:
-        frame = frame.drop(columns=["gold", "correct"])
-    return frame
+    keys = ["row", "text", "prediction", "score"] + (["gold", "correct"] if result["metrics"] is not None else [])
+    rows = [{"row": r["row"], "text": r["text"], "prediction": r["prediction"], "score": round(r["score"], 4),
+             "gold": r["gold"], "correct": r["correct"]} for r in result["rows"]]
+    frame = pd.DataFrame(rows, columns=keys)
+    return frame.rename(columns={key: say(f"classify.col_{key}") for key in keys})
 
 
 def confusion_figure(metrics: dict) -> go.Figure:
@@ -85,21 +85,22 @@ def confusion_figure(metrics: dict) -> go.Figure:
     labels, matrix = [plot_text(label) for label in metrics["labels"]], metrics["confusion"]
     fig = go.Figure(go.Heatmap(
         z=matrix, x=labels, y=labels, colorscale="Blues", text=matrix, texttemplate="%{text}",
-        hovertemplate="gold %{y} → predicted %{x}: %{z}<extra></extra>",
+        hovertemplate=say("classify.confusion_hover") + "<extra></extra>",  # Plotly's %{y}: braces doubled
     ))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="gold", yaxis_autorange="reversed",
+    fig.update_layout(xaxis_title=say("classify.axis_predicted"), yaxis_title=say("classify.axis_gold"),
+                      yaxis_autorange="reversed",
                       height=160 + 40 * len(labels), margin=dict(l=10, r=10, t=10, b=10))
     return fig
 
 
 def batch_summary(result: dict) -> str:
     """Markdown: rows classified out of the file, per-label metrics, and every note."""
-    lines = [f"**{result['classified']} / {result['total_rows']}** rows"
-             + (" ✓" if result["complete"] else " — **partial**")]
+    lines = [say("classify.rows", classified=result["classified"], total=result["total_rows"])
+             + (" ✓" if result["complete"] else say("classify.partial"))]
     metrics = result["metrics"]
     if metrics:
-        lines.append("\n| label | precision | recall | F1 | support |\n|---|---|---|---|---|")
+        lines.append("\n" + say("classify.metrics_header") + "\n|---|---|---|---|---|")
         lines += [f"| {markdown_text(m['label'])} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
                   for m in metrics["per_label"]]
-    lines += [f"\n⚠️ {markdown_text(note)}" for note in result["notes"]]
+    lines += [f"\n⚠️ {markdown_text(translate(note))}" for note in result["notes"]]
     return "\n".join(lines)

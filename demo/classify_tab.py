@@ -1,8 +1,7 @@
 """Classify tab: label probabilities, word-level explanations, and batch evaluation of a file.
 
-Handlers call ``model_utils.classify`` / ``explain`` / ``batch`` (imported on first use, so
-building the UI does not load torch) and turn their plain results into components with the
-helpers of :mod:`demo.classify_plots`. Events: ``classify``, ``classify_explain``,
+Handlers call ``model_utils.classify`` / ``explain`` / ``batch`` and turn their plain results into
+components with the helpers of :mod:`demo.classify_plots`; a failed event clears its result panels. Events: ``classify``, ``classify_explain``,
 ``classify_columns`` and ``classify_batch``.
 """
 
@@ -15,8 +14,13 @@ from typing import Any
 import gradio as gr
 
 from demo import classify_plots as plots
-from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
-from demo.i18n import I18N
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, user_errors
+from demo.i18n import I18N, add_messages, add_strings
+from demo.messages import say
+from model_utils.batch import classify_file, write_predictions_csv
+from model_utils.classify import classify
+from model_utils.explain import explain
+from model_utils.tables import read_table
 
 TASK = "text-classification"
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -94,12 +98,56 @@ STRINGS = {
     },
 }
 
+MESSAGES = {
+    "en": {
+        "classify.axis_score": "score",
+        "classify.truncated": "✂️ (input truncated to the model's length limit)",
+        "classify.steps": "{steps} steps",
+        "classify.col_row": "row", "classify.col_text": "text", "classify.col_prediction": "prediction",
+        "classify.col_score": "score", "classify.col_gold": "gold", "classify.col_correct": "correct",
+        "classify.axis_predicted": "predicted", "classify.axis_gold": "gold",
+        "classify.confusion_hover": "gold %{{y}} → predicted %{{x}}: %{{z}}",
+        "classify.rows": "**{classified} / {total}** rows",
+        "classify.partial": " — **partial**",
+        "classify.metrics_header": "| label | precision | recall | F1 | support |",
+        "classify.progress": "Classifying",
+        "classify.progress_unit": "rows",
+    },
+    "zh-CN": {
+        "classify.axis_score": "得分",
+        "classify.truncated": "✂️（输入超过模型长度上限，已截短）",
+        "classify.steps": "{steps} 步",
+        "classify.col_row": "行", "classify.col_text": "文本", "classify.col_prediction": "预测",
+        "classify.col_score": "得分", "classify.col_gold": "标注", "classify.col_correct": "正确",
+        "classify.axis_predicted": "预测", "classify.axis_gold": "标注",
+        "classify.confusion_hover": "标注 %{{y}} → 预测 %{{x}}：%{{z}}",
+        "classify.rows": "**{classified} / {total}** 行",
+        "classify.partial": " —— **不完整**",
+        "classify.metrics_header": "| 标签 | 精确率 | 召回率 | F1 | 样本数 |",
+        "batch.upload_first": "请先上传 CSV、TSV 或 JSONL 文件。",
+        "batch.choose_text_column": "请选择文本列。",
+        "classify.progress": "正在分类",
+        "classify.progress_unit": "行",
+        "classify.not_classifier": "{name} 不是文本分类模型（其架构为 {architecture}）。请选择一个序列分类检查点，或在“微调”页微调一个。",
+        "explain.unknown_method": "未知的解释方法 {method!r}；请从 {methods} 中选择。",
+        "explain.unknown_label": "未知的标签 {label!r}；这个模型的标签是：{labels}。",
+        "explain.slow_tokenizer": "解释需要快速分词器（字符偏移）；这个分词器没有。",
+        "batch.no_text": "每一行的 {column!r} 列都是空的：没有可分类的内容。",
+        "batch.skipped": "{total} 行中有 {count} 行的 {column!r} 为空，已跳过（第 {rows} 行）；结果覆盖 {kept} 行。",
+        "batch.truncated": "{count} 行超过 {limit} 个词元；只对它们的开头部分分类。",
+        "batch.unlabelled": "{count} 个已分类的行没有标签；指标只用其余 {labelled} 行计算。",
+        "batch.no_labels": "没有任何一行有标签，因此没有指标。",
+        "batch.unknown_labels": "模型不认识的标签（总是算作错误）：{labels}。",
+        "batch.multi_label": "多标签模型：指标比较得分最高的标签与标注标签。",
+    },
+}
+add_strings(STRINGS)
+add_messages(MESSAGES)
+
 
 @user_errors
 def run_classify(model: str | None, text: str, text_pair: str | None) -> tuple[dict, Any, dict]:
     """Classify one text; returns the gr.Label value, the bar chart and the label-picker update."""
-    from model_utils.classify import classify
-
     scores = classify(text, model=model or None, text_pair=text_pair or None)
     labels = [r["label"] for r in scores]
     return plots.label_value(scores), plots.scores_figure(scores), gr.update(choices=labels, value=labels[0])
@@ -109,14 +157,13 @@ def run_classify(model: str | None, text: str, text_pair: str | None) -> tuple[d
 def run_explain(model: str | None, text: str, text_pair: str | None, label: str | None,
                 method: str) -> tuple[list, str]:
     """Explain the chosen label; returns HighlightedText spans and the completeness line."""
-    from model_utils.explain import explain
-
     result = explain(text, label=label or None, model=model or None, text_pair=text_pair or None,
                      method=method or "integrated-gradients")
     return plots.highlighted_words(result), plots.completeness_note(result)
 
 
-def _guess(columns: list[str], guesses: tuple[str, ...], fallback: str | None) -> str | None:
+def guess_column(columns: list[str], guesses: tuple[str, ...], fallback: str | None) -> str | None:
+    """The first of ``columns`` named like one of ``guesses`` (any case), else ``fallback``."""
     lowered = {c.lower(): c for c in columns}
     return next((lowered[g] for g in guesses if g in lowered), fallback)
 
@@ -126,11 +173,9 @@ def read_columns(path: str | None) -> tuple[dict, dict, dict]:
     """After an upload: fill the column pickers, guessing the text and label columns."""
     if not path:
         return gr.update(choices=[], value=None), gr.update(choices=[], value=None), gr.update(choices=[], value=None)
-    from model_utils.batch import read_table
-
     columns, _ = read_table(path)
-    text = _guess(columns, TEXT_COLUMN_GUESSES, columns[0])
-    label = _guess([c for c in columns if c != text], LABEL_COLUMN_GUESSES, None)
+    text = guess_column(columns, TEXT_COLUMN_GUESSES, columns[0])
+    label = guess_column([c for c in columns if c != text], LABEL_COLUMN_GUESSES, None)
     optional = [""] + columns
     return (gr.update(choices=columns, value=text), gr.update(choices=optional, value=label or ""),
             gr.update(choices=optional, value=""))
@@ -140,15 +185,10 @@ def read_columns(path: str | None) -> tuple[dict, dict, dict]:
 def run_batch(model: str | None, path: str | None, text_column: str | None, label_column: str | None,
               pair_column: str | None, progress: gr.Progress = gr.Progress()) -> tuple:
     """Classify an uploaded file; returns table, CSV download, accuracy, macro-F1, matrix, summary."""
-    from model_utils.batch import classify_file, write_predictions_csv
-
-    if not path:
-        raise gr.Error("Upload a CSV, TSV or JSONL file first.", print_exception=False)
-    if not text_column:
-        raise gr.Error("Choose the text column.", print_exception=False)
+    desc, unit = say("classify.progress"), say("classify.progress_unit")
     result = classify_file(path, text_column, label_column or None, model=model or None,
                            pair_column=pair_column or None,
-                           progress=lambda done, total: progress((done, total), desc="Classifying", unit="rows"))
+                           progress=lambda done, total: progress((done, total), desc=desc, unit=unit))
     out = Path(tempfile.mkdtemp(prefix="plm-classify-")) / f"{Path(path).stem}-predictions.csv"
     write_predictions_csv(result, out)
     metrics = result["metrics"]
@@ -182,11 +222,14 @@ def build_tab() -> TabParts:
     examples(EXAMPLES, inputs=[text, text_pair])
 
     explain_inputs = [model, text, text_pair, explain_label, method]
-    gr.on([run.click, text.submit], run_classify, inputs=[model, text, text_pair],
-          outputs=[label, bars, explain_label], api_name="classify").success(
-        run_explain, inputs=explain_inputs, outputs=[explanation, note], api_visibility="private")
-    gr.on([explain_run.click, method.input, explain_label.input], run_explain, inputs=explain_inputs,
-          outputs=[explanation, note], api_name="classify_explain")
+    event = gr.on([run.click, text.submit], run_classify, inputs=[model, text, text_pair],
+                  outputs=[label, bars, explain_label], api_name="classify")
+    explained = event.success(run_explain, inputs=explain_inputs, outputs=[explanation, note], api_visibility="private")
+    clear_on_failure(event, [label, bars, explanation, note, explain_label])
+    clear_on_failure(explained, [explanation, note])
+    explaining = gr.on([explain_run.click, method.input, explain_label.input], run_explain, inputs=explain_inputs,
+                       outputs=[explanation, note], api_name="classify_explain")
+    clear_on_failure(explaining, [explanation, note])
     model.change(lambda: gr.update(choices=[], value=None), outputs=[explain_label], api_visibility="private")
     _build_batch(model)
     return TabParts(pickers=[(TASK, model)])
@@ -216,8 +259,10 @@ def _build_batch(model: gr.Dropdown) -> None:
         predictions = gr.Dataframe(label=I18N("classify_predictions"), interactive=False, wrap=True,
                                    elem_id="classify-predictions")
         examples([[str(EXAMPLE_FILE)]], inputs=[upload])
-    upload.change(read_columns, inputs=[upload], outputs=[text_column, label_column, pair_column],
-                  api_name="classify_columns")
-    batch_run.click(run_batch, inputs=[model, upload, text_column, label_column, pair_column],
-                    outputs=[predictions, download, accuracy, macro_f1, confusion, summary],
-                    api_name="classify_batch")
+    columns = upload.change(read_columns, inputs=[upload], outputs=[text_column, label_column, pair_column],
+                            api_name="classify_columns")
+    clear_on_failure(columns, [text_column, label_column, pair_column])
+    outputs = [predictions, download, accuracy, macro_f1, confusion, summary]
+    batch = batch_run.click(run_batch, inputs=[model, upload, text_column, label_column, pair_column], outputs=outputs,
+                            api_name="classify_batch")
+    clear_on_failure(batch, outputs)

@@ -11,10 +11,10 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
-from demo.messages import for_display, localize_error, localized, request_language
+from demo.messages import for_display, translate
 from model_utils.config import get_settings, hub_offline
 from model_utils.errors import public_error
-from model_utils.registry import choices
+from model_utils.registry import choices, default_checkpoint
 
 logger = logging.getLogger("plm_playground")
 
@@ -30,40 +30,29 @@ def clip_message(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return f"{message[:head]} … {message[head - limit + 3:]}"
 
 
-def user_message(err: Exception, context: str = "") -> str:
-    """What a user is shown for ``err``, clipped: a ValueError's own words (server paths scrubbed); for
-    anything else a short sentence with an error id, the traceback logged under that id."""
-    return clip_message(str(public_error(err, context)))
-
-
 def ui_error(message: str, **kwargs: Any) -> gr.Error:
-    """A ``gr.Error`` showing ``message`` in the request's language, escaped for the browser's error box."""
+    """A ``gr.Error`` showing ``message`` (already in the user's language), escaped for the browser's error box."""
     kwargs.setdefault("print_exception", False)
-    return gr.Error(for_display(localized(message)), **kwargs)
+    return gr.Error(for_display(clip_message(message)), **kwargs)
 
 
 def user_errors(fn: F) -> F:
-    """Turn ValueError (bad input, unknown model, missing head) into a visible ``gr.Error``.
+    """Show any exception of ``fn`` as a ``gr.Error`` in the request's language; the app keeps serving.
 
-    Any other exception is logged with its traceback and shown as a short message, so one
-    bad request never takes the app down. Messages are clipped to ``MAX_MESSAGE_CHARS``, shown
-    in the browser's language where :mod:`demo.messages` knows them, and HTML-escaped for the
-    browser's error box (which renders HTML) but not for API clients.
+    A user's mistake (a ``UserError``, or a library's ``ValueError``) in its own words, translated by
+    its code; anything else as a short sentence with an error id (the traceback is logged under it).
+    Messages are clipped to ``MAX_MESSAGE_CHARS`` and HTML-escaped for the browser's error box (which
+    renders HTML) but not for API clients.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except gr.Error as err:
-            if for_display(localized(err.message)) == err.message:
-                raise
-            raise ui_error(err.message, duration=err.duration, visible=err.visible,
-                           print_exception=err.print_exception) from err
+        except gr.Error:
+            raise
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
-            shown = public_error(err, getattr(fn, "__name__", ""))
-            message = clip_message(localize_error(shown, request_language()))
-            raise ui_error(message) from None
+            raise ui_error(translate(public_error(err, getattr(fn, "__name__", "")))) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -75,8 +64,7 @@ def text_limit() -> int:
 
 def default_model(task: str) -> str:
     """The default checkpoint for ``task`` (a bundled one while offline)."""
-    settings = get_settings()
-    return settings.default_checkpoint(task, hub_offline(settings))
+    return default_checkpoint(task)
 
 
 def model_choices(task: str) -> list[str]:
@@ -132,6 +120,28 @@ class TabParts:
     pickers: list[tuple[str, gr.Dropdown]] = field(default_factory=list)
     changes_checkpoints: list[Any] = field(default_factory=list)
     on_open: dict[str, Any] | None = None
+    # A query parameter that, when the page's URL has it, opens this tab (the Classroom's ``?room=``).
+    opens_from_url: str | None = None
+
+
+def tab_from_url(openers: dict[str, str]) -> Callable[..., Any]:
+    """A page-load event selecting the tab whose query parameter (``openers``: parameter -> tab id) is in the URL."""
+    def select(request: gr.Request) -> Any:
+        query = getattr(request, "query_params", None) or {}
+        chosen = next((tab for name, tab in openers.items() if query.get(name)), None)
+        return gr.Tabs(selected=chosen) if chosen else gr.skip()
+
+    return select
+
+
+def clear_on_failure(event: Any, outputs: list[gr.components.Component],
+                     keep: list[gr.components.Component] = ()) -> Any:
+    """After ``event`` fails (its error shown in the error box), empty its result ``outputs`` so no stale result
+    stays next to the error, and give its other outputs (``keep``: inputs it also updates) back their normal
+    look unchanged."""
+    updates = [gr.update(value=None)] * len(outputs) + [gr.update()] * len(keep)
+    return event.failure(lambda: tuple(updates) if len(updates) > 1 else updates[0], outputs=[*outputs, *keep],
+                         api_visibility="private", queue=False)
 
 
 def refresh_pickers(tasks: list[str]) -> Callable[[], tuple]:

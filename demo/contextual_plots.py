@@ -2,8 +2,8 @@
 
 Occurrences are labelled "3 · river" (number, then the sense label if any) so repeated labels keep
 their own row; sentences appear in hover text with the word in «guillemets». Everything typed by a
-user goes through :func:`demo.plots.plot_text`. Titles and axis names come in English or Chinese
-(``lang``). Figures are exported with the Attention tab's mechanism
+user goes through :func:`demo.plots.plot_text`. Titles and axis names are in the request's language
+(codes ``contextual.plot.*`` of the catalogue). Figures are exported with the Attention tab's mechanism
 (:func:`demo.attention_plots.with_export`: Plotly's own camera button, PNG or SVG, no kaleido).
 """
 
@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from demo.i18n import add_messages
+from demo.messages import say
 from demo.plots import BAR_COLOR, CONTROL_COLOR, plot_text
 
 PALETTE = ["#3b82f6", "#f97316", "#10b981", "#a855f7", "#ef4444", "#eab308", "#14b8a6", "#ec4899", "#64748b"]
@@ -26,38 +28,37 @@ UNLABELLED = "—"
 HOVER_SENTENCES_UP_TO = 50  # larger matrices show labels only in their hover text (the page stays light)
 _EXPORT_ROOT = Path(tempfile.gettempdir()) / "plm-contextual-exports"
 
-TEXTS = {
+MESSAGES = {
     "en": {
-        "heatmap": "Cosine similarity of the occurrences of “{word}” at layer {layer}",
-        "embeddings": "embedding output",
-        "lines": "Mean similarity per layer: same sense vs different senses",
-        "lines_all": "Mean similarity per layer (all pairs)",
-        "within": "same sense", "between": "different senses", "all": "all pairs",
-        "layer_axis": "layer (0 = embeddings)", "similarity_axis": "mean cosine similarity",
-        "projection": "PCA of the occurrences at layer {layer} (axes explain {first:.0%} and {second:.0%})",
-        "probe": "Sense probe: held-out accuracy per layer ({folds}-fold, {count} occurrences)",
-        "held_out": "held-out accuracy", "train": "accuracy on its own training folds", "chance": "chance {value:.0%}",
-        "accuracy_axis": "accuracy", "sentences": "Sentence similarity ({pooling} pooling, last layer)",
-        "sentence_axis": "sentence",
+        "contextual.plot.heatmap": "Cosine similarity of the occurrences of “{word}” at layer {layer}",
+        "contextual.plot.embeddings": "embedding output",
+        "contextual.plot.lines": "Mean similarity per layer: same sense vs different senses",
+        "contextual.plot.lines_all": "Mean similarity per layer (all pairs)",
+        "contextual.plot.within": "same sense", "contextual.plot.between": "different senses", "contextual.plot.all": "all pairs",
+        "contextual.plot.layer_axis": "layer (0 = embeddings)", "contextual.plot.similarity_axis": "mean cosine similarity",
+        "contextual.plot.projection": "PCA of the occurrences at layer {layer} (axes explain {first:.0%} and {second:.0%})",
+        "contextual.plot.probe": "Sense probe: held-out accuracy per layer ({folds}-fold, {count} occurrences)",
+        "contextual.plot.held_out": "held-out accuracy", "contextual.plot.train": "accuracy on its own training folds", "contextual.plot.chance": "chance {value:.0%}",
+        "contextual.plot.accuracy_axis": "accuracy", "contextual.plot.sentences": "Sentence similarity ({pooling} pooling, last layer)",
+        "contextual.plot.sentence_axis": "sentence",
     },
     "zh-CN": {
-        "heatmap": "“{word}”各次出现在第 {layer} 层的余弦相似度",
-        "embeddings": "嵌入层输出",
-        "lines": "每层的平均相似度：同一词义 vs 不同词义",
-        "lines_all": "每层的平均相似度（所有配对）",
-        "within": "同一词义", "between": "不同词义", "all": "所有配对",
-        "layer_axis": "层（0 = 嵌入层）", "similarity_axis": "平均余弦相似度",
-        "projection": "第 {layer} 层各次出现的 PCA 投影（两轴分别解释 {first:.0%} 和 {second:.0%} 的方差）",
-        "probe": "词义探针：每层的留出准确率（{folds} 折，{count} 次出现）",
-        "held_out": "留出准确率", "train": "在自身训练折上的准确率", "chance": "随机水平 {value:.0%}",
-        "accuracy_axis": "准确率", "sentences": "句子相似度（{pooling} 池化，最后一层）",
-        "sentence_axis": "句子",
+        "contextual.plot.heatmap": "“{word}”各次出现在第 {layer} 层的余弦相似度",
+        "contextual.plot.embeddings": "嵌入层输出",
+        "contextual.plot.lines": "每层的平均相似度：同一词义 vs 不同词义",
+        "contextual.plot.lines_all": "每层的平均相似度（所有配对）",
+        "contextual.plot.within": "同一词义", "contextual.plot.between": "不同词义", "contextual.plot.all": "所有配对",
+        "contextual.plot.layer_axis": "层（0 = 嵌入层）", "contextual.plot.similarity_axis": "平均余弦相似度",
+        "contextual.plot.projection": "第 {layer} 层各次出现的 PCA 投影（两轴分别解释 {first:.0%} 和 {second:.0%} 的方差）",
+        "contextual.plot.probe": "词义探针：每层的留出准确率（{folds} 折，{count} 次出现）",
+        "contextual.plot.held_out": "留出准确率", "contextual.plot.train": "在自身训练折上的准确率", "contextual.plot.chance": "随机水平 {value:.0%}",
+        "contextual.plot.accuracy_axis": "准确率", "contextual.plot.sentences": "句子相似度（{pooling} 池化，最后一层）",
+        "contextual.plot.sentence_axis": "句子",
     },
 }
 
 
-def _t(lang: str, key: str, **params: Any) -> str:
-    return TEXTS.get(lang, TEXTS["en"])[key].format(**params)
+add_messages(MESSAGES)
 
 
 def occurrence_labels(result: dict) -> list[str]:
@@ -83,11 +84,11 @@ def _pair_hover(texts: list[str], labels: list[str]) -> dict:
     return {"customdata": custom, "hovertemplate": "%{customdata[0]}<br>%{customdata[1]}<br>cos %{z:.4f}<extra></extra>"}
 
 
-def _layer_name(layer: int, lang: str) -> str:
-    return f"0 ({_t(lang, 'embeddings')})" if layer == 0 else str(layer)
+def _layer_name(layer: int) -> str:
+    return f"0 ({say('contextual.plot.embeddings')})" if layer == 0 else str(layer)
 
 
-def similarity_heatmap(result: dict, layer: int, lang: str = "en") -> go.Figure:
+def similarity_heatmap(result: dict, layer: int) -> go.Figure:
     """The occurrences' cosine-similarity matrix at ``layer``, sentences in the hover text."""
     labels = occurrence_labels(result)
     matrix = np.asarray(result["layers"][layer]["matrix"], dtype=np.float32)
@@ -97,12 +98,12 @@ def similarity_heatmap(result: dict, layer: int, lang: str = "en") -> go.Figure:
     side = max(420, min(900, 140 + 16 * len(labels)))
     fig.update_xaxes(type="category", tickangle=-60)
     fig.update_yaxes(type="category", autorange="reversed")
-    fig.update_layout(title=_t(lang, "heatmap", word=plot_text(result["word"]), layer=_layer_name(layer, lang)),
+    fig.update_layout(title=say("contextual.plot.heatmap", word=plot_text(result["word"]), layer=_layer_name(layer)),
                       height=side, margin=dict(l=10, r=10, t=60, b=10))
     return fig
 
 
-def layer_lines(result: dict, layer: int, lang: str = "en") -> go.Figure:
+def layer_lines(result: dict, layer: int) -> go.Figure:
     """Mean within-sense and between-sense similarity per layer (all pairs without labels); ``layer`` marked."""
     layers = result["layers"]
     x = [r["layer"] for r in layers]
@@ -110,17 +111,17 @@ def layer_lines(result: dict, layer: int, lang: str = "en") -> go.Figure:
     series = (("within", BAR_COLOR), ("between", CONTROL_COLOR)) if labelled else (("all", BAR_COLOR),)
     fig = go.Figure()
     for key, color in series:
-        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in layers], mode="lines+markers", name=_t(lang, key),
+        fig.add_trace(go.Scatter(x=x, y=[r[key] for r in layers], mode="lines+markers", name=say(f"contextual.plot.{key}"),
                                  line=dict(color=color), hovertemplate="layer %{x}: %{y:.4f}<extra></extra>"))
     fig.add_vline(x=layer, line_dash="dot", line_color="#888")
-    fig.update_layout(title=_t(lang, "lines" if labelled else "lines_all"), height=360,
-                      xaxis=dict(title=_t(lang, "layer_axis"), dtick=1),
-                      yaxis=dict(title=_t(lang, "similarity_axis")), legend=dict(orientation="h", y=1.12),
+    fig.update_layout(title=say("contextual.plot.lines" if labelled else "lines_all"), height=360,
+                      xaxis=dict(title=say("contextual.plot.layer_axis"), dtick=1),
+                      yaxis=dict(title=say("contextual.plot.similarity_axis")), legend=dict(orientation="h", y=1.12),
                       margin=dict(l=10, r=10, t=70, b=30))
     return fig
 
 
-def projection_scatter(result: dict, layer: int, lang: str = "en") -> go.Figure:
+def projection_scatter(result: dict, layer: int) -> go.Figure:
     """The occurrences at ``layer`` projected onto 2 PCA axes, one colour per sense label."""
     record = result["layers"][layer]
     points = np.asarray(record["points"], dtype=np.float64).reshape(-1, 2)
@@ -135,34 +136,34 @@ def projection_scatter(result: dict, layer: int, lang: str = "en") -> go.Figure:
             customdata=[marked_sentence(result, result["occurrences"][i]) for i in rows],
             hovertemplate="%{customdata}<extra>" + plot_text(sense) + "</extra>"))
     first, second = record["explained"]
-    fig.update_layout(title=_t(lang, "projection", layer=_layer_name(layer, lang), first=first, second=second),
+    fig.update_layout(title=say("contextual.plot.projection", layer=_layer_name(layer), first=first, second=second),
                       height=460, xaxis=dict(title="PC 1", zeroline=False), yaxis=dict(title="PC 2", zeroline=False),
                       legend=dict(orientation="h", y=1.1), margin=dict(l=10, r=10, t=70, b=30))
     return fig
 
 
-def probe_chart(probe: dict, layer: int, lang: str = "en") -> go.Figure:
+def probe_chart(probe: dict, layer: int) -> go.Figure:
     """Held-out probe accuracy per layer (± one standard deviation over folds), its chance level, and the
     accuracy on the probe's own training folds for contrast."""
     rows = probe["layers"]
     x = [r["layer"] for r in rows]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=[r["accuracy"] for r in rows], mode="lines+markers", name=_t(lang, "held_out"),
+    fig.add_trace(go.Scatter(x=x, y=[r["accuracy"] for r in rows], mode="lines+markers", name=say("contextual.plot.held_out"),
                              error_y=dict(type="data", array=[r["std"] for r in rows], visible=True),
                              line=dict(color=BAR_COLOR), hovertemplate="layer %{x}: %{y:.1%}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=x, y=[r["train_accuracy"] for r in rows], mode="lines", name=_t(lang, "train"),
+    fig.add_trace(go.Scatter(x=x, y=[r["train_accuracy"] for r in rows], mode="lines", name=say("contextual.plot.train"),
                              line=dict(color="#9ca3af", dash="dash"), hovertemplate="layer %{x}: %{y:.1%}<extra></extra>"))
     fig.add_hline(y=probe["chance"], line_dash="dot", line_color=CONTROL_COLOR,
-                  annotation_text=_t(lang, "chance", value=probe["chance"]), annotation_position="bottom right")
+                  annotation_text=say("contextual.plot.chance", value=probe["chance"]), annotation_position="bottom right")
     fig.add_vline(x=layer, line_dash="dot", line_color="#888")
-    fig.update_layout(title=_t(lang, "probe", folds=probe["folds"], count=probe["count"]), height=380,
-                      xaxis=dict(title=_t(lang, "layer_axis"), dtick=1),
-                      yaxis=dict(title=_t(lang, "accuracy_axis"), range=[0, 1.05], tickformat=".0%"),
+    fig.update_layout(title=say("contextual.plot.probe", folds=probe["folds"], count=probe["count"]), height=380,
+                      xaxis=dict(title=say("contextual.plot.layer_axis"), dtick=1),
+                      yaxis=dict(title=say("contextual.plot.accuracy_axis"), range=[0, 1.05], tickformat=".0%"),
                       legend=dict(orientation="h", y=1.12), margin=dict(l=10, r=10, t=70, b=30))
     return fig
 
 
-def sentence_heatmap(result: dict, lang: str = "en") -> go.Figure:
+def sentence_heatmap(result: dict) -> go.Figure:
     """Cosine-similarity matrix of sentence embeddings, sentences in the hover text."""
     sentences = result["sentences"]
     labels = [str(i + 1) for i in range(len(sentences))]
@@ -171,9 +172,9 @@ def sentence_heatmap(result: dict, lang: str = "en") -> go.Figure:
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Viridis", zmin=float(min(0.0, matrix.min())),
                                zmax=1, texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
                                **_pair_hover(short, labels)))
-    fig.update_xaxes(type="category", title=_t(lang, "sentence_axis"))
-    fig.update_yaxes(type="category", autorange="reversed", title=_t(lang, "sentence_axis"))
-    fig.update_layout(title=_t(lang, "sentences", pooling=result["pooling"]), height=max(380, min(900, 160 + 22 * len(labels))),
+    fig.update_xaxes(type="category", title=say("contextual.plot.sentence_axis"))
+    fig.update_yaxes(type="category", autorange="reversed", title=say("contextual.plot.sentence_axis"))
+    fig.update_layout(title=say("contextual.plot.sentences", pooling=result["pooling"]), height=max(380, min(900, 160 + 22 * len(labels))),
                       margin=dict(l=10, r=10, t=60, b=10))
     return fig
 

@@ -20,17 +20,17 @@ import gradio as gr
 from demo import contextual_plots as plots
 from demo.attention_plots import with_export
 from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
-from demo.i18n import I18N
-from demo.messages import (add_translations, chinese_request, in_language, localize_notice, localized_table,
-                           markdown_text)
+from demo.i18n import I18N, add_messages, add_strings
+from demo.messages import markdown_text, say, table, translate
+from model_utils import explore_word, find_examples, nearest_neighbours, sentence_similarity
+from model_utils.contextual import parse_lines
 from model_utils.config import get_settings
 from model_utils.errors import UserError, define
 
 EXAMPLES_FILE = Path(__file__).resolve().parent / "examples" / "word_senses.csv"
 FIND_LIMIT = 30  # sentences "find examples" puts in the box
 NEIGHBOURS_SHOWN = 10
-NEIGHBOUR_HEADERS = ["rank", "cosine", "word", "sentence", "source"]
-NEIGHBOUR_HEADERS_ZH = ["排名", "余弦", "词", "句子", "来源"]
+NEIGHBOUR_HEADERS = ["ctx_col_rank", "ctx_col_cosine", "ctx_col_word", "ctx_col_sentence", "ctx_col_source"]
 SENTENCE_EXAMPLES = [
     ["A man is playing a guitar.\nSomeone is playing an instrument.\nA woman is slicing an onion.\n"
      "The chef is cutting vegetables.\nThe stock market fell sharply today."],
@@ -64,7 +64,6 @@ STRINGS = {
                            "vector. Its accuracy is measured on held-out sentences only (stratified "
                            "cross-validation; a repeated sentence stays in one fold); the dashed line is its accuracy on the occurrences it was fitted on, "
                            "which is what a probe without held-out data would claim.",
-        "ctx_probe_missing": "Label the senses (river | … and money | …, two or more sentences each) to train a probe.",
         "ctx_neighbours": "Nearest neighbours",
         "ctx_neighbours_intro": "The words of the corpus sample whose vectors at the chosen layer are closest to one "
                                 "occurrence. The first search encodes the corpus sample once (it is cached afterwards).",
@@ -80,6 +79,8 @@ STRINGS = {
         "ctx_pooling": "Pooling",
         "ctx_st_run": "Compare the sentences",
         "ctx_st_downloads": "Similarity matrix (CSV)",
+        "ctx_col_rank": "rank", "ctx_col_cosine": "cosine", "ctx_col_word": "word", "ctx_col_sentence": "sentence",
+        "ctx_col_source": "source",
     },
     "zh-CN": {
         "tab_contextual": "语境表示实验",
@@ -99,7 +100,6 @@ STRINGS = {
         "ctx_probe": "词义探针",
         "ctx_probe_intro": "每层训练一个逻辑回归探针，尝试根据词向量区分词义。准确率只在留出的句子上测量（分层交叉验证；重复的句子始终在同一折）；"
                            "虚线是它在自己拟合过的出现上的准确率，也就是不留出数据的探针会声称的结果。",
-        "ctx_probe_missing": "给词义加标签（river | … 和 money | …，每个词义至少两个句子）即可训练探针。",
         "ctx_neighbours": "最近邻",
         "ctx_neighbours_intro": "语料样本中在所选层的向量与某次出现最接近的词。第一次搜索会对语料样本编码一次（之后会缓存）。",
         "ctx_occurrence": "比较结果中的某次出现",
@@ -114,10 +114,26 @@ STRINGS = {
         "ctx_pooling": "池化方式",
         "ctx_st_run": "比较句子",
         "ctx_st_downloads": "相似度矩阵（CSV）",
+        "ctx_col_rank": "排名", "ctx_col_cosine": "余弦", "ctx_col_word": "词", "ctx_col_sentence": "句子",
+        "ctx_col_source": "来源",
     },
 }
 
-add_translations({
+MESSAGES = {
+    "en": {
+        "contextual.loading": "Loading the model…",
+        "contextual.encoding_sentences": "Encoding the sentences",
+        "contextual.encoding_corpus": "Encoding the corpus sample",
+        "contextual.left": "{what}, about {left:.0f} s left",
+        "contextual.probe_missing": "Label the senses (river | … and money | …, two or more sentences each) to train "
+                                    "a probe.",
+    },
+    "zh-CN": {
+        "contextual.loading": "正在加载模型…",
+        "contextual.encoding_sentences": "正在编码句子",
+        "contextual.encoding_corpus": "正在编码语料样本",
+        "contextual.left": "{what}，约剩 {left:.0f} 秒",
+        "contextual.probe_missing": "给词义加标签（river | … 和 money | …，每个词义至少两个句子）即可训练探针。",
     "contextual.too_many_sentences": "共有 {count} 个句子；实验一次最多处理 {limit} 个（PLM_LAB_MAX_SENTENCES）。请删掉一些。",
     "contextual.sentence_too_long": "第 {index} 个句子有 {length} 个词元；实验读取的句子最多 {limit} 个词元"
                                     "（PLM_LAB_MAX_TOKENS）。请缩短或拆分。",
@@ -134,7 +150,10 @@ add_translations({
     "contextual.no_examples": "语料样本中没有句子以完整的词包含“{word}”；请自己输入句子。",
     "contextual.probe_needs_two_senses": "探针需要至少两种不同的词义标签（现有 {senses} 种）：请像 river | … 和 money | … 这样标注句子。",
     "contextual.probe_needs_examples": "探针要求每个词义至少有 2 个不同的带标签句子；{sense} 只有 {count} 个。请添加句子或去掉这个标签。",
-})
+    },
+}
+add_strings(STRINGS)
+add_messages(MESSAGES)
 
 
 # ---------------------------------------------------------------------------- data
@@ -149,20 +168,16 @@ def builtin_examples(path: Path = EXAMPLES_FILE) -> list[list[str]]:
     return [[word, "\n".join(lines)] for word, lines in grouped.items()]
 
 
-def _lang() -> str:
-    return "zh-CN" if chinese_request() else "en"
-
-
-def _reporter(progress: Any, english: str, chinese: str) -> Callable[[int, int], None]:
+def _reporter(progress: Any, code: str) -> Callable[[int, int], None]:
     """A (done, total) callback that moves ``progress`` and says how long is left, from the first batch on."""
     started = time.monotonic()
-    what = in_language(english, chinese)
+    what = say(code)
 
     def report(done: int, total: int) -> None:
         elapsed = time.monotonic() - started
         left = elapsed / done * (total - done) if done else None
-        eta = "" if left is None or done == total else in_language(f", about {left:.0f} s left", f"，约剩 {left:.0f} 秒")
-        progress((done, total), desc=f"{what}{eta}", unit="sentences")
+        desc = what if left is None or done == total else say("contextual.left", what=what, left=left)
+        progress((done, total), desc=desc, unit="sentences")
 
     return report
 
@@ -192,22 +207,18 @@ def run_lab(model: str | None, word: str, sentences: str, progress: gr.Progress 
     Returned twice: to the API (a hidden ``gr.JSON``) and to the session's ``gr.State``, from which the
     layer slider redraws without the browser sending megabytes of matrices back.
     """
-    from model_utils.contextual import explore_word, parse_lines
-
     lines, labels = parse_lines(sentences)
-    progress(0, desc=in_language("Loading the model…", "正在加载模型…"))
+    progress(0, desc=say("contextual.loading"))
     result = explore_word(lines, word, model or None, labels,
-                          progress=_reporter(progress, "Encoding the sentences", "正在编码句子"))
-    result["notices"] = [localize_notice(n) for n in result["notices"]]
-    result["probe_note"] = localize_notice(result["probe_note"]) if result["probe_note"] else None
+                          progress=_reporter(progress, "contextual.encoding_sentences"))
+    result["notices"] = [translate(n) for n in result["notices"]]
+    result["probe_note"] = translate(result["probe_note"]) if result["probe_note"] else None
     return result, result
 
 
 @user_errors
 def find_examples_event(word: str) -> str:
     """API ``contextual_examples``: sentences of the corpus sample containing ``word``, one per line."""
-    from model_utils.contextual import find_examples
-
     found = find_examples(word, FIND_LIMIT)
     if not found["sentences"]:
         raise UserError("contextual.no_examples", word=word.strip())
@@ -218,22 +229,18 @@ def find_examples_event(word: str) -> str:
 def neighbours_event(model: str | None, word: str, sentence: str, occurrence: Any, layer: Any,
                      progress: gr.Progress = gr.Progress()) -> dict:
     """API ``contextual_neighbours``: the corpus words nearest to one occurrence at one layer."""
-    from model_utils.contextual import nearest_neighbours
-
-    progress(0, desc=in_language("Loading the model…", "正在加载模型…"))
+    progress(0, desc=say("contextual.loading"))
     return nearest_neighbours(sentence, word, model or None, layer=_clamp_layer(layer, 10_000),
                               occurrence=_whole(occurrence, 1) - 1, top_k=NEIGHBOURS_SHOWN,
-                              progress=_reporter(progress, "Encoding the corpus sample", "正在编码语料样本"))
+                              progress=_reporter(progress, "contextual.encoding_corpus"))
 
 
 @user_errors
 def sentence_similarity_event(model: str | None, sentences: str, pooling: str,
                               progress: gr.Progress = gr.Progress()) -> dict:
     """API ``sentence_similarity``: cosine-similarity matrix of pooled sentence embeddings."""
-    from model_utils.contextual import sentence_similarity
-
     return sentence_similarity(sentences or "", model or None, pooling or "mean",
-                               progress=_reporter(progress, "Encoding the sentences", "正在编码句子"))
+                               progress=_reporter(progress, "contextual.encoding_sentences"))
 
 
 # ---------------------------------------------------------------------------- rendering (private)
@@ -244,12 +251,11 @@ def render_layer(result: dict | None, layer: Any, image_format: str) -> tuple:
     if not result or not result.get("layers"):
         return None, None, None, None
     layer = _clamp_layer(layer, len(result["layers"]) - 1)
-    lang = _lang()
-    figures = [(plots.similarity_heatmap(result, layer, lang), f"similarity_L{layer}"),
-               (plots.layer_lines(result, layer, lang), "similarity_by_layer"),
-               (plots.projection_scatter(result, layer, lang), f"projection_L{layer}")]
+    figures = [(plots.similarity_heatmap(result, layer), f"similarity_L{layer}"),
+               (plots.layer_lines(result, layer), "similarity_by_layer"),
+               (plots.projection_scatter(result, layer), f"projection_L{layer}")]
     if result.get("probe"):
-        figures.append((plots.probe_chart(result["probe"], layer, lang), "probe_by_layer"))
+        figures.append((plots.probe_chart(result["probe"], layer), "probe_by_layer"))
     shown = [with_export(fig, image_format, f"{result['word']}_{name}") for fig, name in figures]
     return (*shown, *([None] * (4 - len(shown))))
 
@@ -281,8 +287,7 @@ def render_result(result: dict | None, layer: Any, image_format: str) -> tuple:
     if result["probe"]:
         probe_note = ""
     else:
-        probe_note = markdown_text(result["probe_note"]) if result["probe_note"] else in_language(
-            STRINGS["en"]["ctx_probe_missing"], STRINGS["zh-CN"]["ctx_probe_missing"])
+        probe_note = markdown_text(result["probe_note"]) if result["probe_note"] else say("contextual.probe_missing")
     folder = plots.export_dir(get_settings().upload_ttl_s)
     sentence, nth = pick_occurrence(result, 0)
     return (gr.Slider(maximum=top, value=layer), gr.Markdown(notices, visible=bool(notices)),
@@ -294,14 +299,14 @@ def render_result(result: dict | None, layer: Any, image_format: str) -> tuple:
 def render_neighbours(result: dict | None) -> dict:
     """The nearest-neighbours table in the request's language."""
     rows = plots.neighbours_table(result) if result else []
-    return localized_table(rows, NEIGHBOUR_HEADERS, NEIGHBOUR_HEADERS_ZH)
+    return table(rows, NEIGHBOUR_HEADERS)
 
 
 def render_sentences(result: dict | None, image_format: str) -> tuple:
     """Sentence-similarity heatmap and its CSV."""
     if not result:
         return None, None
-    figure = with_export(plots.sentence_heatmap(result, _lang()), image_format, "sentence_similarity")
+    figure = with_export(plots.sentence_heatmap(result), image_format, "sentence_similarity")
     return figure, plots.sentence_csv(result, plots.export_dir(get_settings().upload_ttl_s))
 
 
@@ -315,13 +320,13 @@ def _neighbours_panel(model: gr.Dropdown, word: gr.Textbox, layer: gr.Slider, re
         sentence = gr.Textbox(label=I18N("ctx_nn_sentence"), scale=4, elem_id="ctx-nn-sentence", max_length=text_limit())
         nth = gr.Number(value=1, precision=0, minimum=1, label=I18N("ctx_nn_nth"), scale=1, elem_id="ctx-nn-nth")
     run = gr.Button(I18N("ctx_nn_run"), elem_id="ctx-nn-run")
-    table = gr.Dataframe(headers=NEIGHBOUR_HEADERS, label=I18N("ctx_nn_table"), interactive=False, wrap=True,
-                         elem_id="ctx-nn-table")
+    neighbours = gr.Dataframe(headers=[I18N(key) for key in NEIGHBOUR_HEADERS], label=I18N("ctx_nn_table"),
+                              interactive=False, wrap=True, elem_id="ctx-nn-table")
     raw = gr.JSON(visible=False)
     occurrence.input(pick_occurrence, inputs=[result, occurrence], outputs=[sentence, nth], queue=False,
                      api_visibility="private")
     run.click(neighbours_event, inputs=[model, word, sentence, nth, layer], outputs=[raw],
-              api_name="contextual_neighbours").success(render_neighbours, inputs=[raw], outputs=[table],
+              api_name="contextual_neighbours").success(render_neighbours, inputs=[raw], outputs=[neighbours],
                                                         api_visibility="private", queue=False)
     return occurrence, sentence, nth
 

@@ -7,20 +7,19 @@ per chosen model; a second, private step renders it (Plotly bars, filled sentenc
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from typing import Any
 
 import gradio as gr
 
 from demo import plots
-from demo.common import TabParts, examples, logger, model_dropdown, text_limit, user_errors, user_message
-from demo.i18n import I18N
-from demo.messages import localized, localized_table, markdown_text
-from model_utils.fill_mask import MASK_PATTERN, check_request, run_fill_mask
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, ui_error, user_errors
+from demo.i18n import I18N, add_messages, add_strings
+from demo.messages import markdown_text, request_language, table, translate
+from model_utils.config import get_settings
+from model_utils.errors import raise_if_error
+from model_utils.fill_mask import MASK_PATTERN, fill_mask_requests
 
-MAX_COMPARE = 3  # models compared side by side
 MAX_BATCH = 16  # requests answered by one batched forward pass
-MAX_TOP_K = 20  # the top-k slider's range, which API requests are held to as well
 
 STRINGS = {
     "en": {
@@ -64,79 +63,70 @@ EXAMPLES = [
     ["The doctor said that [MASK] would be late.", "he, she, they"],
     ["北京是中国的[MASK]都。", ""],
 ]
-TABLE_HEADERS = ["model", "mask", "rank", "token", "probability"]
-TABLE_HEADERS_ZH = ["模型", "掩码", "排名", "词元", "概率"]
+TABLE_HEADERS = ["fm_col_model", "fm_col_mask", "fm_col_rank", "fm_col_token", "fm_col_probability"]
+STRINGS["en"].update({"fm_col_model": "model", "fm_col_mask": "mask", "fm_col_rank": "rank", "fm_col_token": "token",
+                      "fm_col_probability": "probability"})
+STRINGS["zh-CN"].update({"fm_col_model": "模型", "fm_col_mask": "掩码", "fm_col_rank": "排名", "fm_col_token": "词元",
+                         "fm_col_probability": "概率"})
 
-
-def model_list(models: str | list[str] | None) -> list[str]:
-    """The chosen models as a list without duplicates; ValueError if more than MAX_COMPARE or not names."""
-    if isinstance(models, str):
-        models = [models]
-    names_only = all(isinstance(m, (str, type(None))) for m in models or [])
-    if not isinstance(models, (list, tuple, type(None))) or not names_only:
-        raise ValueError("Choose the models by name: a list of model names.")
-    chosen = list(dict.fromkeys(m.strip() for m in (models or []) if m and m.strip()))
-    if len(chosen) > MAX_COMPARE:
-        raise ValueError(f"Compare at most {MAX_COMPARE} models at once.")
-    return chosen or [""]  # "" = the default model
-
-
-def top_k_value(top_k: Any) -> int:
-    """A request's top-k as an int (5 when unset); ValueError unless it is a number from 1 to MAX_TOP_K."""
-    try:
-        number = float(5 if top_k is None else top_k)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not 1 <= number <= MAX_TOP_K:  # also False for NaN
-        raise ValueError(f"top-k must be a number from 1 to {MAX_TOP_K}.")
-    return int(number)
-
-
-def _check(text: Any, chosen: Any, top_k: Any, words: Any) -> str | None:
-    """The error message of a bad request (raw API values of any type), or None if it can run."""
-    try:
-        if not isinstance(text, (str, type(None))) or not isinstance(words, (str, type(None))):
-            raise ValueError("The text and the candidate words must be strings.")
-        for model in model_list(chosen):
-            check_request(text, model or None, top_k_value(top_k), words or None)
-    except Exception as err:  # noqa: BLE001 - one request's failure must not fail the others in its batch
-        if not isinstance(err, ValueError):
-            logger.exception("unexpected error checking a Fill-Mask request")
-        return user_message(err)
-    return None
+MESSAGES = {"zh-CN": {
+    "fill_mask.no_mask_token": "该模型的分词器没有掩码词元，无法填充掩码。",
+    "fill_mask.empty": "请输入含 [MASK] 的文本。",
+    "fill_mask.no_mask": "没有找到掩码：请在缺词的位置写 [MASK]{own}。",
+    "fill_mask.too_many_masks": "掩码太多（{count} 个）；最多允许 {limit} 个。",
+    "fill_mask.masks_far_apart": "两个掩码相隔 {gap} 个词元，但模型一次最多读 {limit} 个词元；请让它们靠近一些。",
+    "fill_mask.no_candidate": "该模型无法为任何一个候选词打分。",
+    "fill_mask.top_k": "top-k 必须是 1 到 {limit} 之间的数。",
+    "fill_mask.too_many_models": "一次最多比较 {limit} 个模型。",
+    "fill_mask.models_not_names": "请用名称选择模型：一个模型名列表。",
+    "fill_mask.window": "文本有 {length} 个词元，而模型最多读 {limit} 个：只用了第 {first}-{last} 个词元（掩码附近）。",
+    "fill_mask.candidate_unknown": "候选词 {word!r} 不在词表中，已忽略。",
+    "fill_mask.candidate_split": "候选词 {word!r} 不是单个词元；按 {token!r} 打分。",
+}}
+add_strings(STRINGS)
+add_messages(MESSAGES)
 
 
 @user_errors
-def fill_mask_batch(texts: list[str], models: list[Any], top_ks: list[int],
-                    targets: list[str]) -> tuple[list[dict]]:
+def fill_mask_batch(texts: list[str], models: list[Any], top_ks: list[int], targets: list[str],
+                    request: gr.Request | None = None) -> tuple[list[dict]]:
     """Batched event: one ``{"text", "results": [...per model]}`` dict per request.
 
-    Requests are validated one by one first: a bad one gets ``{"error": message}`` and never
-    fails the others in its batch; when every request of the batch is bad (always the case
-    for a lone request) a ``gr.Error`` is raised instead. The event skips Gradio's
-    preprocessing, whose checks (the slider's range) would fail the whole batch for one bad
-    request, so values arrive raw and :func:`_check` validates each.
+    ``model_utils.fill_mask.fill_mask_requests`` checks each request on its own (the event skips
+    Gradio's preprocessing, whose checks would fail the whole batch for one bad request, so values
+    arrive raw): a bad one gets its error, a model that fails its error in that model's place, and
+    the others their answers. A lone request that fails is shown as an error. Errors and notices are
+    said in each request's own language.
     """
-    errors = [_check(*request) for request in zip(texts, models, top_ks, targets)]
-    if all(errors):
-        raise ValueError(errors[0])
-    groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
-    outputs: list[dict] = []
-    for request, (chosen, top_k, words) in enumerate(zip(models, top_ks, targets)):
-        names = [] if errors[request] else model_list(chosen)
-        outputs.append({"text": texts[request], "results": [None] * len(names)})
-        if errors[request]:
-            outputs[-1]["error"] = errors[request]
-        for slot, name in enumerate(names):
-            groups[(name, top_k_value(top_k), words or "")].append((request, slot))
-    for (name, top_k, words), members in groups.items():
-        try:
-            records = run_fill_mask([texts[r] for r, _ in members], name or None, top_k, words or None)
-        except ValueError as err:  # validated already; only a race (e.g. an unload) gets here
-            records = [{"model": name, "error": str(err)}] * len(members)
-        for (request, slot), record in zip(members, records):
-            outputs[request]["results"][slot] = record
-    return (outputs,)
+    outputs = fill_mask_requests([{"text": t, "models": m, "top_k": k, "targets": w}
+                                  for t, m, k, w in zip(texts, models, top_ks, targets)])
+    requests = request if isinstance(request, (list, tuple)) else [request] * len(outputs)
+    said = [_in_language(output, request_language(r)) for output, r in zip(outputs, requests)]
+    if all("error" in output for output in said):
+        first = outputs[0]
+        if "error" in first or len(first["results"]) == 1:
+            raise_if_error(first if "error" in first else first["results"][0])
+        raise ui_error(said[0]["error"])
+    return (said,)
+
+
+def _in_language(output: dict, language: str) -> dict:
+    """A request's output with its errors and notices said in ``language`` (codes kept for the API).
+
+    A request whose every model failed gets an ``error`` of its own, naming each model's.
+    """
+    if "error" in output:
+        return {**output, "error": translate(output, language)}
+    results = []
+    for result in output["results"]:
+        if "error" in result:
+            results.append({**result, "error": translate(result, language)})
+        else:
+            results.append({**result, "notices": [translate(n, language) for n in result["notices"]]})
+    if all("error" in r for r in results):
+        joined = results[0]["error"] if len(results) == 1 else "; ".join(f"{r['model']}: {r['error']}" for r in results)
+        return {**output, "results": results, "error": joined}
+    return {**output, "results": results}
 
 
 def _escape(text: str) -> str:
@@ -163,19 +153,18 @@ def render_fill_mask(output: dict) -> tuple[Any, str, dict, str]:
     if not output:
         return None, "", [], ""
     if output.get("error"):
-        raise gr.Error(output["error"])
+        raise ui_error(output["error"])
     results = output["results"]
-    errors = [(r["model"], localized(r["error"])) for r in results if "error" in r]
+    errors = [(r["model"], r["error"]) for r in results if "error" in r]
     good = [r for r in results if "error" not in r]
-    if errors and not good:  # user_errors escapes it for the page's error box
-        raise gr.Error("; ".join(f"{model}: {message}" for model, message in errors))
+    if errors and not good:
+        raise ui_error("; ".join(f"{model}: {message}" for model, message in errors))
     filled = "\n\n".join(filled_markdown(output["text"], r) for r in good)
-    table = [[r["model"], m + 1, rank + 1, c["token_str"], round(c["score"], 5)]
-             for r in good for m, cands in enumerate(r["predictions"]) for rank, c in enumerate(cands)]
+    rows = [[r["model"], m + 1, rank + 1, c["token_str"], round(c["score"], 5)]
+            for r in good for m, cands in enumerate(r["predictions"]) for rank, c in enumerate(cands)]
     notices = [f"`{model}`: {markdown_text(message)}" for model, message in errors]
-    notices += [f"`{r['model']}`: {markdown_text(localized(n))}" for r in good for n in r["notices"]]
-    return (plots.mask_bars(good), filled, localized_table(table, TABLE_HEADERS, TABLE_HEADERS_ZH),
-            "\n".join(f"⚠️ {n}" for n in notices))
+    notices += [f"`{r['model']}`: {markdown_text(n)}" for r in good for n in r["notices"]]
+    return (plots.mask_bars(good), filled, table(rows, TABLE_HEADERS), "\n".join(f"⚠️ {n}" for n in notices))
 
 
 def build_tab() -> TabParts:
@@ -186,11 +175,12 @@ def build_tab() -> TabParts:
             text = gr.Textbox(label=I18N("fm_text"), placeholder="Paris is the [MASK] of France.",
                               value="Paris is the [MASK] of France.", lines=3, elem_id="fm-text", max_length=text_limit())
             with gr.Row():
-                top_k = gr.Slider(1, MAX_TOP_K, value=5, step=1, label=I18N("fm_top_k"), elem_id="fm-top-k")
+                top_k = gr.Slider(1, get_settings().max_top_k, value=5, step=1, label=I18N("fm_top_k"),
+                                  elem_id="fm-top-k")
                 targets = gr.Textbox(label=I18N("fm_targets"), info=I18N("fm_targets_info"),
                                      elem_id="fm-targets", max_length=text_limit())
         with gr.Column(scale=2):
-            models = model_dropdown("fill-mask", multiselect=True, max_choices=MAX_COMPARE,
+            models = model_dropdown("fill-mask", multiselect=True, max_choices=get_settings().max_compare,
                                     elem_id="fm-models")
             run = gr.Button(I18N("fm_run"), variant="primary", elem_id="fm-run")
     notices = gr.Markdown(elem_id="fm-notices")
@@ -201,9 +191,11 @@ def build_tab() -> TabParts:
     with gr.Accordion(I18N("fm_raw"), open=False):
         raw = gr.JSON(elem_id="fm-raw")
     examples(EXAMPLES, inputs=[text, targets])
-    gr.on([run.click, text.submit], fill_mask_batch, inputs=[text, models, top_k, targets],
-          outputs=[raw], api_name="fill_mask", batch=True, max_batch_size=MAX_BATCH,
-          concurrency_limit=1, concurrency_id="fill_mask", preprocess=False,
-          ).success(user_errors(render_fill_mask), inputs=[raw], outputs=[chart, filled, table, notices],
-                    api_visibility="private", queue=False)
+    event = gr.on([run.click, text.submit], fill_mask_batch, inputs=[text, models, top_k, targets],
+                  outputs=[raw], api_name="fill_mask", batch=True, max_batch_size=MAX_BATCH,
+                  concurrency_limit=1, concurrency_id="fill_mask", preprocess=False)
+    rendered = event.success(render_fill_mask, inputs=[raw], outputs=[chart, filled, table, notices],
+                             api_visibility="private", queue=False)
+    clear_on_failure(event, [raw, chart, filled, table, notices])
+    clear_on_failure(rendered, [chart, filled, table, notices])
     return TabParts(pickers=[("fill-mask", models)])

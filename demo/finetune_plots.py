@@ -8,9 +8,37 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from demo.i18n import add_messages
 from demo.messages import markdown_text, say
 
-RUN_NAMES = {"pretrained": "from the pretrained model", "scratch": "from scratch (random init)"}
+MESSAGES = {
+    "en": {
+        "finetune.run.pretrained": "from the pretrained model", "finetune.run.scratch": "from scratch (random init)",
+        "finetune.axis_step": "step", "finetune.axis_loss": "training loss", "finetune.axis_validation": "validation",
+        "finetune.saved": "✅ Saved as **`{checkpoint}`**: pick it in the Classify tab.",
+        "finetune.stopped_at": "⏹ Stopped at step {steps} of {max_steps}.",
+        "finetune.table": "| run | accuracy | macro-F1 | steps | seconds |",
+        "finetune.rows": "{train} training rows, {validation} validation rows",
+        "finetune.skipped": ", {skipped} rows skipped (empty text or label)",
+        "finetune.labels": "; labels: {labels}.",
+    },
+    "zh-CN": {
+        "finetune.run.pretrained": "从预训练模型开始", "finetune.run.scratch": "从零开始（随机初始化）",
+        "finetune.axis_step": "步数", "finetune.axis_loss": "训练损失", "finetune.axis_validation": "验证集",
+        "finetune.saved": "✅ 已保存为 **`{checkpoint}`**：可在“文本分类”页选择它。",
+        "finetune.stopped_at": "⏹ 在第 {steps} / {max_steps} 步停止。",
+        "finetune.table": "| 运行 | 准确率 | 宏平均 F1 | 步数 | 秒 |",
+        "finetune.rows": "训练集 {train} 行，验证集 {validation} 行",
+        "finetune.skipped": "，跳过 {skipped} 行（文本或标签为空）",
+        "finetune.labels": "；标签：{labels}。",
+    },
+}
+add_messages(MESSAGES)
+
+
+def run_name(run: str) -> str:
+    """How a run ("pretrained", "scratch") is named in the request's language."""
+    return say(f"finetune.run.{run}") if run in ("pretrained", "scratch") else run
 RUN_COLORS = {"pretrained": "#3b82f6", "scratch": "#f97316"}
 
 
@@ -27,8 +55,8 @@ def loss_figure(events: list[dict]) -> go.Figure:
     fig = go.Figure()
     for run, points in _runs(events, "train").items():
         fig.add_trace(go.Scatter(x=[p["step"] for p in points], y=[p["loss"] for p in points], mode="lines+markers",
-                                 name=RUN_NAMES.get(run, run), line_color=RUN_COLORS.get(run)))
-    fig.update_layout(xaxis_title="step", yaxis_title="training loss", height=300,
+                                 name=run_name(run), line_color=RUN_COLORS.get(run)))
+    fig.update_layout(xaxis_title=say("finetune.axis_step"), yaxis_title=say("finetune.axis_loss"), height=300,
                       margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12))
     return fig
 
@@ -40,37 +68,32 @@ def validation_figure(events: list[dict]) -> go.Figure:
         steps = [p["step"] for p in points]
         for metric, dash in (("accuracy", "solid"), ("macro_f1", "dot")):
             fig.add_trace(go.Scatter(x=steps, y=[p[metric] for p in points], mode="lines+markers",
-                                     name=f"{metric} · {RUN_NAMES.get(run, run)}",
+                                     name=f"{metric} · {run_name(run)}",
                                      line=dict(color=RUN_COLORS.get(run), dash=dash)))
-    fig.update_layout(xaxis_title="step", yaxis=dict(title="validation", range=[0, 1.02], tickformat=".0%"),
+    fig.update_layout(xaxis_title=say("finetune.axis_step"),
+                      yaxis=dict(title=say("finetune.axis_validation"), range=[0, 1.02], tickformat=".0%"),
                       height=300, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.2))
     return fig
-
-
-def progress_line(events: list[dict]) -> tuple[int, int, str] | None:
-    """``(step, total, run)`` of the latest progress event, or None before the first step."""
-    latest = next((e for e in reversed(events) if e.get("kind") == "progress"), None)
-    return None if latest is None else (latest["step"], latest["total"], latest.get("run", "pretrained"))
 
 
 def summary_markdown(summary: dict) -> str:
     """Final figures of a job: checkpoint, metrics of each run, steps, time, data counts."""
     lines = []
     if summary.get("checkpoint"):
-        lines.append(f"✅ Saved as **`{summary['checkpoint']}`**: pick it in the Classify tab.")
+        lines.append(say("finetune.saved", checkpoint=summary["checkpoint"]))
     if summary.get("removed"):
         lines.append(say("checkpoints.removed", names=", ".join(f"local:{name}" for name in summary["removed"])))
     if summary.get("stopped"):
-        lines.append(f"⏹ Stopped at step {summary['steps']} of {summary['max_steps']}.")
-    lines.append("\n| run | accuracy | macro-F1 | steps | seconds |\n|---|---|---|---|---|")
+        lines.append(say("finetune.stopped_at", steps=summary["steps"], max_steps=summary["max_steps"]))
+    lines.append("\n" + say("finetune.table") + "\n|---|---|---|---|---|")
     for run in ("pretrained", "scratch"):
         part = summary.get(run)
         if part:
             metrics = part["metrics"]
             acc = f"{metrics['accuracy']:.2%}" if "accuracy" in metrics else "–"
             f1 = f"{metrics['macro_f1']:.3f}" if "macro_f1" in metrics else "–"
-            lines.append(f"| {RUN_NAMES[run]} | {acc} | {f1} | {part['steps']} | {part['seconds']:.1f} |")
-    lines.append(f"\n{summary['train_rows']} training rows, {summary['validation_rows']} validation rows"
-                 + (f", {summary['skipped']} rows skipped (empty text or label)" if summary.get("skipped") else "")
-                 + f"; labels: {', '.join(markdown_text(label) for label in summary['labels'])}.")
+            lines.append(f"| {run_name(run)} | {acc} | {f1} | {part['steps']} | {part['seconds']:.1f} |")
+    lines.append("\n" + say("finetune.rows", train=summary["train_rows"], validation=summary["validation_rows"])
+                 + (say("finetune.skipped", skipped=summary["skipped"]) if summary.get("skipped") else "")
+                 + say("finetune.labels", labels=", ".join(markdown_text(label) for label in summary["labels"])))
     return "\n".join(lines)

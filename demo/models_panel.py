@@ -9,8 +9,9 @@ import gradio as gr
 
 from demo.common import TabParts, is_offline, user_errors
 from demo.i18n import I18N
-from demo.messages import in_language, say
-from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_problem
+from demo.i18n import add_messages, text
+from demo.messages import say, table, translate
+from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_error
 from model_utils.config import get_settings
 from model_utils.errors import scrub_paths
 from model_utils.manager import device_summary, get_manager
@@ -35,30 +36,49 @@ STRINGS = {
                               "卸载模型可释放内存。"},
 }
 IDLE_SECONDS = 120  # without the admin token, only models unused this long can be unloaded
-TABLE_HEADERS = ["checkpoint", "head", "device", "precision", "memory (MB)"]
-TABLE_HEADERS_ZH = ["检查点", "输出头", "设备", "精度", "内存 (MB)"]
+TABLE_HEADERS = ["col_checkpoint", "col_head", "col_device", "col_dtype", "col_memory"]
+
+MESSAGES = {
+    "en": {
+        "models.device": "**Device:** {device} ({name}), {dtype}{gpu}",
+        "models.gpu": " · GPU memory {used} / {total} MB",
+        "models.hub_offline": "**Hugging Face Hub:** offline: defaults are the bundled models",
+        "models.hub_online": "**Hugging Face Hub:** online: Hub models download on first use",
+        "models.cache": "**Cache:** {count} of at most {most} models, {used_mb:.1f} MB of {limit_mb:.0f} MB",
+        "models.checkpoints_problem": "**Checkpoints:** ⚠️ {problem}",
+        "models.checkpoints_missing": "**Checkpoints:** `{folder}` does not exist yet; it is created when the first "
+                                      "model is saved",
+        "models.checkpoints": "**Checkpoints:** `{folder}`, {count} saved (offered as `local:<name>`), {used_mb:,.0f} of "
+                              "{limit_mb:,.0f} MB; at most {most} made in the app (the oldest go first)",
+    },
+    "zh-CN": {
+        "models.device": "**设备：** {device}（{name}），{dtype}{gpu}",
+        "models.gpu": " · GPU 显存 {used} / {total} MB",
+        "models.hub_offline": "**Hugging Face Hub：** 离线：默认使用内置模型",
+        "models.hub_online": "**Hugging Face Hub：** 在线：Hub 模型在首次使用时下载",
+        "models.cache": "**缓存：** {count} 个模型（最多 {most} 个），{used_mb:.1f} MB / {limit_mb:.0f} MB",
+        "models.checkpoints_problem": "**检查点：** ⚠️ {problem}",
+        "models.checkpoints_missing": "**检查点：** `{folder}` 还不存在；保存第一个模型时会创建",
+        "models.checkpoints": "**检查点：** `{folder}`，已保存 {count} 个（以 `local:<名称>` 提供），占用 {used_mb:,.0f} / "
+                              "{limit_mb:,.0f} MB；应用中创建的最多保留 {most} 个（最早的先删除）",
+    },
+}
+add_messages(MESSAGES)
 
 
 def checkpoints_markdown() -> str:
     """One line: where fine-tuned/pretrained models are saved, how many there are, or why they cannot be."""
     root = get_settings().checkpoints_dir
-    problem = storage_problem(root)
-    label = in_language("**Checkpoints:**", "**检查点：**")
-    if problem:  # the operator's own words and path (no user input): kept readable, server paths shortened
-        return f"{label} ⚠️ {html.escape(scrub_paths(problem), quote=False)}"
+    problem = storage_error(root)
+    if problem:  # the operator's own setting (no user input), server paths shortened
+        return say("models.checkpoints_problem", problem=html.escape(translate(problem), quote=False))
     shown = scrub_paths(str(root.absolute()) if root.is_absolute() else str(root))
     if not root.is_dir():
-        return label + in_language(f" `{shown}` does not exist yet; it is created when the first model is saved",
-                                   f" `{shown}` 还不存在；保存第一个模型时会创建")
-    count = len(local_checkpoints())
+        return say("models.checkpoints_missing", folder=shown)
     settings = get_settings()
-    used_mb = sum(c.bytes for c in saved_checkpoints(root)) / 2**20
-    limit_mb, most = settings.checkpoints_max_bytes / 2**20, settings.checkpoints_max_count
-    return label + in_language(
-        f" `{shown}`, {count} saved (offered as `local:<name>`), {used_mb:,.0f} of {limit_mb:,.0f} MB; at most "
-        f"{most} made in the app (the oldest go first)",
-        f" `{shown}`，已保存 {count} 个（以 `local:<名称>` 提供），占用 {used_mb:,.0f} / {limit_mb:,.0f} MB；"
-        f"应用中创建的最多保留 {most} 个（最早的先删除）")
+    return say("models.checkpoints", folder=shown, count=len(local_checkpoints()),
+               used_mb=sum(c.bytes for c in saved_checkpoints(root)) / 2**20,
+               limit_mb=settings.checkpoints_max_bytes / 2**20, most=settings.checkpoints_max_count)
 
 
 def status_markdown() -> str:
@@ -66,24 +86,14 @@ def status_markdown() -> str:
     device = device_summary()
     settings = get_settings()
     loaded = get_manager().loaded()
-    used_mb = sum(m["approx_bytes"] for m in loaded) / 2**20
-    limit_mb = settings.cache_max_bytes / 2**20
-    gpu = ""
-    if device["memory_total_mb"]:
-        gpu = in_language(f" · GPU memory {device['memory_used_mb']} / {device['memory_total_mb']} MB",
-                          f" · GPU 显存 {device['memory_used_mb']} / {device['memory_total_mb']} MB")
-    if is_offline():
-        hub = in_language("offline: defaults are the bundled models", "离线：默认使用内置模型")
-    else:
-        hub = in_language("online: Hub models download on first use", "在线：Hub 模型在首次使用时下载")
-    cache = in_language(f"**Cache:** {len(loaded)} of at most {settings.cache_max_models} models, "
-                        f"{used_mb:.1f} MB of {limit_mb:.0f} MB",
-                        f"**缓存：** {len(loaded)} 个模型（最多 {settings.cache_max_models} 个），"
-                        f"{used_mb:.1f} MB / {limit_mb:.0f} MB")
-    return (in_language("**Device:**", "**设备：**") + f" {device['device']} ({device['name']}), {device['dtype']}{gpu}  \n"
-            f"**Hugging Face Hub{in_language(':**', '：**')} {hub}  \n"
-            f"{checkpoints_markdown()}  \n"
-            f"{cache}")
+    gpu = say("models.gpu", used=device["memory_used_mb"], total=device["memory_total_mb"]) \
+        if device["memory_total_mb"] else ""
+    lines = [say("models.device", device=device["device"], name=device["name"], dtype=device["dtype"], gpu=gpu),
+             say("models.hub_offline" if is_offline() else "models.hub_online"),
+             checkpoints_markdown(),
+             say("models.cache", count=len(loaded), most=settings.cache_max_models,
+                 used_mb=sum(m["approx_bytes"] for m in loaded) / 2**20, limit_mb=settings.cache_max_bytes / 2**20)]
+    return "  \n".join(lines)
 
 
 def models_status() -> tuple[str, Any, Any]:
@@ -91,8 +101,7 @@ def models_status() -> tuple[str, Any, Any]:
     loaded = get_manager().loaded()
     rows = [[m["checkpoint"], m["head"], m["device"], m["dtype"], m["approx_mb"]] for m in loaded]
     names = sorted({m["checkpoint"] for m in loaded})
-    table = {"headers": in_language(TABLE_HEADERS, TABLE_HEADERS_ZH), "data": rows}
-    return status_markdown(), table, gr.Dropdown(choices=names, value=names[0] if names else None)
+    return status_markdown(), table(rows, TABLE_HEADERS), gr.Dropdown(choices=names, value=names[0] if names else None)
 
 
 def unload_models(checkpoint: str | None, admin_token: str | None = None) -> tuple[str, list[list[Any]], Any]:
@@ -133,7 +142,7 @@ def build_tab() -> TabParts:
     """Lay out the Models tab; app.py refreshes it whenever it is opened and when the page loads."""
     gr.Markdown(I18N("models_intro"))
     status = gr.Markdown(elem_id="models-status")
-    table = gr.Dataframe(headers=TABLE_HEADERS, label=I18N("models_loaded"), interactive=False,
+    loaded = gr.Dataframe(headers=[text(key) for key in TABLE_HEADERS], label=I18N("models_loaded"), interactive=False,
                          elem_id="models-table")
     with gr.Row():
         refresh = gr.Button(I18N("models_refresh"), elem_id="models-refresh")
@@ -147,7 +156,7 @@ def build_tab() -> TabParts:
         with gr.Row():
             mine = gr.Dropdown(label=I18N("models_mine"), choices=[], elem_id="models-mine")
             delete = gr.Button(I18N("models_delete"), variant="stop", elem_id="models-delete")
-    outputs = [status, table, which]
+    outputs = [status, loaded, which]
     refresh.click(models_status, outputs=outputs, api_name="models_status", queue=False)
     unload_one.click(unload_models, inputs=[which, token], outputs=outputs, api_name="unload_models")
     unload_all.click(lambda admin_token: unload_models(None, admin_token), inputs=[token], outputs=outputs,

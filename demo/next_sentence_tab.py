@@ -12,9 +12,9 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
-from demo.i18n import I18N
-from demo.messages import in_language, localized, localized_table, markdown_text
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, user_errors
+from demo.i18n import I18N, add_messages, add_strings
+from demo.messages import markdown_text, say, table, translate
 from model_utils.manager import get_manager
 from model_utils.next_sentence import next_sentence, score_paragraph
 
@@ -38,6 +38,7 @@ STRINGS = {
         "ns_paragraph_chart": "P(IsNext) per consecutive pair vs shuffled control",
         "ns_paragraph_table": "Pairs",
         "ns_raw": "Raw output (JSON)",
+        "ns_col_order": "order", "ns_col_pair": "pair", "ns_col_p": "P(IsNext)",
     },
     "zh-CN": {
         "tab_next_sentence": "下一句预测",
@@ -57,6 +58,7 @@ STRINGS = {
         "ns_paragraph_chart": "相邻句子对的 P(IsNext) 与打乱对照",
         "ns_paragraph_table": "句子对",
         "ns_raw": "原始输出 (JSON)",
+        "ns_col_order": "顺序", "ns_col_pair": "句对", "ns_col_p": "P(IsNext)",
     },
 }
 
@@ -89,7 +91,8 @@ def score_pair(first: str, second: str, model: str | None) -> dict:
 @user_errors
 def score_paragraph_event(paragraph: str, model: str | None, seed: float | None) -> dict:
     """API ``next_sentence_paragraph``: consecutive pairs and shuffled control (see score_paragraph)."""
-    return {"model": _model_name(model), **score_paragraph(paragraph, model or None, int(seed or 0))}
+    result = score_paragraph(paragraph, model or None, int(seed or 0))
+    return {"model": _model_name(model), **result, "notices": [translate(n) for n in result["notices"]]}
 
 
 def render_pair(output: dict) -> tuple[dict, Any]:
@@ -98,15 +101,27 @@ def render_pair(output: dict) -> tuple[dict, Any]:
     return probs, plots.probability_bars(probs)
 
 
-PARAGRAPH_HEADERS = ["order", "pair", "sentence A", "sentence B", "P(IsNext)"]
-PARAGRAPH_HEADERS_ZH = ["顺序", "句对", "句子 A", "句子 B", "P(IsNext)"]
+PARAGRAPH_HEADERS = ["ns_col_order", "ns_col_pair", "ns_first", "ns_second", "ns_col_p"]
+MESSAGES = {
+    "en": {"next_sentence.original": "original", "next_sentence.shuffled": "shuffled"},
+    "zh-CN": {
+        "next_sentence.original": "原顺序", "next_sentence.shuffled": "打乱",
+        "next_sentence.no_pairs": "没有要打分的句子对。",
+        "next_sentence.paragraph_short": "段落模式至少需要两个句子（以 . ! 或 ? 结尾）。",
+        "next_sentence.pair_cut": "这对句子有 {length} 个词元，而模型最多读 {limit} 个；较长的句子被截短了。",
+        "next_sentence.paragraph_cut": "{total} 个句子中只有前 {kept} 个参与了打分。",
+    },
+}
+add_strings(STRINGS)
+add_messages(MESSAGES)
 
 
 def render_paragraph(output: dict) -> tuple[Any, dict, str]:
     """(chart, pair table, notices) of a paragraph result."""
-    orders = (in_language("original", "原顺序"), "pairs"), (in_language("shuffled", "打乱"), "control")
+    orders = (say("next_sentence.original"), "pairs"), (say("next_sentence.shuffled"), "control")
     rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)] for kind, key in orders for r in output[key]]
-    return plots.paragraph_chart(output), localized_table(rows, PARAGRAPH_HEADERS, PARAGRAPH_HEADERS_ZH), "\n".join(f"⚠️ {markdown_text(localized(n))}" for n in output["notices"])
+    notices = "\n".join(f"⚠️ {markdown_text(n)}" for n in output["notices"])
+    return plots.paragraph_chart(output), table(rows, PARAGRAPH_HEADERS), notices
 
 
 def _pair_panel(model: gr.Dropdown) -> None:
@@ -120,9 +135,10 @@ def _pair_panel(model: gr.Dropdown) -> None:
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON(elem_id="ns-raw")
     examples(PAIR_EXAMPLES, inputs=[first, second])
-    gr.on([run.click, second.submit], score_pair, inputs=[first, second, model], outputs=[raw],
-          api_name="next_sentence").success(render_pair, inputs=[raw], outputs=[label, chart],
-                                            api_visibility="private", queue=False)
+    event = gr.on([run.click, second.submit], score_pair, inputs=[first, second, model], outputs=[raw],
+                  api_name="next_sentence")
+    event.success(render_pair, inputs=[raw], outputs=[label, chart], api_visibility="private", queue=False)
+    clear_on_failure(event, [raw, label, chart])
 
 
 def _paragraph_panel(model: gr.Dropdown) -> None:
@@ -133,15 +149,16 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
         run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")
     notices = gr.Markdown()
     chart = gr.Plot(label=I18N("ns_paragraph_chart"), elem_id="ns-paragraph-chart")
-    table = gr.Dataframe(headers=PARAGRAPH_HEADERS,
+    pairs_table = gr.Dataframe(headers=[STRINGS["en"][key] for key in PARAGRAPH_HEADERS],
                          label=I18N("ns_paragraph_table"), interactive=False, wrap=True)
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON()
     examples(PARAGRAPH_EXAMPLES, inputs=[paragraph])
-    run.click(score_paragraph_event, inputs=[paragraph, model, seed], outputs=[raw],
-              api_name="next_sentence_paragraph").success(
-        render_paragraph, inputs=[raw], outputs=[chart, table, notices], api_visibility="private",
-        queue=False)
+    event = run.click(score_paragraph_event, inputs=[paragraph, model, seed], outputs=[raw],
+                      api_name="next_sentence_paragraph")
+    event.success(render_paragraph, inputs=[raw], outputs=[chart, pairs_table, notices], api_visibility="private",
+                  queue=False)
+    clear_on_failure(event, [raw, chart, pairs_table, notices])
 
 
 def build_tab() -> TabParts:

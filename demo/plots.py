@@ -10,8 +10,25 @@ import html
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from demo.i18n import add_messages
+from demo.messages import say
+
 BAR_COLOR = "#3b82f6"
 CONTROL_COLOR = "#f97316"
+
+MESSAGES = {
+    "en": {
+        "plots.mask_title": "{model} · mask {number}", "plots.probability": "probability",
+        "plots.original_order": "original order", "plots.shuffled_control": "shuffled control",
+        "plots.mean": "mean {value:.2f}", "plots.sentence_pair": "sentence pair",
+    },
+    "zh-CN": {
+        "plots.mask_title": "{model} · 第 {number} 个掩码", "plots.probability": "概率",
+        "plots.original_order": "原始顺序", "plots.shuffled_control": "打乱后的对照",
+        "plots.mean": "平均 {value:.2f}", "plots.sentence_pair": "句子对",
+    },
+}
+add_messages(MESSAGES)
 
 
 def plot_text(text: str) -> str:
@@ -36,7 +53,8 @@ def mask_bars(results: list[dict]) -> go.Figure:
     if not usable:
         return go.Figure()
     rows = max(len(r["predictions"]) for r in usable)
-    titles = [f"{plot_text(_short(r['model']))} · mask {m + 1}" for m in range(rows) for r in usable]
+    titles = [say("plots.mask_title", model=plot_text(_short(r["model"])), number=m + 1)
+              for m in range(rows) for r in usable]
     fig = make_subplots(rows=rows, cols=len(usable), subplot_titles=titles,
                         horizontal_spacing=0.12, vertical_spacing=min(0.12, 0.3 / rows))
     for col, result in enumerate(usable, start=1):
@@ -58,7 +76,7 @@ def probability_bars(probabilities: dict[str, float], title: str = "") -> go.Fig
     values = [probabilities[n] for n in names]
     fig = go.Figure(go.Bar(x=names, y=values, marker_color=[BAR_COLOR, CONTROL_COLOR][: len(names)] or None,
                            text=[f"{v:.1%}" for v in values], textposition="auto"))
-    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+    fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%", title=say("plots.probability")),
                       height=300, margin=dict(l=10, r=10, t=40 if title else 10, b=20))
     return fig
 
@@ -66,8 +84,8 @@ def probability_bars(probabilities: dict[str, float], title: str = "") -> go.Fig
 def paragraph_chart(result: dict) -> go.Figure:
     """P(IsNext) of each consecutive sentence pair vs the shuffled control, with their means."""
     fig = go.Figure()
-    for key, name, color in (("pairs", "original order", BAR_COLOR),
-                             ("control", "shuffled control", CONTROL_COLOR)):
+    for key, name, color in (("pairs", say("plots.original_order"), BAR_COLOR),
+                             ("control", say("plots.shuffled_control"), CONTROL_COLOR)):
         records = result[key]
         fig.add_trace(go.Bar(
             x=[r["index"] for r in records], y=[r["is_next"] for r in records], name=name,
@@ -76,9 +94,9 @@ def paragraph_chart(result: dict) -> go.Figure:
                           f"<extra>{name}</extra>"))
     for mean_key, color in (("mean_is_next", BAR_COLOR), ("mean_control", CONTROL_COLOR)):
         fig.add_hline(y=result[mean_key], line_dash="dash", line_color=color,
-                      annotation_text=f"mean {result[mean_key]:.2f}", annotation_position="top left")
+                      annotation_text=say("plots.mean", value=result[mean_key]), annotation_position="top left")
     fig.update_layout(barmode="group", height=360, margin=dict(l=10, r=10, t=30, b=30),
-                      xaxis=dict(title="sentence pair", dtick=1),
+                      xaxis=dict(title=say("plots.sentence_pair"), dtick=1),
                       yaxis=dict(title="P(IsNext)", range=[0, 1.05], tickformat=".0%"),
                       legend=dict(orientation="h", y=1.1))
     return fig

@@ -1,30 +1,34 @@
 """Pretrain tab: continued MLM + NSP pretraining on the user's own text, watching the model learn.
 
-Start checks the corpus (pasted text, ``.txt`` uploads or the bundled corpus sample), the knobs and
-the checkpoint name, then hands ``model_utils.pretrain_session.run_pretraining`` to the shared
-background job runner (:mod:`model_utils.jobs`, one training job at a time) and streams its events:
-live curves, the probe's top-5 timeline, the masking panel; at the end the before/after table and the
-new ``local:<name>`` checkpoint, listed at once in the other tabs' model pickers. Events:
-``pretrain``, ``pretrain_stop``, ``pretrain_corpus``.
+Start has ``model_utils.pretrain_session.plan`` check the run once (the corpus: pasted text, ``.txt``
+uploads or the bundled corpus sample; the knobs, built from the dataclasses that define them; the
+base model and the checkpoint's name), queues ``run_plan`` on the shared job runner
+(:mod:`model_utils.jobs`: one training job at a time, in line) and follows it with the shared job
+panel (:mod:`demo.job_panel`): live curves, the probe's top-5 timeline, the masking panel; at the end
+the before/after table and the new ``local:<name>`` checkpoint, listed at once in every model picker.
+Events: ``pretrain``, ``pretrain_stop``, ``pretrain_corpus``.
 """
 
 from __future__ import annotations
 
-import re
-import time
 from typing import Any, Iterator
 
 import gradio as gr
 
+from demo import job_panel
 from demo import pretrain_plots as plots
-from demo.common import TabParts, model_choices, model_dropdown, text_limit, ui_error, user_errors
-from demo.i18n import I18N
-from demo.messages import in_language, localized_table, markdown_text, say
+from demo.common import TabParts, clear_on_failure, model_dropdown, text_limit, user_errors
+from demo.forms import number_inputs, values_of
+from demo.i18n import I18N, add_messages, add_strings, text
+from demo.messages import markdown_text, say, table, translate
+from model_utils import pretrain_session as S
 from model_utils.config import get_settings
-from model_utils.inputs import check_text
-from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
+from model_utils.errors import UserError
+from model_utils.jobs import Job, get_runner
+from model_utils.knobs import form
 
 TASK = "pretrain-base"
+JOB_KIND = "pretrain"
 
 STRINGS = {
     "en": {
@@ -42,15 +46,18 @@ STRINGS = {
         "pt_base": "Base model (needs an MLM head)",
         "pt_name": "Save as local:<name> (empty: a dated name)",
         "pt_probe": "Probe sentence with one [MASK]",
-        "pt_probe_every": "Recompute the probe every N steps",
+        "pt_knob_probe_every": "Recompute the probe every N steps",
         "pt_hyper": "Training settings",
-        "pt_steps": "Steps",
-        "pt_batch": "Batch size",
-        "pt_lr": "Learning rate",
-        "pt_max_len": "Max tokens per sequence",
-        "pt_mlm_prob": "MLM probability (share of tokens selected)",
-        "pt_nsp": "Next-sentence prediction (NSP)",
-        "pt_example": "Training example shown in the masking panel (number)",
+        "pt_knob_max_steps": "Steps",
+        "pt_knob_batch_size": "Batch size",
+        "pt_knob_learning_rate": "Learning rate",
+        "pt_knob_max_seq_length": "Max tokens per sequence",
+        "pt_knob_mlm_probability": "MLM probability (share of tokens selected)",
+        "pt_knob_nsp": "Next-sentence prediction (NSP)",
+        "pt_knob_example_index": "Training example shown in the masking panel (0: the first)",
+        "pt_col_metric": "metric", "pt_col_base": "base", "pt_col_adapted": "adapted", "pt_col_change": "change",
+        "pt_col_step": "step", "pt_col_1": "1st", "pt_col_2": "2nd", "pt_col_3": "3rd", "pt_col_4": "4th",
+        "pt_col_5": "5th",
         "pt_start": "Start",
         "pt_stop": "Stop",
         "pt_status": "Status",
@@ -76,15 +83,18 @@ STRINGS = {
         "pt_base": "基础模型（需要 MLM 输出头）",
         "pt_name": "保存为 local:<名称>（留空：按日期命名）",
         "pt_probe": "含一个 [MASK] 的探针句",
-        "pt_probe_every": "每 N 步重新计算探针",
+        "pt_knob_probe_every": "每 N 步重新计算探针",
         "pt_hyper": "训练设置",
-        "pt_steps": "步数",
-        "pt_batch": "批大小",
-        "pt_lr": "学习率",
-        "pt_max_len": "每个序列的最大词元数",
-        "pt_mlm_prob": "MLM 概率（被选中词元的比例）",
-        "pt_nsp": "下一句预测（NSP）",
-        "pt_example": "掩码面板中显示的训练样本（编号）",
+        "pt_knob_max_steps": "步数",
+        "pt_knob_batch_size": "批大小",
+        "pt_knob_learning_rate": "学习率",
+        "pt_knob_max_seq_length": "每个序列的最大词元数",
+        "pt_knob_mlm_probability": "MLM 概率（被选中词元的比例）",
+        "pt_knob_nsp": "下一句预测（NSP）",
+        "pt_knob_example_index": "掩码面板中显示的训练样本（0：第一个）",
+        "pt_col_metric": "指标", "pt_col_base": "基础模型", "pt_col_adapted": "适配后", "pt_col_change": "变化",
+        "pt_col_step": "步数", "pt_col_1": "第 1", "pt_col_2": "第 2", "pt_col_3": "第 3", "pt_col_4": "第 4",
+        "pt_col_5": "第 5",
         "pt_start": "开始",
         "pt_stop": "停止",
         "pt_status": "状态",
@@ -99,12 +109,49 @@ STRINGS = {
     },
 }
 
-KNOB_LIMITS = {"steps": (1, 100_000), "batch_size": (1, 256), "learning_rate": (1e-7, 1.0),
-               "max_length": (16, 512), "mlm_probability": (0.01, 0.5), "probe_every": (1, 100_000)}
-BEFORE_AFTER_HEADERS = ["metric", "base", "adapted", "change"]
-BEFORE_AFTER_HEADERS_ZH = ["指标", "基础模型", "适配后", "变化"]
-TIMELINE_HEADERS = ["step", "1st", "2nd", "3rd", "4th", "5th"]
-TIMELINE_HEADERS_ZH = ["步数", "第 1", "第 2", "第 3", "第 4", "第 5"]
+BEFORE_AFTER_HEADERS = ["pt_col_metric", "pt_col_base", "pt_col_adapted", "pt_col_change"]
+TIMELINE_HEADERS = ["pt_col_step", "pt_col_1", "pt_col_2", "pt_col_3", "pt_col_4", "pt_col_5"]
+MESSAGES = {
+    "en": {
+        "pretrain.enough": "✅ enough to train on.",
+        "pretrain.corpus_counts": "{source}: {documents} documents, {sentences} sentences, {words} words. {verdict}",
+        "pretrain.done": "✅ Done: {steps} steps in {seconds:.0f} s. Saved as `{checkpoint}`, now listed in Fill-Mask, "
+                         "Next Sentence, Attention and Fine-tune.",
+        "pretrain.stopped": "⏹ Stopped{reason}; nothing was saved (no checkpoint is half-written).",
+    },
+    "zh-CN": {
+        "pretrain.enough": "✅ 足够用来训练。",
+        "pretrain.corpus_counts": "{source}：{documents} 篇文档、{sentences} 个句子、{words} 个词。{verdict}",
+        "pretrain.done": "✅ 完成：{steps} 步，用时 {seconds:.0f} 秒。已保存为 `{checkpoint}`，现已出现在掩码填充、下一句预测、"
+                         "注意力和微调页中。",
+        "pretrain.stopped": "⏹ 已停止{reason}；没有保存任何内容（不会留下写了一半的检查点）。",
+        "pretrain.not_txt": "{name}：请上传纯文本 .txt 文件（文档之间用空行分隔）。",
+        "pretrain.file_too_big": "{name} 有 {size_mb:.1f} MB；上限为 {limit_mb:.0f} MB。",
+        "pretrain.binary": "{name} 看起来是二进制文件，不是文本。",
+        "pretrain.not_utf8": "{name} 不是 UTF-8 文本（第 {position} 个字节：{reason}）。",
+        "pretrain.corpus_too_big": "语料有 {size_mb:.1f} MB；上限为 {limit_mb:.0f} MB。",
+        "pretrain.corpus_empty": "语料为空。请粘贴文本、上传 .txt 文件或使用内置语料：至少 {min_docs} 篇文档（用空行分隔），"
+                                 "共 {min_sentences} 个句子，其中至少 {min_pairs} 篇文档有两个或更多句子。",
+        "pretrain.corpus_small": "语料太少（{docs} 篇文档、{sentences} 个句子，{pairs} 篇有两个或更多句子）；要求至少 {min_docs} "
+                                 "篇文档（用空行分隔），共 {min_sentences} 个句子，其中至少 {min_pairs} 篇文档有两个或更多句子。",
+        "pretrain.no_heldout": "语料太少，无法留出一部分用于评估；要求至少 {min_docs} 篇文档（用空行分隔），共 {min_sentences} "
+                               "个句子，其中至少 {min_pairs} 篇文档有两个或更多句子，并且有两篇文档各有四个或更多句子。",
+        "pretrain.no_examples": "语料无法生成训练样本；要求至少 {min_docs} 篇文档（用空行分隔），共 {min_sentences} 个句子，"
+                                "其中至少 {min_pairs} 篇文档有两个或更多句子。",
+        "pretrain.not_bert": "{name} 是 {family} 模型；MLM + NSP 继续预训练只支持 BERT 检查点（BertForPreTraining 或 "
+                             "BertForMaskedLM）。",
+        "pretrain.no_mlm_head": "{name} 没有训练好的掩码语言模型头；请选择有该输出头的检查点（...ForMaskedLM 或 "
+                                "...ForPreTraining 模型）。",
+        "pretrain.base_unloadable": "无法加载 {name}（需要 .safetensors 权重和分词器）：{detail}",
+        "pretrain.delta_base_offline": "无法重建 {name}：它的基础模型 {base} 不在本地缓存中，而 Hub 无法访问。",
+        "pretrain.new_nsp_head": "{name} 没有下一句预测头：新的输出头从随机权重开始。",
+        "pretrain.probe_missing": "请写一个含一个 {mask} 的探针句，例如 'The patient was given [MASK] for the pain.'",
+        "pretrain.probe_masks": "探针句必须恰好含一个 {mask}（现在有 {count} 个）。",
+        "pretrain.example_too_short": "这个样本太短，无法掩码任何词元；请选择其他样本。",
+    },
+}
+add_strings(STRINGS)
+add_messages(MESSAGES)
 
 MEDICINE = """The patient was admitted with chest pain and shortness of breath. An electrocardiogram showed signs of \
 ischemia. She was given aspirin and nitroglycerin. Her pain improved within an hour. Troponin levels were \
@@ -136,14 +183,6 @@ EXAMPLES = [
 ]
 
 
-def _check_knobs(knobs: dict[str, Any]) -> None:
-    """ValueError for settings outside sensible ranges."""
-    for key, (low, high) in KNOB_LIMITS.items():
-        value = knobs[key]
-        if value is None or not low <= float(value) <= high:
-            raise ValueError(f"{key.replace('_', ' ')} must be between {low} and {high} (got {value}).")
-
-
 def _file_paths(files: Any) -> list[str]:
     if not files:
         return []
@@ -154,54 +193,27 @@ def _file_paths(files: Any) -> list[str]:
 @user_errors
 def corpus_info(text: str, files: Any, use_bundled: bool) -> str:
     """API ``pretrain_corpus``: how many documents, sentences and words the corpus has, against the minimum."""
-    from model_utils import pretrain_session as S
-
     docs, source = S.load_corpus(text or "", _file_paths(files), bool(use_bundled))
     counts = S.corpus_summary(docs)
     try:
         S.check_corpus(docs)
-        verdict = "✅ enough to train on."
-    except ValueError as err:
-        verdict = f"⚠️ {err}"
-    return (f"{markdown_text(source)}: {counts['documents']} documents, {counts['sentences']} sentences, "
-            f"{counts['words']} words. {verdict}")
+        verdict = say("pretrain.enough")
+    except UserError as err:
+        verdict = f"⚠️ {translate(err)}"
+    return say("pretrain.corpus_counts", source=markdown_text(source), documents=counts["documents"],
+               sentences=counts["sentences"], words=counts["words"], verdict=verdict)
 
 
-def _submit(text: str, files: Any, use_bundled: bool, base_model: str, name: str, probe: str,
-            knobs: dict[str, Any], owner: str) -> Job:
-    """Check everything that is quick to check, then queue the run on the shared job runner."""
-    from model_utils import pretrain_session as S
-    from model_utils.checkpoints import check_budget, ensure_new
-    from model_utils.registry import model_name, resolve
-
-    _check_knobs(knobs)
-    check_text(probe, "probe sentence", required=False)
-    masks = len(re.findall(r"\[MASK\]|<mask>", probe or "", flags=re.IGNORECASE))
-    if (probe or "").strip() and masks != 1:
-        raise ValueError(f"The probe sentence needs exactly one [MASK] (it has {masks}); or leave it empty.")
-    docs, source = S.load_corpus(text or "", _file_paths(files), bool(use_bundled))
-    S.check_corpus(docs)
-    S.split_heldout(docs)
-    base_model = model_name(base_model) or model_choices(TASK)[0]
-    if TASK not in resolve(base_model).tasks:  # refused now, not after the job waited for its turn
-        raise ValueError(f"{base_model} has no masked-language-model head to continue pretraining; choose a "
-                         "checkpoint with one (a ...ForMaskedLM or ...ForPreTraining model).")
-    name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
-    ensure_new(name)
-    check_budget(S.expected_bytes(base_model))  # a checkpoint that could never fit: refused before training
-    steps = int(knobs["steps"])
-    args = S.app_arguments(max_steps=steps, batch_size=int(knobs["batch_size"]),
-                           learning_rate=float(knobs["learning_rate"]), max_seq_length=int(knobs["max_length"]),
-                           mlm_probability=float(knobs["mlm_probability"]), nsp=bool(knobs["nsp"]),
-                           eval_every=max(1, steps // 8))
-    options = S.SessionOptions(base_model=base_model, checkpoint_name=name, probe_text=probe or "",
-                               probe_every=int(knobs["probe_every"]), example_index=max(0, int(knobs["example"] or 1) - 1),
-                               corpus_name=source)
+def _submit(values: dict[str, Any], owner: str) -> Job:
+    """Check the run once (model layer), then queue it on the shared job runner."""
+    checked = S.plan(values["text"], _file_paths(values["files"]), bool(values["use_bundled"]), values["base"],
+                     values["name"], values["probe"], {k: values[k] for k in S.APP_KNOBS + S.SESSION_KNOBS})
 
     def work(job: Job) -> dict:
-        return S.run_pretraining(args, options, docs, on_event=job.emit, should_stop=job.should_stop, owner=job.owner)
+        return S.run_plan(checked, job.emit, job.should_stop, owner=job.owner)
 
-    return get_runner().submit("pretrain", f"pretraining {base_model} as local:{name}", work, owner=owner)
+    description = f"{checked.options.base_model} → local:{checked.options.checkpoint_name}"
+    return get_runner().submit(JOB_KIND, description, work, owner=owner)
 
 
 def _view(job: Job) -> dict | None:
@@ -221,77 +233,49 @@ def _timeline(job: Job) -> list[dict]:
 
 def _outputs(job: Job, status: str, summary: dict | None) -> tuple:
     """Every output of the tab from the job's events (and its summary once finished)."""
-    from model_utils.pretrain_session import before_after_rows
-
     view, timeline = _view(job), _timeline(job)
     choices = plots.position_choices(view)
     position = gr.update(choices=choices, value=choices[0][1] if choices else None)
-    rows = plots.before_after_table(before_after_rows(summary)) if summary else []
+    rows = plots.before_after_table(S.before_after_rows(summary)) if summary else []
     return (status, plots.curves_figure(job.events), plots.timeline_figure(timeline),
-            localized_table(plots.timeline_rows(timeline), TIMELINE_HEADERS, TIMELINE_HEADERS_ZH),
-            localized_table(rows, BEFORE_AFTER_HEADERS, BEFORE_AFTER_HEADERS_ZH), plots.masking_spans(view) if view else None, plots.masking_markdown(view) if view else "",
+            table(plots.timeline_rows(timeline), TIMELINE_HEADERS), table(rows, BEFORE_AFTER_HEADERS),
+            plots.masking_spans(view) if view else None, plots.masking_markdown(view) if view else "",
             position, plots.position_markdown(view, choices[0][1] if choices else None), view, summary)
 
 
-def _status(job: Job, total: int) -> str:
-    if job.state == WAITING:
-        running = get_runner().running()
-        other = f" ({running.description})" if running else ""
-        return in_language(f"⏳ Waiting: another training job is running{other}. This one starts when it ends.",
-                           f"⏳ 等待中：另一个训练任务正在运行{other}，它结束后本任务开始。")
-    return plots.progress_line(job.events, total)
+def _live(job: Job, status: str) -> tuple:
+    """Outputs while the job runs: the status line of the job panel, or the run's own progress line."""
+    return _outputs(job, plots.progress_line(job.events, status), None)
 
 
 def _final(job: Job) -> tuple:
-    if job.state == FAILED:
-        raise ui_error(f"Pretraining failed: {job.error}")
+    """Outputs of a finished job: the summary, and whether it was saved."""
     summary = job.result
     if summary is None:
-        return _outputs(job, in_language("⏹ Stopped before training started; nothing was saved.",
-                                         "⏹ 训练开始前已停止；没有保存任何内容。"), None)
-    if job.state == DONE and summary["checkpoint"]:
-        status = in_language(
-            f"✅ Done: {summary['steps']} steps in {summary['seconds']:.0f} s. Saved as "
-            f"`{summary['checkpoint']}`, now listed in Fill-Mask, Next Sentence, Attention and Fine-tune.",
-            f"✅ 完成：{summary['steps']} 步，用时 {summary['seconds']:.0f} 秒。已保存为 "
-            f"`{summary['checkpoint']}`，现已出现在掩码填充、下一句预测、注意力和微调页中。")
+        return _outputs(job, say("job.stopped_before"), None)
+    if summary["checkpoint"]:
+        status = say("pretrain.done", steps=summary["steps"], seconds=summary["seconds"], checkpoint=summary["checkpoint"])
         if summary.get("removed"):
             status += " " + say("checkpoints.removed", names=", ".join(f"local:{n}" for n in summary["removed"]))
     else:
-        reason = f" ({job.stop_reason})" if job.stop_reason else ""
-        status = in_language(
-            f"⏹ Stopped at step {summary['steps']}{reason}; nothing was saved (no checkpoint is half-written).",
-            f"⏹ 在第 {summary['steps']} 步停止{reason}；没有保存任何内容（不会留下写了一半的检查点）。")
+        status = job_panel.stopped_line(job, "pretrain.stopped", say("pretrain.stopped", reason=""))
     plain = {k: v for k, v in summary.items() if k != "log"}
     return _outputs(job, status, plain)
 
 
-def start(text: str, files: Any, use_bundled: bool, base_model: str, name: str, probe: str, probe_every: float,
-          steps: float, batch_size: float, learning_rate: float, max_length: float, mlm_probability: float,
-          nsp: bool, example: float, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-    """API ``pretrain``: run in the background and stream curves, probe timeline, masking panel, before/after."""
-    knobs = dict(steps=steps, batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
-                 mlm_probability=mlm_probability, nsp=nsp, probe_every=probe_every, example=example)
-    owner = getattr(request, "session_hash", None) or ""
-    job = user_errors(_submit)(text, files, use_bundled, base_model, name, probe, knobs, owner)
-    total = int(steps)
-    for current in job.updates(interval=1.0):
-        if current.done:
-            break
-        done = sum(e.get("kind") == "train" for e in current.events)
-        progress((done, total), desc="pretraining", unit="steps")
-        yield _outputs(current, _status(current, total), None)
-    yield _final(job)
+def _start_with(inputs: dict[str, Any]):
+    """The ``pretrain`` event's function for the form ``inputs`` (name -> component)."""
+    def start(data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        """API ``pretrain``: run in the background and stream curves, probe timeline, masking panel, before/after."""
+        job = job_panel.submitted(_submit, values_of(data, inputs), job_panel.owner_of(request))
+        yield from job_panel.follow(job, progress, _live, _final)
+
+    return start
 
 
 def stop(request: gr.Request) -> str:
     """API ``pretrain_stop``: stop this session's pretraining job."""
-    owner = getattr(request, "session_hash", None) or ""
-    jobs = [j for j in get_runner().unfinished(owner) if j.kind == "pretrain"]
-    for job in jobs:
-        job.stop()
-    return "⏹ Stopping… (the run ends after the current step; nothing is saved)" if jobs else \
-        "No pretraining job of yours is running."
+    return job_panel.stop(JOB_KIND, request)
 
 
 def build_tab() -> TabParts:
@@ -299,8 +283,8 @@ def build_tab() -> TabParts:
     gr.Markdown(I18N("pt_intro"))
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label=I18N("pt_text"), lines=8, max_lines=20, elem_id="pt-text",
-                              max_length=get_settings().max_upload_bytes)
+            text_box = gr.Textbox(label=I18N("pt_text"), lines=8, max_lines=20, elem_id="pt-text",
+                                  max_length=get_settings().max_upload_bytes)
             with gr.Row():
                 files = gr.File(label=I18N("pt_files"), file_count="multiple", file_types=[".txt"],
                                 type="filepath", elem_id="pt-files")
@@ -310,8 +294,13 @@ def build_tab() -> TabParts:
             base = model_dropdown(TASK, elem_id="pt-base")
             base.label = I18N("pt_base")
             name = gr.Textbox(label=I18N("pt_name"), elem_id="pt-name", max_length=128)
-            probe = gr.Textbox("The patient was given [MASK] for the pain.", label=I18N("pt_probe"), elem_id="pt-probe", max_length=text_limit())
-            knobs = _knobs()
+            probe = gr.Textbox("The patient was given [MASK] for the pain.", label=I18N("pt_probe"), elem_id="pt-probe",
+                               max_length=text_limit())
+            defaults = S.app_arguments()
+            knobs = number_inputs(form(S.SessionOptions, ["probe_every"]), "pt", label_prefix="pt_knob_")
+            with gr.Accordion(I18N("pt_hyper"), open=True):
+                knobs.update(number_inputs(form(defaults, S.APP_KNOBS) + form(S.SessionOptions, ["example_index"]),
+                                           "pt", per_row=3, label_prefix="pt_knob_"))
     with gr.Row():
         run = gr.Button(I18N("pt_start"), variant="primary", elem_id="pt-start")
         halt = gr.Button(I18N("pt_stop"), variant="stop", elem_id="pt-stop")
@@ -319,34 +308,25 @@ def build_tab() -> TabParts:
     curves = gr.Plot(label=I18N("pt_curves"), elem_id="pt-curves")
     with gr.Row():
         timeline = gr.Plot(label=I18N("pt_timeline"), elem_id="pt-timeline")
-        timeline_table = gr.Dataframe(headers=TIMELINE_HEADERS, label=I18N("pt_timeline_table"), interactive=False,
-                                      elem_id="pt-timeline-table")
-    before_after = gr.Dataframe(headers=BEFORE_AFTER_HEADERS, label=I18N("pt_before_after"), interactive=False,
-                                elem_id="pt-before-after")
+        timeline_table = gr.Dataframe(headers=[text(k) for k in TIMELINE_HEADERS], label=I18N("pt_timeline_table"),
+                                      interactive=False, elem_id="pt-timeline-table")
+    before_after = gr.Dataframe(headers=[text(k) for k in BEFORE_AFTER_HEADERS], label=I18N("pt_before_after"),
+                                interactive=False, elem_id="pt-before-after")
     masking = _masking_panel()
     with gr.Accordion(I18N("pt_raw"), open=False):
         raw = gr.JSON(elem_id="pt-raw")
-    gr.Examples(EXAMPLES, inputs=[text, probe, name], label=I18N("examples")).dataset.headers = []
+    gr.Examples(EXAMPLES, inputs=[text_box, probe, name], label=I18N("examples")).dataset.headers = []
     outputs = [status, curves, timeline, timeline_table, before_after, *masking, raw]
-    training = _wire([text, files, use_bundled], corpus, [base, name, probe, *knobs], run, halt, outputs)
+    corpus_inputs = [text_box, files, use_bundled]
+    gr.on([c.change for c in corpus_inputs], corpus_info, inputs=corpus_inputs, outputs=[corpus],
+          api_name="pretrain_corpus", trigger_mode="always_last", concurrency_limit=4)
+    inputs = {"text": text_box, "files": files, "use_bundled": use_bundled, "base": base, "name": name, "probe": probe,
+              **knobs}
+    training = run.click(_start_with(inputs), inputs=set(inputs.values()), outputs=outputs, api_name="pretrain",
+                         concurrency_limit=None)
+    clear_on_failure(training, [o for o in outputs if not isinstance(o, gr.State)])
+    halt.click(stop, outputs=[status], api_name="pretrain_stop", queue=False)
     return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training])
-
-
-def _knobs() -> list[gr.components.Component]:
-    """probe_every, steps, batch size, lr, max length, MLM probability, NSP, example: in :func:`start`'s order."""
-    probe_every = gr.Number(10, label=I18N("pt_probe_every"), precision=0, minimum=1, elem_id="pt-probe-every")
-    with gr.Accordion(I18N("pt_hyper"), open=True):
-        with gr.Row():
-            steps = gr.Number(60, label=I18N("pt_steps"), precision=0, minimum=1, elem_id="pt-steps")
-            batch = gr.Number(16, label=I18N("pt_batch"), precision=0, minimum=1, elem_id="pt-batch")
-            lr = gr.Number(5e-4, label=I18N("pt_lr"), elem_id="pt-lr")
-        with gr.Row():
-            max_len = gr.Number(128, label=I18N("pt_max_len"), precision=0, minimum=16, elem_id="pt-max-len")
-            mlm = gr.Slider(0.05, 0.5, value=0.15, step=0.01, label=I18N("pt_mlm_prob"), elem_id="pt-mlm")
-        with gr.Row():
-            nsp = gr.Checkbox(True, label=I18N("pt_nsp"), elem_id="pt-nsp")
-            example = gr.Number(1, label=I18N("pt_example"), precision=0, minimum=1, elem_id="pt-example")
-    return [probe_every, steps, batch, lr, max_len, mlm, nsp, example]
 
 
 def _masking_panel() -> list[gr.components.Component]:
@@ -361,13 +341,3 @@ def _masking_panel() -> list[gr.components.Component]:
     position.change(plots.position_markdown, inputs=[view, position], outputs=[detail], queue=False,
                     api_visibility="private")
     return [spans, pair, position, detail, view]
-
-
-def _wire(corpus_inputs, corpus, settings, run, halt, outputs) -> Any:
-    """Wire the tab's events; returns the training event (after it, the saved checkpoints changed)."""
-    gr.on([c.change for c in corpus_inputs], corpus_info, inputs=corpus_inputs, outputs=[corpus],
-          api_name="pretrain_corpus", trigger_mode="always_last", concurrency_limit=4)
-    event = run.click(start, inputs=[*corpus_inputs, *settings], outputs=outputs, api_name="pretrain",
-                      concurrency_limit=None)
-    halt.click(stop, outputs=[outputs[0]], api_name="pretrain_stop", queue=False)
-    return event

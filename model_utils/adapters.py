@@ -16,10 +16,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from model_utils.errors import UserError, define
 from model_utils.loading import hub_location, pretrained_kwargs, quiet_transformers, serialized
 from model_utils.registry import BUNDLED_PREFIX
 
 DELTA_FILE = "plm_delta.json"
+
+define({
+    "delta.unreadable": "local:{name} is damaged: its {file} cannot be read.",
+    "delta.no_base": "local:{name} is damaged: its {file} names no base model.",
+    "delta.base_missing": "This checkpoint was made from {base}, which this installation does not have.",
+})
 
 
 def delta_base(base_name: str, base_source: str, model: Any) -> str | None:
@@ -54,9 +61,9 @@ def delta_base_of(folder: str | Path) -> str:
     try:
         base = json.loads((Path(folder) / DELTA_FILE).read_text(encoding="utf-8"))["base"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"local:{Path(folder).name} is damaged: its {DELTA_FILE} cannot be read.") from err
+        raise UserError("delta.unreadable", name=Path(folder).name, file=DELTA_FILE) from err
     if not isinstance(base, str) or not base:
-        raise ValueError(f"local:{Path(folder).name} is damaged: its {DELTA_FILE} names no base model.")
+        raise UserError("delta.no_base", name=Path(folder).name, file=DELTA_FILE)
     return base
 
 
@@ -75,7 +82,7 @@ def _base_model(base: str, model_class: Any, config: Any, local_only: bool) -> t
         from model_utils.bundled import BUNDLED_MODELS, artifact_dir
 
         if base not in BUNDLED_MODELS:
-            raise ValueError(f"This checkpoint was made from {base}, which this installation does not have.")
+            raise UserError("delta.base_missing", base=base)
         chain, current = [], base
         while current is not None:
             chain.append(current)

@@ -25,11 +25,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text, fit_pair
 
 # Attribute names of the query/key/value projections of the supported self-attention modules.
 _SEPARATE_QKV = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
 _FUSED_QKV = "c_attn"  # GPT-2: one Conv1D producing [q | k | v]
+
+define({
+    "attention.pair_needs_fast": "Sentence pairs need a fast tokenizer; this checkpoint has a slow one.",
+    "attention.no_weights": "This model returned no attention weights; load it with attn_implementation='eager' "
+                            "(the model manager does so for this tab).",
+    "attention.math_unsupported": "The attention formula view does not support {model} yet.",
+    "attention.out_of_range": "{what} must be between 0 and {last}, got {value!r}.",
+    "attention.cut": "The input has {total} tokens; only the first {kept} are shown (limit {limit}).",
+    "attention.cut_from": "Cut from text {segment}: “{snippet}”.",
+})
 
 
 # ---------------------------------------------------------------------------- loading
@@ -93,7 +104,7 @@ def preprocess(tokenizer: Any, text: str, text_pair: str | None, max_tokens: int
     text_pair = check_text(text_pair, "second text", required=False)
     text_pair = text_pair.strip() if text_pair is not None else None
     if text_pair is not None and not getattr(tokenizer, "is_fast", False):
-        raise ValueError("Sentence pairs need a fast tokenizer; this checkpoint has a slow one.")
+        raise UserError("attention.pair_needs_fast")
     fitted = fit_pair(tokenizer, text, text_pair, max_tokens)
     enc = tokenizer(fitted.first, fitted.second, truncation=True, max_length=max_tokens,
                     return_special_tokens_mask=True, return_tensors="pt")
@@ -104,17 +115,21 @@ def preprocess(tokenizer: Any, text: str, text_pair: str | None, max_tokens: int
     return enc, truncation
 
 
+def truncation_notices(truncation: dict) -> list[Notice]:
+    """What was cut, one notice per sentence ([] when nothing was)."""
+    if not truncation.get("truncated"):
+        return []
+    notices = [Notice("attention.cut", total=truncation["total_tokens"], kept=truncation["kept_tokens"],
+                      limit=truncation["max_tokens"])]
+    for segment, text in sorted(truncation["dropped"].items(), key=lambda kv: int(kv[0])):
+        snippet = text if len(text) <= 200 else text[:200] + "…"
+        notices.append(Notice("attention.cut_from", segment="AB"[int(segment)], snippet=snippet))
+    return notices
+
+
 def truncation_message(truncation: dict) -> str:
     """A sentence telling the user what was cut, or "" when nothing was."""
-    if not truncation.get("truncated"):
-        return ""
-    parts = [f"The input has {truncation['total_tokens']} tokens; only the first "
-             f"{truncation['kept_tokens']} are shown (limit {truncation['max_tokens']})."]
-    for segment, text in sorted(truncation["dropped"].items(), key=lambda kv: int(kv[0])):
-        name = "text A" if int(segment) == 0 else "text B"
-        snippet = text if len(text) <= 200 else text[:200] + "…"
-        parts.append(f"Cut from {name}: “{snippet}”.")
-    return " ".join(parts)
+    return " ".join(truncation_notices(truncation))
 
 
 # ---------------------------------------------------------------------------- forward
@@ -135,8 +150,7 @@ def _forward(model: Any, enc: Any) -> torch.Tensor:
         out = model(**_model_inputs(enc, _device(model)), output_attentions=True)
     attentions = [a for a in (out.attentions or ()) if a is not None]
     if not attentions:
-        raise ValueError("This model returned no attention weights; load it with "
-                         "attn_implementation='eager' (the model manager does so for this tab).")
+        raise UserError("attention.no_weights")
     return torch.stack([a[0].detach().float().cpu() for a in attentions])
 
 
@@ -187,6 +201,7 @@ def attention_from_model(model: Any, tokenizer: Any, text: str, text_pair: str |
         "attentions": weights.tolist(),
         "truncation": truncation,
         "notice": truncation_message(truncation),
+        "notices": truncation_notices(truncation),
     }
 
 
@@ -331,10 +346,10 @@ def attention_math_from_model(model: Any, tokenizer: Any, text: str, text_pair: 
     calls, weights = _capture_attention_inputs(model, enc)
     n_layers, n_heads, n_tokens = weights.shape[0], weights.shape[1], weights.shape[2]
     if len(calls) != n_layers:
-        raise ValueError(f"The attention formula view does not support {type(model).__name__} yet.")
+        raise UserError("attention.math_unsupported", model=type(model).__name__)
     for name, value, limit in (("layer", layer, n_layers), ("head", head, n_heads), ("query", query, n_tokens)):
         if not isinstance(value, int) or not 0 <= value < limit:
-            raise ValueError(f"{name} must be between 0 and {limit - 1}, got {value!r}.")
+            raise UserError("attention.out_of_range", what=name, last=limit - 1, value=value)
     module, hidden = calls[layer]
     with torch.inference_mode():
         result = head_math(module, hidden, head, query)
@@ -345,5 +360,6 @@ def attention_math_from_model(model: Any, tokenizer: Any, text: str, text_pair: 
         "model_weights": model_row.tolist(),
         "max_abs_diff": float((torch.tensor(result["weights"]) - model_row).abs().max()),
         "notice": truncation_message(truncation),
+        "notices": truncation_notices(truncation),
     })
     return result

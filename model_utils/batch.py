@@ -1,18 +1,17 @@
 """Batch classification of an uploaded CSV, TSV or JSONL file, with evaluation metrics.
 
-:func:`read_table` checks the upload (size in bytes and rows from the settings, UTF-8, format)
-and returns the rows as strings. :func:`classify_file` classifies the chosen text column (and an
-optional second-text column) in batches sorted by length with dynamic padding, so little compute
-is spent on padding, and with a label column computes accuracy, macro-F1 and a confusion matrix
-(:func:`compute_metrics`). Everything returned is plain data; rows with an empty text are skipped
-and counted, and the result says whether it covers the whole file (``complete``).
+:func:`classify_file` reads the upload (:func:`model_utils.tables.read_table`: the upload limits,
+UTF-8, format), classifies the chosen text column (and an optional second-text column) in batches
+sorted by length with dynamic padding, so little compute is spent on padding, and with a label
+column computes accuracy, macro-F1 and a confusion matrix
+(:func:`model_utils.tables.classification_metrics`). Everything returned is plain data; rows with
+an empty text are skipped and counted, and the result says whether it covers the whole file
+(``complete``).
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,87 +25,25 @@ from model_utils.classify import (
     scores_from_logits,
     score_function,
 )
-from model_utils.config import get_settings
+from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import clip_cell, fit_pairs
+from model_utils.tables import classification_metrics, read_table, require_columns
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+define({
+    "batch.no_text": "Every row has an empty {column!r} column: nothing to classify.",
+    "batch.upload_first": "Upload a CSV, TSV or JSONL file first.",
+    "batch.choose_text_column": "Choose the text column.",
+    "batch.skipped": "{count} of {total} row(s) have an empty {column!r} and were skipped (rows {rows}); results "
+                     "cover {kept} rows.",
+    "batch.truncated": "{count} row(s) were longer than {limit} tokens; only their start was classified.",
+    "batch.unlabelled": "{count} classified row(s) have no label; metrics use the other {labelled}.",
+    "batch.no_labels": "No row has a label, so there are no metrics.",
+    "batch.unknown_labels": "Labels unknown to the model (always counted wrong): {labels}.",
+    "batch.multi_label": "Multi-label model: metrics compare the top-scoring label with the gold label.",
+})
+
 BATCH_SIZE = 32  # rows per forward pass
 Progress = Callable[[int, int], None]  # (rows done, rows total)
-
-
-def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Read an uploaded CSV/TSV/JSONL file into (column names, rows of strings).
-
-    Raises ValueError with a user-readable message when the file is too large (bytes or rows,
-    limits from the settings), not UTF-8, of an unknown type, malformed, or has no rows.
-    """
-    path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise ValueError(f"Unsupported file type {path.suffix or '(none)'!r}: upload a .csv, .tsv or .jsonl file.")
-    settings = get_settings()
-    size = path.stat().st_size
-    if size > settings.max_upload_bytes:
-        raise ValueError(f"The file is too large ({size / 2**20:.1f} MB); the limit is "
-                         f"{settings.max_upload_bytes / 2**20:.1f} MB (PLM_MAX_UPLOAD_MB).")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"The file is not UTF-8 text (invalid byte at position {err.start}); "
-                         "save it with UTF-8 encoding and upload it again.") from err
-    columns, rows = _parse_jsonl(text) if kind == "jsonl" else _parse_delimited(text, kind)
-    if not rows:
-        raise ValueError("The file has no data rows.")
-    if len(rows) > settings.max_upload_rows:
-        raise ValueError(f"The file has {len(rows)} rows; the limit is {settings.max_upload_rows} "
-                         "(PLM_MAX_UPLOAD_ROWS). Split it or keep the first rows.")
-    return columns, rows
-
-
-def _parse_delimited(text: str, kind: str) -> tuple[list[str], list[dict[str, str]]]:
-    """CSV/TSV with a header row; every value a string, missing cells empty."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
-    try:
-        table = [row for row in reader if row]  # blank lines are not rows; ",," rows are (empty) rows
-    except csv.Error as err:
-        raise ValueError(f"The {kind.upper()} file is malformed (line {reader.line_num}): {err}") from err
-    if not table:
-        raise ValueError("The file is empty.")
-    header = [name.strip() for name in table[0]]
-    if any(not name for name in header) or len(set(header)) != len(header):
-        raise ValueError(f"The first line must name every column once; got {header}.")
-    rows = []
-    for line_no, row in enumerate(table[1:], start=2):
-        if len(row) > len(header):
-            raise ValueError(f"Line {line_no} has {len(row)} values but the header names {len(header)} columns.")
-        rows.append({name: (row[i] if i < len(row) else "") for i, name in enumerate(header)})
-    return header, rows
-
-
-def _parse_jsonl(text: str) -> tuple[list[str], list[dict[str, str]]]:
-    """One JSON object per line; columns in order of first appearance; values as strings."""
-    columns: dict[str, None] = {}
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"Line {line_no} is not valid JSON: {err.msg}.") from err
-        if not isinstance(record, dict):
-            raise ValueError(f"Line {line_no} must be a JSON object like {{\"text\": ..., \"label\": ...}}.")
-        columns.update(dict.fromkeys(str(k) for k in record))
-        rows.append({str(k): _as_text(v) for k, v in record.items()})
-    return list(columns), [{c: row.get(c, "") for c in columns} for row in rows]
-
-
-def _as_text(value: Any) -> str:
-    """A JSON value as a cell string: null -> "", strings as is, anything else as JSON."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def encode(tokenizer: Any, texts: list[str], pairs: list[str | None] | None,
@@ -168,15 +105,17 @@ def classify_file(path: str | Path, text_column: str, label_column: str | None =
     "notes"}`` where ``row`` is the 1-based data row in the file. Raises ValueError for bad files,
     unknown columns, a file without any text, or a checkpoint that is not a classifier.
     """
-    columns, table = read_table(path)
-    for name in (text_column, label_column, pair_column):
-        if name and name not in columns:
-            raise ValueError(f"The file has no column {name!r}; its columns are: {', '.join(columns)}.")
+    if not path:
+        raise UserError("batch.upload_first")
+    columns, table = read_table(path)  # a bad file is named before a missing column choice
+    if not text_column:
+        raise UserError("batch.choose_text_column")
+    require_columns(columns, text_column, label_column, pair_column)
     loaded = load_classifier(model)
     kept = [i for i, row in enumerate(table) if row[text_column].strip()]
     skipped = [i + 1 for i, row in enumerate(table) if not row[text_column].strip()]
     if not kept:
-        raise ValueError(f"Every row has an empty {text_column!r} column: nothing to classify.")
+        raise UserError("batch.no_text", column=text_column)
     texts = [table[i][text_column] for i in kept]
     pairs = [table[i][pair_column].strip() or None for i in kept] if pair_column else None
     scores, truncated = predict_texts(loaded, texts, pairs, batch_size, progress)
@@ -186,11 +125,11 @@ def classify_file(path: str | Path, text_column: str, label_column: str | None =
               "classified": len(rows), "skipped_rows": skipped, "complete": not skipped,
               "metrics": None, "notes": []}
     if skipped:
-        result["notes"].append(f"{len(skipped)} of {len(table)} row(s) have an empty {text_column!r} and were "
-                               f"skipped (rows {_row_list(skipped)}); results cover {len(rows)} rows.")
+        result["notes"].append(Notice("batch.skipped", count=len(skipped), total=len(table), column=text_column,
+                                      rows=_row_list(skipped), kept=len(rows)))
     if truncated:
-        limit = max_length(loaded.tokenizer, loaded.model.config)
-        result["notes"].append(f"{truncated} row(s) were longer than {limit} tokens; only their start was classified.")
+        result["notes"].append(Notice("batch.truncated", count=truncated,
+                                      limit=max_length(loaded.tokenizer, loaded.model.config)))
     if label_column:
         _add_metrics(result, names, score_function(loaded.model.config))
     return result
@@ -226,43 +165,18 @@ def _add_metrics(result: dict, names: list[str], function: str) -> None:
     labelled = [r for r in result["rows"] if r["gold"] is not None]
     unlabelled = len(result["rows"]) - len(labelled)
     if unlabelled:
-        result["notes"].append(f"{unlabelled} classified row(s) have no label; metrics use the other {len(labelled)}.")
+        result["notes"].append(Notice("batch.unlabelled", count=unlabelled, labelled=len(labelled)))
         result["complete"] = False
     if not labelled:
-        result["notes"].append("No row has a label, so there are no metrics.")
+        result["notes"].append(Notice("batch.no_labels"))
         return
     unknown = sorted({r["gold"] for r in labelled} - set(names))
     if unknown:
-        result["notes"].append(f"Labels unknown to the model (always counted wrong): {', '.join(unknown)}.")
+        result["notes"].append(Notice("batch.unknown_labels", labels=", ".join(unknown)))
     if function == "sigmoid":
-        result["notes"].append("Multi-label model: metrics compare the top-scoring label with the gold label.")
-    result["metrics"] = compute_metrics([r["gold"] for r in labelled], [r["prediction"] for r in labelled],
-                                        names + unknown)
-
-
-def compute_metrics(gold: list[str], predicted: list[str], labels: list[str]) -> dict:
-    """Accuracy, macro-F1 and the confusion matrix (rows gold, columns predicted) as plain data.
-
-    Macro-F1 averages per-label F1 over the labels that occur in ``gold`` or ``predicted``
-    (as scikit-learn does by default); a label with no true or predicted rows scores F1 0.
-    """
-    index = {name: i for i, name in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    for g, p in zip(gold, predicted):
-        matrix[index[g]][index[p]] += 1
-    per_label = []
-    for i, name in enumerate(labels):
-        tp = matrix[i][i]
-        support, predicted_count = sum(matrix[i]), sum(row[i] for row in matrix)
-        precision = tp / predicted_count if predicted_count else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_label.append({"label": name, "precision": precision, "recall": recall, "f1": f1,
-                          "support": support, "predicted": predicted_count})
-    present = [m for m in per_label if m["support"] or m["predicted"]]
-    return {"n": len(gold), "accuracy": sum(g == p for g, p in zip(gold, predicted)) / len(gold),
-            "macro_f1": sum(m["f1"] for m in present) / len(present), "labels": labels,
-            "confusion": matrix, "per_label": per_label}
+        result["notes"].append(Notice("batch.multi_label"))
+    result["metrics"] = classification_metrics([r["gold"] for r in labelled], [r["prediction"] for r in labelled],
+                                               names + unknown)
 
 
 def _row_list(rows: list[int], shown: int = 10) -> str:

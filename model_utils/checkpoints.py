@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from model_utils.config import get_settings
-from model_utils.errors import UserError, define
+from model_utils.errors import UserError, define, message, scrub_paths
 from model_utils.registry import LOCAL_PREFIX, _LOCAL_NAME
 
 logger = logging.getLogger("plm_playground.checkpoints")
@@ -45,6 +45,24 @@ logger = logging.getLogger("plm_playground.checkpoints")
 MARKER = "plm_checkpoint.json"  # written into every checkpoint made from the app
 
 define({
+    "checkpoints.no_name": "Please give the new checkpoint a name.",
+    "checkpoints.bad_name": "Invalid checkpoint name {name!r}: use letters, digits, '-', '_' or '.', start with a "
+                            "letter or digit, at most 128 characters, no '/' or '..'.",
+    "checkpoints.exists": "A checkpoint named local:{name} already exists; choose another name (existing "
+                          "checkpoints are never overwritten).",
+    "checkpoints.cannot_write": "Cannot save local:{name} in the checkpoints folder ({reason}); set "
+                                "PLM_CHECKPOINTS_DIR to a writable folder.",
+    "checkpoints.appeared": "local:{name} appeared while this run was saving; nothing was overwritten.",
+    "checkpoints.is_file": "The checkpoints folder {root} is a file, not a folder, so fine-tuned and pretrained "
+                           "models cannot be saved. Set PLM_CHECKPOINTS_DIR to a writable folder.",
+    "checkpoints.under_file": "The checkpoints folder {root} cannot be created: {where} is a file, not a folder, so "
+                              "fine-tuned and pretrained models cannot be saved. Set PLM_CHECKPOINTS_DIR to a "
+                              "writable folder.",
+    "checkpoints.read_only": "The checkpoints folder {root} is read-only, so fine-tuned and pretrained models cannot "
+                             "be saved. Set PLM_CHECKPOINTS_DIR to a writable folder.",
+    "checkpoints.in_read_only": "The checkpoints folder {root} cannot be created in read-only {where}, so "
+                                "fine-tuned and pretrained models cannot be saved. Set PLM_CHECKPOINTS_DIR to a "
+                                "writable folder.",
     "checkpoints.too_big": "This run would save about {needed_mb:,.0f} MB, but the checkpoints folder may hold "
                            "{limit_mb:,.0f} MB (PLM_CHECKPOINTS_MAX_MB) and {fixed_mb:,.0f} MB of it are checkpoints "
                            "the app may not remove. Use LoRA (a small adapter is saved instead of a copy), a "
@@ -65,10 +83,9 @@ def check_name(name: str) -> str:
     if name.startswith(LOCAL_PREFIX):
         name = name[len(LOCAL_PREFIX):]
     if not name:
-        raise ValueError("Please give the new checkpoint a name.")
+        raise UserError("checkpoints.no_name")
     if not _LOCAL_NAME.match(name) or ".." in name:
-        raise ValueError(f"Invalid checkpoint name {name!r}: use letters, digits, '-', '_' or '.', "
-                         "start with a letter or digit, at most 128 characters, no '/' or '..'.")
+        raise UserError("checkpoints.bad_name", name=name)
     return name
 
 
@@ -84,34 +101,41 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def storage_problem(root: Path | None = None) -> str | None:
+def storage_error(root: Path | None = None) -> UserError | None:
     """Why checkpoints cannot be saved in ``root`` (the settings' folder by default), or None if they can.
 
     A missing folder is fine when it can be created. Checked with ``os.access``, so a run as
-    root (which may write anywhere) is only stopped by a file in the way.
+    root (which may write anywhere) is only stopped by a file in the way. Paths in the error are
+    shortened for users (the log gets :func:`storage_problem`'s whole sentence).
     """
     root = root or get_settings().checkpoints_dir
     existing = _nearest_existing(root.absolute())
+    places = {"root": scrub_paths(str(root)), "where": scrub_paths(str(existing))}
     if existing.exists() and not existing.is_dir():
-        where = "is a file" if existing == root.absolute() else f"cannot be created: {existing} is a file"
-        return (f"The checkpoints folder {root} {where}, not a folder, so fine-tuned and pretrained "
-                "models cannot be saved. Set PLM_CHECKPOINTS_DIR to a writable folder.")
+        return UserError("checkpoints.is_file" if existing == root.absolute() else "checkpoints.under_file", **places)
     if not os.access(existing, os.W_OK | os.X_OK):
-        what = "is read-only" if existing == root.absolute() else f"cannot be created in read-only {existing}"
-        return (f"The checkpoints folder {root} {what}, so fine-tuned and pretrained models cannot be "
-                "saved. Set PLM_CHECKPOINTS_DIR to a writable folder.")
+        return UserError("checkpoints.read_only" if existing == root.absolute() else "checkpoints.in_read_only",
+                         **places)
     return None
+
+
+def storage_problem(root: Path | None = None) -> str | None:
+    """The operator's sentence for :func:`storage_error` (full paths, for the log), or None."""
+    error = storage_error(root)
+    if error is None:
+        return None
+    root = root or get_settings().checkpoints_dir
+    return message(error.code, root=str(root), where=str(_nearest_existing(root.absolute())))
 
 
 def ensure_new(name: str, root: Path | None = None) -> Path:
     """The path of a checkpoint that does not exist yet; ValueError if the name is taken or cannot be saved."""
     path = checkpoint_path(name, root)
-    problem = storage_problem(path.parent)
+    problem = storage_error(path.parent)
     if problem:
-        raise ValueError(problem)
+        raise problem
     if path.exists():
-        raise ValueError(f"A checkpoint named local:{path.name} already exists; "
-                         "choose another name (existing checkpoints are never overwritten).")
+        raise UserError("checkpoints.exists", name=path.name)
     return path
 
 
@@ -143,8 +167,7 @@ def atomic_checkpoint(name: str, root: Path | None = None, *, owner: str | None 
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{INCOMPLETE_PREFIX}{final.name}-", dir=final.parent))
     except OSError as err:  # e.g. a read-only file system, or a full disk
-        raise ValueError(f"Cannot save local:{final.name} in the checkpoints folder ({err.strerror or err}); "
-                         "set PLM_CHECKPOINTS_DIR to a writable folder.") from err
+        raise UserError("checkpoints.cannot_write", name=final.name, reason=scrub_paths(str(err.strerror or err))) from err
     try:
         yield tmp
         write_marker(tmp, owner, kind)
@@ -152,7 +175,7 @@ def atomic_checkpoint(name: str, root: Path | None = None, *, owner: str | None 
         if removed is not None:
             removed.extend(gone)
         if final.exists():
-            raise ValueError(f"local:{final.name} appeared while this run was saving; nothing was overwritten.")
+            raise UserError("checkpoints.appeared", name=final.name)
         os.rename(tmp, final)  # atomic on one file system; fails rather than replace a non-empty folder
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,7 +17,13 @@ from typing import Any
 
 import torch
 
+from model_utils.errors import UserError, define
 from model_utils.inputs import check_text as check_input, fit_pair
+
+define({
+    "classify.not_classifier": "{name} is not a text classifier (its architecture is {architecture}). Choose a "
+                               "sequence-classification checkpoint, or fine-tune one in the Fine-tune tab.",
+})
 
 HEAD = "sequence-classification"
 TASK = "text-classification"
@@ -49,10 +55,7 @@ def ensure_classifier(config: Any, checkpoint: str | None = None) -> None:
     architectures = getattr(config, "architectures", None) or []
     if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
         name = checkpoint or getattr(config, "name_or_path", "") or "this checkpoint"
-        raise ValueError(
-            f"{name} is not a text classifier (its architecture is {architectures[0]}). "
-            "Choose a sequence-classification checkpoint, or fine-tune one in the Fine-tune tab."
-        )
+        raise UserError("classify.not_classifier", name=name, architecture=architectures[0])
 
 
 def max_length(tokenizer: Any, config: Any) -> int:

@@ -98,6 +98,10 @@ class Settings:
     dtype: str | None = None
     # Most [MASK] tokens in one Fill-Mask input (PLM_MAX_MASKS).
     max_masks: int = 5
+    # Most predictions per mask a Fill-Mask request may ask for (PLM_MAX_TOP_K).
+    max_top_k: int = 20
+    # Most models compared side by side in one Fill-Mask request (PLM_MAX_COMPARE).
+    max_compare: int = 3
     # Longest text a user may send in one field, in characters; refused before tokenizing (PLM_MAX_TEXT_CHARS).
     max_text_chars: int = 20_000
     # True when HF_HUB_OFFLINE or PLM_OFFLINE is set: never try the Hub.
@@ -133,6 +137,18 @@ class Settings:
     lab_corpus_sentences: int = 2000
     # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
     lab_cache_bytes: int = 256 * 2**20
+    # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
+    data_dir: Path = Path("data")
+    # Classroom database URL; None = SQLite at data_dir/classroom.sqlite3 (PLM_CLASSROOM_DB, e.g. postgresql://...).
+    classroom_db: str | None = field(default=None, repr=False)
+    # Classroom rooms are deleted this long after they were created, in seconds (PLM_ROOM_TTL_HOURS, hours).
+    room_ttl_s: int = 12 * 3600
+    # Classroom actions one browser session may make per minute (PLM_CLASSROOM_RATE_PER_MIN) and at once
+    # (PLM_CLASSROOM_BURST): the learners' poll is not counted, joining, answering and pushing are.
+    classroom_rate_per_min: int = 60
+    classroom_burst: int = 10
+    # Most learners in one classroom room (PLM_CLASSROOM_MAX_LEARNERS).
+    classroom_max_learners: int = 500
 
     def default_checkpoint(self, task: str, offline: bool) -> str:
         """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
@@ -156,6 +172,8 @@ def get_settings() -> Settings:
         dtype=_env_str("PLM_DTYPE"),
         max_seq_len=max(8, _env_int("PLM_MAX_SEQ_LEN", 512)),
         max_masks=max(1, _env_int("PLM_MAX_MASKS", 5)),
+        max_top_k=max(1, _env_int("PLM_MAX_TOP_K", 20)),
+        max_compare=max(1, _env_int("PLM_MAX_COMPARE", 3)),
         max_text_chars=max(100, _env_int("PLM_MAX_TEXT_CHARS", 20_000)),
         offline=_env_bool("HF_HUB_OFFLINE") or _env_bool("PLM_OFFLINE"),
         max_upload_bytes=max(1, _env_int("PLM_MAX_UPLOAD_MB", 10)) * 2**20,
@@ -173,6 +191,12 @@ def get_settings() -> Settings:
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
         lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
+        data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
+        classroom_db=_env_str("PLM_CLASSROOM_DB"),
+        room_ttl_s=int(max(0.01, float(_env_str("PLM_ROOM_TTL_HOURS") or 12)) * 3600),
+        classroom_rate_per_min=max(1, _env_int("PLM_CLASSROOM_RATE_PER_MIN", 60)),
+        classroom_burst=max(1, _env_int("PLM_CLASSROOM_BURST", 10)),
+        classroom_max_learners=max(1, _env_int("PLM_CLASSROOM_MAX_LEARNERS", 500)),
     )
 
 

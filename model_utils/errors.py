@@ -35,7 +35,7 @@ def define(messages: Mapping[str, str]) -> None:
         _MESSAGES[code] = template
 
 
-def message(code: str, **params: Any) -> str:
+def message(code: str, /, **params: Any) -> str:
     """The English text of ``code`` with ``params`` filled in; KeyError for an unknown code."""
     return _MESSAGES[code].format(**params)
 
@@ -50,7 +50,7 @@ class Notice(str):
 
     A ``str`` (results stay plain JSON: a notice serializes as its English text) that also carries
     its ``code`` and ``params`` while it is in this process, so the UI can say it in the user's
-    language (``demo.messages.localize_notice``).
+    language (``demo.messages.translate``).
     """
 
     code: str
@@ -69,7 +69,7 @@ class UserError(ValueError):
     English message; ``code`` and ``params`` let the UI say it in the user's language.
     """
 
-    def __init__(self, code: str, **params: Any) -> None:
+    def __init__(self, code: str, /, **params: Any) -> None:
         self.code = code
         self.params = params
         super().__init__(message(code, **params))
@@ -103,3 +103,27 @@ def public_error(err: BaseException, context: str = "") -> ValueError:
     error_id = secrets.token_hex(4)
     logger.error("error id %s%s", error_id, f" ({context})" if context else "", exc_info=err)
     return UserError("server.unexpected", error_id=error_id)
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def error_record(err: BaseException) -> dict:
+    """An item's error inside a batch result, as plain data: ``{"error", "code", "params"}``.
+
+    ``error`` is the English message (what API clients read); ``code`` and ``params`` let the UI
+    say it in the user's language (``code`` is None for a library's ValueError).
+    """
+    shown = public_error(err)
+    params = {k: _plain(v) for k, v in getattr(shown, "params", {}).items()}
+    return {"error": str(shown), "code": getattr(shown, "code", None), "params": params}
+
+
+def raise_if_error(record: dict) -> None:
+    """Raise the error an :func:`error_record` holds (a UserError again when it had a code)."""
+    if "error" not in record:
+        return
+    if record.get("code"):
+        raise UserError(record["code"], **record.get("params", {}))
+    raise ValueError(record["error"])

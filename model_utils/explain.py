@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from model_utils.errors import UserError, define
+
 from model_utils.classify import (
     check_text,
     label_names,
@@ -30,6 +32,12 @@ from model_utils.classify import (
 )
 
 METHODS = ("integrated-gradients", "gradient-x-input")
+
+define({
+    "explain.unknown_method": "Unknown explanation method {method!r}; choose one of {methods}.",
+    "explain.unknown_label": "Unknown label {label!r}; this model's labels are: {labels}.",
+    "explain.slow_tokenizer": "Explanations need a fast tokenizer (character offsets); this one has none.",
+})
 IG_STEPS = 50  # Gauss-Legendre steps of the first Integrated Gradients try
 IG_MAX_STEPS = 400  # the steps are doubled up to this while completeness fails
 IG_TOLERANCE = 0.01  # allowed |sum(attributions) - (f(x) - f(baseline))|, relative above 1
@@ -52,7 +60,7 @@ def explain(
     ``text`` (segment 0) or ``text_pair`` (segment 1). Raises ValueError on bad input.
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown explanation method {method!r}; choose one of {', '.join(METHODS)}.")
+        raise UserError("explain.unknown_method", method=method, methods=", ".join(METHODS))
     check_text(text)
     loaded = load_classifier(model)
     with loaded.lock:
@@ -79,7 +87,7 @@ def _label_id(label: str | None, config: Any, model: Any, inputs: dict) -> int:
         with torch.inference_mode():
             return int(model(**inputs).logits[0].float().argmax())
     if label not in names:
-        raise ValueError(f"Unknown label {label!r}; this model's labels are: {', '.join(names)}.")
+        raise UserError("explain.unknown_label", label=label, labels=", ".join(names))
     return names.index(label)
 
 
@@ -160,7 +168,7 @@ def merge_words(encoding: Any, token_scores: list[float], text: str, text_pair: 
     the user's own spelling (``source[start:end]``), not the lower-cased WordPieces.
     """
     if not getattr(encoding, "is_fast", True):
-        raise ValueError("Explanations need a fast tokenizer (character offsets); this one has none.")
+        raise UserError("explain.slow_tokenizer")
     offsets = encoding["offset_mapping"][0].tolist()
     words: list[dict] = []
     for i, (segment, word_id) in enumerate(zip(encoding.sequence_ids(0), encoding.word_ids(0))):

@@ -18,20 +18,18 @@ Command line: ``python -m model_utils.finetune --help``; the same entry point ru
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import dataclasses
 import json
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
-                          HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
+from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                          TrainerCallback, TrainingArguments, set_seed)
 
 from model_utils import registry
 from model_utils.adapters import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
@@ -40,15 +38,31 @@ from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_
 from model_utils.data import stable_bucket
 from model_utils.inputs import clip_cell, fit_pairs
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
+from model_utils.errors import UserError, define
+from model_utils.knobs import KnobParser, check_ranges, check_values, knob
+from model_utils.tables import Limits, classification_metrics, read_table, require_columns
 from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
-
-RECIPE_DEFAULTS = {"num_train_epochs": 3.0, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 16,
-                   "eval_strategy": "epoch", "save_strategy": "no", "logging_steps": 10, "report_to": "none"}
 
 # Dynamic padding to a multiple of 16: few distinct shapes, so CPU kernels (oneDNN) and GPU tensor
 # cores are not re-planned for every new batch length.
 PAD_MULTIPLE = 16
 FOLDER_PREFIXES = ("/", "./", "../", "~/")  # how a base model given as a folder path starts (command line)
+
+define({
+    "finetune.one_class": "Need at least two classes; the label column has {count}: {values}.",
+    "finetune.too_many_labels": "The label column has {count} distinct values (limit {limit}); is it really the "
+                                "label column?",
+    "finetune.no_usable_rows": "Every row has an empty {text!r} or {label!r}; nothing to train on.",
+    "finetune.split_empty": "Need rows for both training ({train}) and validation ({validation}); add rows or change "
+                            "the split.",
+    "finetune.unseen_labels": "Validation labels not seen in training: {labels}.",
+    "finetune.delta_base_offline": "Could not rebuild the base model from its saved delta: its own base {base} is not "
+                                   "in the local cache while the Hub is unreachable.",
+    "finetune.base_unloadable": "Could not load the base model {name!r} ({why}); it needs safetensors weights and a "
+                                "tokenizer.",
+    "finetune.not_classifiable": "{name!r} cannot be fine-tuned for classification: {detail}",
+    "finetune.lora_bert_only": "LoRA fine-tuning supports BERT-family encoders only; set the LoRA rank to 0.",
+})
 
 
 @dataclass
@@ -62,9 +76,12 @@ class DataArguments:
     label_column: str = field(default="label", metadata={"help": "column with the label (string or integer)"})
     split_column: str = field(default="split", metadata={"help": "column whose 'test'/'validation' rows are the validation set, if present"})
     validation_percent: int = field(default=10, metadata={"help": "held-out share when there is no validation file or split column"})
-    max_length: int = field(default=128, metadata={"help": "tokens per example"})
+    max_length: int = knob(128, 8, 512, help="tokens per example (longer ones are cut)")
     max_rows: int = field(default=200_000, metadata={"help": "refuse files with more rows"})
     max_labels: int = field(default=100, metadata={"help": "refuse label columns with more distinct values"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass
@@ -74,33 +91,16 @@ class ModelArguments:
     base_model: str = field(default="", metadata={"help": "a bundled:/local: name, a Hub id, 'minilm' (the packaged "
                                                           "encoder) or a checkpoint folder (/path or ./path); default: the settings' "
                                                           "fine-tune base (bundled:minilm-pretrained offline)"})
-    lora_rank: int = field(default=0, metadata={"help": "LoRA rank over the encoder (0: train all weights)"})
+    lora_rank: int = knob(0, 0, 256, help="LoRA rank over the encoder (0: train all weights)")
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator"})
     from_scratch: bool = field(default=False, metadata={"help": "random initialisation of the same architecture"})
-    compare_from_scratch: bool = field(default=False, metadata={"help": "also train the same recipe from a random "
-                                                                        "initialisation, to compare validation curves"})
+    compare_from_scratch: bool = knob(False, help="also train the same recipe from a random initialisation, to "
+                                                   "compare validation curves")
     checkpoint_name: str = field(default="", metadata={"help": "save as local:<name> in the checkpoints directory "
                                                                "(atomic, never overwrites); default: output_dir/final"})
 
-
-def read_table(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV, TSV or JSONL file as dicts (clear ValueError for other formats or bad bytes)."""
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
-        raise ValueError(f"Unsupported file type {suffix!r}: use .csv, .tsv or .jsonl.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path.name} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
-    if suffix in (".jsonl", ".json"):
-        try:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path.name} is not valid JSON Lines (line {exc.lineno}: {exc.msg}).") from None
-        if not all(isinstance(r, dict) for r in rows):
-            raise ValueError(f"{path.name}: every JSON line must be an object such as {{\"text\": ..., \"label\": ...}}.")
-        return [{k: "" if v is None else str(v) for k, v in r.items()} for r in rows]
-    return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def default_train_file() -> Path:
@@ -113,7 +113,7 @@ def default_train_file() -> Path:
 def split_rows(rows: list[dict[str, str]], data: DataArguments) -> tuple[list[dict], list[dict]]:
     """Train/validation rows: a validation file, else the split column, else a stable hash split."""
     if data.validation_file:
-        return rows, read_table(Path(data.validation_file))
+        return rows, read_table(Path(data.validation_file), file_limits(data))[1]
     if rows and data.split_column in rows[0]:
         held = {"test", "validation", "valid", "dev", "eval"}
         return ([r for r in rows if r[data.split_column].strip().lower() not in held],
@@ -127,10 +127,8 @@ def split_rows(rows: list[dict[str, str]], data: DataArguments) -> tuple[list[di
 
 def clean_rows(rows: list[dict[str, str]], data: DataArguments) -> tuple[list[dict], int]:
     """Keep rows with a non-empty text and label; returns ``(rows, skipped)``."""
-    if rows and data.text_column not in rows[0]:
-        raise ValueError(f"No column {data.text_column!r}; columns are: {', '.join(rows[0])}.")
-    if rows and data.label_column not in rows[0]:
-        raise ValueError(f"No label column {data.label_column!r}; columns are: {', '.join(rows[0])}.")
+    if rows:
+        require_columns(list(rows[0]), data.text_column, data.label_column)
     kept = [r for r in rows if (r.get(data.text_column) or "").strip() and (r.get(data.label_column) or "").strip()]
     return kept, len(rows) - len(kept)
 
@@ -139,21 +137,23 @@ def label_names(rows: Sequence[dict[str, str]], data: DataArguments) -> list[str
     """Sorted distinct labels (integers sorted numerically); at least 2, at most ``max_labels``."""
     values = {r[data.label_column].strip() for r in rows}
     if len(values) < 2:
-        raise ValueError(f"Need at least two classes; the label column has {len(values)}: {sorted(values)}.")
+        raise UserError("finetune.one_class", count=len(values), values=str(sorted(values))[:200])
     if len(values) > data.max_labels:
-        raise ValueError(f"The label column has {len(values)} distinct values (limit {data.max_labels}); "
-                         "is it really the label column?")
+        raise UserError("finetune.too_many_labels", count=len(values), limit=data.max_labels)
     numeric = all(v.lstrip("-").isdigit() for v in values)
     return sorted(values, key=int) if numeric else sorted(values)
+
+
+def file_limits(data: DataArguments) -> Limits:
+    """How much of a file the command line reads: ``data.max_rows`` rows (the app reads uploads under
+    the upload limits instead)."""
+    return Limits(max_bytes=2**40, max_rows=data.max_rows)
 
 
 def load_rows(data: DataArguments) -> list[dict[str, str]]:
     """Rows of ``data.train_file`` (the bundled sample when empty), at most ``data.max_rows``."""
     path = Path(data.train_file) if data.train_file else default_train_file()
-    rows = read_table(path)
-    if len(rows) > data.max_rows:
-        raise ValueError(f"{path.name} has {len(rows)} rows; the limit is {data.max_rows}.")
-    return rows
+    return read_table(path, file_limits(data))[1]
 
 
 @dataclass
@@ -169,21 +169,20 @@ class PreparedData:
 def prepare_data(rows: list[dict[str, str]], data: DataArguments) -> PreparedData:
     """Clean, split and label-map ``rows``; ValueError with a clear message when they cannot be trained on."""
     if not rows:
-        raise ValueError("The data has no rows.")
+        raise UserError("table.no_rows")
     rows, skipped = clean_rows(rows, data)
     if not rows:
-        raise ValueError(f"Every row has an empty {data.text_column!r} or {data.label_column!r}; nothing to train on.")
+        raise UserError("finetune.no_usable_rows", text=data.text_column, label=data.label_column)
     train_rows, valid_rows = split_rows(rows, data)
     if data.validation_file:
         valid_rows, valid_skipped = clean_rows(valid_rows, data)
         skipped += valid_skipped
     if not train_rows or not valid_rows:
-        raise ValueError(f"Need rows for both training ({len(train_rows)}) and validation ({len(valid_rows)}); "
-                         "add rows or change the split.")
+        raise UserError("finetune.split_empty", train=len(train_rows), validation=len(valid_rows))
     labels = label_names(train_rows, data)
     unknown = {r[data.label_column].strip() for r in valid_rows} - set(labels)
     if unknown:
-        raise ValueError(f"Validation labels not seen in training: {sorted(unknown)[:5]}.")
+        raise UserError("finetune.unseen_labels", labels=str(sorted(unknown)[:5]))
     return PreparedData(train_rows, valid_rows, labels, skipped)
 
 
@@ -210,16 +209,12 @@ class Encoded(torch.utils.data.Dataset):
 
 
 def compute_metrics(eval_pred) -> dict[str, float]:
-    """Accuracy and macro-F1 from ``(logits, labels)``."""
+    """Accuracy and macro-F1 from ``(logits, labels)`` (the Trainer's evaluation hook)."""
     logits, labels = eval_pred
-    preds = np.asarray(logits).argmax(-1)
-    labels = np.asarray(labels)
-    f1s = []
-    for c in np.unique(np.concatenate([labels, preds])):
-        tp = np.sum((preds == c) & (labels == c))
-        denom = np.sum(preds == c) + np.sum(labels == c)
-        f1s.append(2 * tp / denom if denom else 0.0)
-    return {"accuracy": float(np.mean(preds == labels)), "macro_f1": float(np.mean(f1s))}
+    predicted = np.asarray(logits).argmax(-1)
+    names = sorted(set(np.asarray(labels).tolist()) | set(predicted.tolist()))
+    metrics = classification_metrics(np.asarray(labels).tolist(), predicted.tolist(), names)
+    return {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
 
 def resolve_base(name: str) -> tuple[str, str]:
@@ -242,11 +237,8 @@ def resolve_base(name: str) -> tuple[str, str]:
 
 
 def default_base_model() -> str:
-    """The fine-tune base from the settings (the bundled pretrained encoder while offline)."""
-    from model_utils.config import get_settings, hub_offline
-
-    settings = get_settings()
-    return settings.default_checkpoint("fine-tune-base", hub_offline(settings))
+    """The fine-tune base when none is given (the bundled pretrained encoder while offline)."""
+    return registry.default_checkpoint("fine-tune-base")
 
 
 def _bundled_classifier(name: str, id2label: dict[int, str]):
@@ -258,7 +250,7 @@ def _bundled_classifier(name: str, id2label: dict[int, str]):
     try:
         encoder, tokenizer = load_bundled(name, "base")
     except FileNotFoundError as err:
-        raise ValueError(f"The weights of {name} are missing from this installation: {err}") from err
+        raise UserError("model.bundled_missing", name=name, detail=str(err)) from err
     config = copy.deepcopy(encoder.config)
     config.update({"id2label": id2label, "label2id": {v: k for k, v in id2label.items()},
                    "architectures": ["BertForSequenceClassification"]})
@@ -278,8 +270,7 @@ def _pretrained_classifier(source: str, location: str, id2label: dict[int, str])
             model, tokenizer, _ = load_delta_checkpoint(location, AutoModelForSequenceClassification,
                                                         local_only=hub_offline(), config_overrides=labels)
         except OSError as err:
-            raise ValueError(f"Could not rebuild the base model from its saved delta: its own base "
-                             f"{delta_base_of(location)} is not in the local cache while the Hub is unreachable.") from err
+            raise UserError("finetune.delta_base_offline", base=delta_base_of(location)) from err
         return model, tokenizer
     try:
         location = hub_location(location, local_only) if source == "hub" else location
@@ -289,10 +280,9 @@ def _pretrained_classifier(source: str, location: str, id2label: dict[int, str])
             ignore_mismatched_sizes=True, **pretrained_kwargs(local_only))
     except OSError as err:
         where = "the Hub is unreachable and it is not in the local cache" if source == "hub" and local_only else err
-        raise ValueError(f"Could not load the base model {location!r} ({where}); it needs safetensors "
-                         "weights and a tokenizer.") from err
+        raise UserError("finetune.base_unloadable", name=location, why=str(where)[:300]) from err
     except ValueError as err:
-        raise ValueError(f"{location!r} cannot be fine-tuned for classification: {err}") from err
+        raise UserError("finetune.not_classifiable", name=location, detail=str(err)[:300]) from err
     return model, tokenizer
 
 
@@ -315,21 +305,50 @@ def load_model(args: ModelArguments, labels: list[str]):
         from model_utils.pretrain import add_encoder_adapter
 
         if not hasattr(model, "bert"):
-            raise ValueError("LoRA fine-tuning supports BERT-family encoders only; set the LoRA rank to 0.")
+            raise UserError("finetune.lora_bert_only")
         add_encoder_adapter(model, args.lora_rank, args.lora_alpha)
     return model, tokenizer
 
 
-def precision_overrides() -> dict[str, bool]:
+@dataclass
+class RecipeArguments(TrainingArguments):
+    """The ``Trainer``'s arguments with BERT's fine-tuning recipe as defaults (3 epochs, batch size 16),
+    mixed precision on GPUs, and the range of every knob the app exposes (checked here and in the form)."""
+
+    output_dir: str = field(default="runs/finetune", metadata={"help": "where the Trainer writes its files"})
+    num_train_epochs: float = knob(3.0, 0.01, 100, help="passes over the training rows")
+    per_device_train_batch_size: int = knob(16, 1, 512, help="examples per optimisation step (per device)")
+    per_device_eval_batch_size: int = knob(16, 1, 512, help="examples per evaluation batch (per device)")
+    learning_rate: float = knob(5e-5, 1e-7, 1.0, help="peak learning rate (AdamW, linear decay)")
+    warmup_steps: float = knob(0.0, 0, 1_000_000, help="warm-up: a share of the steps below 1, else a count")
+    weight_decay: float = knob(0.0, 0, 1, help="AdamW weight decay")
+    max_steps: int = knob(-1, -1, 1_000_000, help="stop after this many steps (-1: run every epoch)")
+    seed: int = knob(42, 0, 2**32 - 1, help="seed of the new head, the data order and dropout")
+    eval_strategy: str = field(default="epoch", metadata={"help": "when to evaluate: no, steps or epoch"})
+    save_strategy: str = field(default="no", metadata={"help": "the Trainer's own checkpoints (the model is saved at the end)"})
+    logging_steps: float = field(default=10, metadata={"help": "log the training loss every N steps (a share below 1)"})
+    report_to: str = field(default="none", metadata={"help": "experiment trackers to report to"})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto: bf16 (or fp16) on GPUs, fp32 on CPU; no"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if self.mixed_precision == "auto" and not (self.bf16 or self.fp16):
+            for flag, value in precision_flags().items():
+                setattr(self, flag, value)
+        super().__post_init__()
+
+
+def precision_flags() -> dict[str, bool]:
     """Mixed precision for the Trainer: bf16 on GPUs that support it, else fp16 on GPU, none on CPU."""
     if not torch.cuda.is_available():
         return {}
     return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
 
 
-def build_training_arguments(output_dir: str, **overrides) -> TrainingArguments:
-    """``TrainingArguments`` with the recipe's defaults and GPU mixed precision, overridden by ``overrides``."""
-    return TrainingArguments(output_dir=output_dir, **{**RECIPE_DEFAULTS, **precision_overrides(), **overrides})
+def build_training_arguments(output_dir: str, **overrides) -> RecipeArguments:
+    """The recipe's ``TrainingArguments`` in ``output_dir``, ``overrides`` applied (build it inside the job:
+    building it resets accelerate's process-wide state)."""
+    return RecipeArguments(output_dir=output_dir, **overrides)
 
 
 class EventCallback(TrainerCallback):
@@ -370,13 +389,18 @@ class EventCallback(TrainerCallback):
         return self._check(control)
 
 
+def _phase(callbacks: Sequence[Any], phase: str) -> None:
+    """Tell the job's followers what it is doing now (through its EventCallback)."""
+    for callback in callbacks:
+        if isinstance(callback, EventCallback):
+            callback.on_event({"kind": "phase", "phase": phase, "run": callback.run})
+
+
 def evaluate_predictions(trainer: Trainer, dataset: Encoded, labels: list[str]) -> dict:
     """Accuracy, macro-F1, per-label figures and the confusion matrix on ``dataset`` (plain data)."""
-    from model_utils.batch import compute_metrics as table_metrics
-
     output = trainer.predict(dataset)
     predicted = np.asarray(output.predictions).argmax(-1)
-    return table_metrics([labels[i] for i in dataset.labels], [labels[i] for i in predicted], labels)
+    return classification_metrics([labels[i] for i in dataset.labels], [labels[i] for i in predicted], labels)
 
 
 def finetune(data: DataArguments, model_args: ModelArguments, training: TrainingArguments, callbacks=(),
@@ -389,7 +413,9 @@ def finetune(data: DataArguments, model_args: ModelArguments, training: Training
     prepared = prepared or prepare_data(rows if rows is not None else load_rows(data), data)
     labels = prepared.labels
     set_seed(training.seed)  # the new head (and a from-scratch model) start the same way each run
+    _phase(callbacks, "loading")
     model, tokenizer = load_model(model_args, labels)
+    _phase(callbacks, "tokenizing")
     label2id = {v: k for k, v in enumerate(labels)}
     valid = Encoded(prepared.valid_rows, tokenizer, data, label2id)
     trainer = Trainer(model=model, args=training, train_dataset=Encoded(prepared.train_rows, tokenizer, data, label2id),
@@ -397,9 +423,12 @@ def finetune(data: DataArguments, model_args: ModelArguments, training: Training
                       data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE), compute_metrics=compute_metrics,
                       callbacks=list(callbacks))
     started = time.perf_counter()
+    _phase(callbacks, "training")
     trainer.train()
     seconds = time.perf_counter() - started
     stopped = any(getattr(c, "stopped", False) for c in callbacks)
+    if not stopped:
+        _phase(callbacks, "evaluating")
     evaluation = None if stopped else evaluate_predictions(trainer, valid, labels)  # a stop must end fast
     if evaluation is not None:
         metrics = {"accuracy": evaluation["accuracy"], "macro_f1": evaluation["macro_f1"]}
@@ -487,26 +516,72 @@ def expected_bytes(model_args: ModelArguments) -> int:
     return estimate_checkpoint_bytes(source, location, delta)
 
 
+@dataclass
+class Plan:
+    """A fine-tuning run checked from end to end before it is queued: nothing is left to refuse."""
+
+    data: DataArguments
+    model: ModelArguments
+    training: dict[str, Any]  # RecipeArguments values, range-checked (the arguments are built in the job)
+    prepared: PreparedData
+
+    def training_arguments(self, output_dir: str) -> RecipeArguments:
+        """The Trainer's arguments (build them inside the job: building resets accelerate's state)."""
+        return build_training_arguments(output_dir, **self.training)
+
+
+def plan(rows: list[dict[str, str]], data: dict[str, Any], model: dict[str, Any], training: dict[str, Any]) -> Plan:
+    """Check everything about a run once: knob ranges, the base model, the checkpoint's name and the disk
+    budget, the rows (classes, splits); UserError for the first problem.
+
+    ``data``, ``model`` and ``training``: field values of DataArguments, ModelArguments and RecipeArguments,
+    as a form sends them (checked and converted here; the training arguments are built in the job).
+    """
+    data_args = DataArguments(**check_values(DataArguments, data))
+    model_args = ModelArguments(**check_values(ModelArguments, model))
+    training = check_values(RecipeArguments, training)
+    resolve_base(model_args.base_model)
+    if model_args.checkpoint_name:
+        ensure_new(model_args.checkpoint_name)
+        check_budget(expected_bytes(model_args))
+    return Plan(data_args, model_args, training, prepare_data(rows, data_args))
+
+
 def run(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
         rows: list[dict[str, str]] | None = None, on_event: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
-    """The whole job: check the name, fine-tune, optionally the from-scratch twin, save the checkpoint.
-
-    Returns the :func:`finetune` result plus ``"checkpoint"`` (``local:<name>`` or None) and
-    ``"scratch"`` (the from-scratch result, or None). A stopped run still saves what it trained
-    (its card says so) but skips the from-scratch twin.
-    """
-    emit = on_event or (lambda event: None)
+    """The whole job from the command line: check the name and the data, then :func:`train_and_save`."""
     if model_args.checkpoint_name:
         ensure_new(model_args.checkpoint_name)  # fail before training, not after
         check_budget(expected_bytes(model_args))
     prepared = prepare_data(rows if rows is not None else load_rows(data), data)
+    return train_and_save(data, model_args, training, prepared, on_event, should_stop, owner)
+
+
+def run_plan(checked: Plan, output_dir: str, on_event: Callable[[dict], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
+    """The whole job of a :func:`plan` (the app's background job): :func:`train_and_save` in ``output_dir``."""
+    return train_and_save(checked.data, checked.model, checked.training_arguments(output_dir), checked.prepared,
+                          on_event, should_stop, owner)
+
+
+def train_and_save(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
+                   prepared: PreparedData, on_event: Callable[[dict], None] | None = None,
+                   should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
+    """Fine-tune, optionally the from-scratch twin, save the checkpoint.
+
+    Returns the :func:`finetune` result plus ``"checkpoint"`` (``local:<name>`` or None) and
+    ``"scratch"`` (the from-scratch result, or None). A stopped run still saves what it trained
+    (its card says so) but skips the from-scratch twin. Emits ``phase`` events as it goes.
+    """
+    emit = on_event or (lambda event: None)
     emit({"kind": "data", "train_rows": len(prepared.train_rows), "validation_rows": len(prepared.valid_rows),
           "skipped": prepared.skipped, "labels": prepared.labels})
     result = finetune(data, model_args, training, [EventCallback(on_event, should_stop, "pretrained")],
                       prepared=prepared)
     result["checkpoint"] = None
     if model_args.checkpoint_name and result["trainer"].is_world_process_zero():
+        emit({"kind": "phase", "phase": "saving"})
         path = save_checkpoint(result, model_args.checkpoint_name, data, model_args, training, owner=owner)
         result["checkpoint"] = LOCAL_PREFIX + path.name
         emit({"kind": "saved", "checkpoint": result["checkpoint"], "removed": result["removed"]})
@@ -532,19 +607,10 @@ def summarize(result: dict) -> dict:
             "scratch": part(result["scratch"]) if result["scratch"] else None}
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, TrainingArguments]:
-    """Parse the command line into the three argument dataclasses (recipe defaults filled in)."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
-    argv = list(argv) if argv is not None else sys.argv[1:]
-    if "--output_dir" not in argv:
-        argv += ["--output_dir", "runs/finetune"]
-    defaults = {**RECIPE_DEFAULTS, **precision_overrides()}
-    if "--fp16" in argv or "--bf16" in argv:
-        defaults = {k: v for k, v in defaults.items() if k not in ("fp16", "bf16")}
-    for key, value in defaults.items():
-        if f"--{key}" not in argv:
-            argv += [f"--{key}", str(value)]
-    return parser.parse_args_into_dataclasses(args=argv)
+def parse_arguments(argv: list[str] | None = None) -> tuple[DataArguments, ModelArguments, RecipeArguments]:
+    """Parse the command line into the three argument dataclasses (their defaults are the recipe's)."""
+    parser = KnobParser((DataArguments, ModelArguments, RecipeArguments))
+    return parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else sys.argv[1:])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,8 +27,10 @@ import torch
 
 from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.config import Settings, get_settings, hub_offline
+from model_utils.devices import pick_device, pick_dtype
+from model_utils.errors import UserError, define
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
-from model_utils.registry import CheckpointInfo, model_name, resolve
+from model_utils.registry import CheckpointInfo, default_checkpoint, model_name, resolve
 
 HEADS: tuple[str, ...] = (
     "masked-lm", "next-sentence", "sequence-classification", "base", "causal-lm", "pretraining",
@@ -51,6 +53,31 @@ _TASK_HEADS = {
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+define({
+    "model.untrained_head": "{name} has no trained {head_words} head (missing weights: {missing}); choose another "
+                            "model.",
+    "model.no_head": "{name} has no {head_words} head; choose another model.",
+    "model.pickle_only": "{name} has only PyTorch pickle weights (.bin/.pt); for safety the app loads .safetensors "
+                         "weights only. Convert it with save_pretrained(safe_serialization=True).",
+    "model.no_safetensors": "{name} has no .safetensors weights file; repair the checkpoint or save it again.",
+    "model.damaged_weights": "Could not load {name}: its weights file is damaged or incomplete, or does not match "
+                             "its config.json ({detail}).",
+    "model.no_vocabulary": "{name} has no tokenizer vocabulary (tokenizer.json or vocab.txt is missing); repair the "
+                           "checkpoint.",
+    "model.tokenizer_too_big": "{name} is damaged: its tokenizer has {size} tokens but the model has embeddings for "
+                               "{rows}.",
+    "model.unknown_type": "{name} has model type {kind!r}, which this version of Transformers does not know; choose "
+                          "another model.",
+    "model.cannot_load": "Could not load {name}: {detail}",
+    "model.hub_offline": "{name} is a Hugging Face Hub model and the Hub is unreachable (offline mode); choose a "
+                         "bundled or local model.",
+    "model.needs_safetensors": "Could not load {name} (it needs .safetensors weights and a tokenizer): {detail}",
+    "model.delta_base_offline": "{name} was fine-tuned from {base}, which is not in the local cache while the Hub is "
+                                "unreachable; choose another model.",
+    "model.bundled_missing": "The weights of {name} are missing from this installation: {detail}",
+    "model.bundled_not_installed": "Bundled models are not installed, so {name} is unavailable.",
+})
+
 
 def gpu_task(fn: F) -> F:
     """Decorate GPU work: ``spaces.GPU`` on ZeroGPU Spaces, unchanged elsewhere."""
@@ -59,36 +86,6 @@ def gpu_task(fn: F) -> F:
 
         return spaces.GPU(fn)
     return fn
-
-
-def pick_device(override: str | None = None) -> torch.device:
-    """The device to run on: the override if given, else CUDA, then Apple MPS, then CPU."""
-    if override:
-        try:
-            return torch.device(override)
-        except RuntimeError as err:
-            raise ValueError(f"PLM_DEVICE={override!r} is not a valid torch device") from err
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU (PLM_DTYPE overrides)."""
-    override = get_settings().dtype
-    if override:
-        dtype = getattr(torch, override, None)
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"PLM_DTYPE={override!r} is not a torch dtype (float32, float16, bfloat16)")
-        return dtype
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
 
 
 @dataclass
@@ -145,35 +142,31 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
     tied = set(getattr(model, "_tied_weights_keys", None) or ())
     missing = [k for k in missing if k not in tied]
     if missing:
-        raise ValueError(f"{checkpoint} has no trained {_HEAD_WORDS[head]} head "
-                         f"(missing weights: {', '.join(sorted(missing)[:3])}); choose another model.")
+        raise UserError("model.untrained_head", name=checkpoint, head=head, head_words=_HEAD_WORDS[head],
+                        missing=", ".join(sorted(missing)[:3]))
 
 
-def _damaged_weights(info: CheckpointInfo, err: Exception) -> str:
-    """Why a checkpoint's weights could not be read, in words (a pickle-only folder is refused)."""
+def _damaged_weights(info: CheckpointInfo, err: Exception) -> UserError:
+    """Why a checkpoint's weights could not be read (a pickle-only folder is refused)."""
     folder = Path(info.location)
     if info.source == "local" and not any(folder.glob("*.safetensors")):
         if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-            return (f"{info.name} has only PyTorch pickle weights (.bin/.pt); for safety the app loads "
-                    ".safetensors weights only. Convert it with save_pretrained(safe_serialization=True).")
-        return f"{info.name} has no .safetensors weights file; repair the checkpoint or save it again."
+            return UserError("model.pickle_only", name=info.name)
+        return UserError("model.no_safetensors", name=info.name)
     detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     if "ignore_mismatched_sizes" in detail:  # transformers points at a report the user cannot see
         detail = "tensor shapes differ from the config"
-    return (f"Could not load {info.name}: its weights file is damaged or incomplete, or does not match "
-            f"its config.json ({detail}).")
+    return UserError("model.damaged_weights", name=info.name, detail=detail)
 
 
 def _check_tokenizer(info: CheckpointInfo, model: Any, tokenizer: Any) -> None:
     """Refuse a tokenizer without a vocabulary, or with more tokens than the model has embeddings."""
     size = len(tokenizer)
     if size <= len(set(tokenizer.all_special_ids)):
-        raise ValueError(f"{info.name} has no tokenizer vocabulary (tokenizer.json or vocab.txt is "
-                         "missing); repair the checkpoint.")
+        raise UserError("model.no_vocabulary", name=info.name)
     rows = model.get_input_embeddings().num_embeddings
     if size > rows:
-        raise ValueError(f"{info.name} is damaged: its tokenizer has {size} tokens but the model has "
-                         f"embeddings for {rows}.")
+        raise UserError("model.tokenizer_too_big", name=info.name, size=size, rows=rows)
 
 
 @serialized
@@ -196,23 +189,20 @@ def _load_pretrained(info: CheckpointInfo, head: str, offline: bool,
         tokenizer = AutoTokenizer.from_pretrained(
             location, trust_remote_code=False, local_files_only=local_only)
     except (SafetensorError, RuntimeError) as err:  # truncated file, shapes unlike config.json
-        raise ValueError(_damaged_weights(info, err)) from err
-    except ValueError as err:
+        raise _damaged_weights(info, err) from err
+    except ValueError as err:  # transformers' words: which head or architecture it could not build
         if "Unrecognized configuration class" in str(err) or "does not support" in str(err):
-            raise ValueError(f"{info.name} has no {_HEAD_WORDS[head]} head; choose another model.") from err
+            raise UserError("model.no_head", name=info.name, head=head, head_words=_HEAD_WORDS[head]) from err
         if "does not recognize this architecture" in str(err):
             kind = re.search(r"model type `([^`]*)`", str(err))
-            raise ValueError(f"{info.name} has model type {kind[1] if kind else '?'!r}, which this version "
-                             "of Transformers does not know; choose another model.") from err
-        raise ValueError(f"Could not load {info.name}: {err}") from err
+            raise UserError("model.unknown_type", name=info.name, kind=kind[1] if kind else "?") from err
+        raise UserError("model.cannot_load", name=info.name, detail=str(err)[:300]) from err
     except OSError as err:
         if offline and info.source == "hub":
-            raise ValueError(f"{info.name} is a Hugging Face Hub model and the Hub is unreachable "
-                             "(offline mode); choose a bundled or local model.") from err
+            raise UserError("model.hub_offline", name=info.name) from err
         if info.source == "local" and not any(Path(info.location).glob("*.safetensors")):
-            raise ValueError(_damaged_weights(info, err)) from err
-        raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a "
-                         f"tokenizer): {err}") from err
+            raise _damaged_weights(info, err) from err
+        raise UserError("model.needs_safetensors", name=info.name, detail=str(err)[:300]) from err
     _check_head_loaded(info.name, head, model, loading_info)
     _check_tokenizer(info, model, tokenizer)
     return model, tokenizer
@@ -224,13 +214,12 @@ def _load_delta(info: CheckpointInfo, head: str, offline: bool, attn_implementat
         model, tokenizer, unfilled = load_delta_checkpoint(info.location, _auto_class(head), local_only=offline,
                                                            attn_implementation=attn_implementation)
     except OSError as err:
-        raise ValueError(f"{info.name} was fine-tuned from {delta_base_of(info.location)}, which is not in the local "
-                         "cache while the Hub is unreachable; choose another model.") from err
+        raise UserError("model.delta_base_offline", name=info.name, base=delta_base_of(info.location)) from err
     except (RuntimeError, KeyError) as err:
-        raise ValueError(_damaged_weights(info, err)) from err
+        raise _damaged_weights(info, err) from err
     if head in _TRAINED_HEADS and unfilled:
-        raise ValueError(f"{info.name} has no trained {_HEAD_WORDS[head]} head "
-                         f"(missing weights: {', '.join(unfilled[:3])}); choose another model.")
+        raise UserError("model.untrained_head", name=info.name, head=head, head_words=_HEAD_WORDS[head],
+                        missing=", ".join(unfilled[:3]))
     _check_tokenizer(info, model, tokenizer)
     return model, tokenizer
 
@@ -240,11 +229,11 @@ def _load_bundled(info: CheckpointInfo, head: str, attn_implementation: str | No
     try:
         from model_utils.bundled import load_bundled
     except ImportError as err:
-        raise ValueError(f"Bundled models are not installed, so {info.name} is unavailable.") from err
+        raise UserError("model.bundled_not_installed", name=info.name) from err
     try:
         return load_bundled(info.name, head, attn_implementation=attn_implementation)
     except FileNotFoundError as err:
-        raise ValueError(f"The weights of {info.name} are missing from this installation: {err}") from err
+        raise UserError("model.bundled_missing", name=info.name, detail=str(err)) from err
 
 
 class ModelManager:
@@ -266,11 +255,10 @@ class ModelManager:
         name = model_name(checkpoint)  # ValueError for a number, a list, a 5,000-character id
         if name:
             return name
-        settings = get_settings()
         task = task or next((t for t, h in _TASK_HEADS.items() if h == head), None)
         if task is None:
-            raise ValueError("Please choose a model.")
-        return settings.default_checkpoint(task, hub_offline(settings))
+            raise UserError("model.none_chosen")
+        return default_checkpoint(task)
 
     def get(self, checkpoint: str | None, head: str, *, task: str | None = None,
             attn_implementation: str | None = None) -> LoadedModel:

@@ -16,10 +16,19 @@ from typing import Any, Sequence
 import torch
 
 from model_utils.config import get_settings
+from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text, fit_pair
 from model_utils.manager import LoadedModel, get_manager, gpu_task
 
 MAX_PARAGRAPH_SENTENCES = 32
+
+define({
+    "next_sentence.no_pairs": "No sentence pairs to score.",
+    "next_sentence.paragraph_short": "Paragraph mode needs at least two sentences (ending with . ! or ?).",
+    "next_sentence.pair_cut": "The pair is {length} tokens long and the model reads at most {limit}; the longer "
+                              "sentence was cut.",
+    "next_sentence.paragraph_cut": "Only the first {kept} of {total} sentences were scored.",
+})
 # A sentence runs to . ! ? (plus closing quotes) before a space or the end, or to 。！？.
 # The lookbehind lets a run of . ! ? be tried from its first character only: without it the
 # regex retried the run from every position inside it, quadratic in its length (100 kB of
@@ -45,8 +54,7 @@ def preprocess(first: str, second: str, tokenizer: Any) -> tuple[dict, list[str]
     encoding = tokenizer(fitted.first, fitted.second, truncation="longest_first", max_length=limit)
     notices = []
     if fitted.truncated:
-        notices.append(f"The pair is {fitted.total_tokens} tokens long and the model reads at most {limit}; "
-                       "the longer sentence was cut.")
+        notices.append(Notice("next_sentence.pair_cut", length=fitted.total_tokens, limit=limit))
     return dict(encoding), notices
 
 
@@ -72,7 +80,7 @@ def _load(model: str | None) -> LoadedModel:
 def score_pairs(pairs: Sequence[tuple[str, str]], model: str | None = None) -> list[dict]:
     """Score many (A, B) pairs in one batch: ``[{"is_next", "not_next", "notices"}, ...]``."""
     if not pairs:
-        raise ValueError("No sentence pairs to score.")
+        raise UserError("next_sentence.no_pairs")
     loaded = _load(model)
     with loaded.lock:
         prepared = [preprocess(a, b, loaded.tokenizer) for a, b in pairs]
@@ -110,10 +118,10 @@ def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> 
     """
     sentences = split_sentences(check_text(paragraph, "paragraph"))
     if len(sentences) < 2:
-        raise ValueError("Paragraph mode needs at least two sentences (ending with . ! or ?).")
+        raise UserError("next_sentence.paragraph_short")
     notices = []
     if len(sentences) > MAX_PARAGRAPH_SENTENCES:
-        notices.append(f"Only the first {MAX_PARAGRAPH_SENTENCES} of {len(sentences)} sentences were scored.")
+        notices.append(Notice("next_sentence.paragraph_cut", kept=MAX_PARAGRAPH_SENTENCES, total=len(sentences)))
         sentences = sentences[:MAX_PARAGRAPH_SENTENCES]
     shuffled = [sentences[i] for i in shuffled_order(len(sentences), seed)]
     original = list(zip(sentences, sentences[1:]))

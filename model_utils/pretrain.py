@@ -26,11 +26,13 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, HfArgumentParser,
-                          PreTrainedTokenizerBase, get_linear_schedule_with_warmup)
+from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, PreTrainedTokenizerBase,
+                          get_linear_schedule_with_warmup)
 
 from model_utils.data import Document, read_documents
 from model_utils.inputs import clip_cell
+from model_utils.devices import training_device
+from model_utils.knobs import KnobParser, check_ranges, knob
 from model_utils.loading import serialized
 
 IS_NEXT, NOT_NEXT = 0, 1  # BERT's convention for next_sentence_label
@@ -47,14 +49,14 @@ class PretrainArguments:
     eval_file: str = field(default="data/pretrain_eval.jsonl", metadata={"help": "held-out documents"})
     base_model: str = field(default="minilm", metadata={"help": "'minilm' (the packaged encoder) or a checkpoint folder"})
     output_dir: str = field(default="runs/pretrain", metadata={"help": "where checkpoints and the log go"})
-    max_steps: int = field(default=2000, metadata={"help": "optimizer steps"})
-    batch_size: int = field(default=32, metadata={"help": "sequences per step"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate (linear warmup and decay)"})
+    max_steps: int = knob(2000, 1, 1_000_000, help="optimizer steps")
+    batch_size: int = knob(32, 1, 256, help="sequences per step")
+    learning_rate: float = knob(5e-4, 1e-7, 1.0, help="peak learning rate (linear warmup and decay)")
     warmup_ratio: float = field(default=0.06, metadata={"help": "share of steps spent warming up"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    max_seq_length: int = field(default=128, metadata={"help": "tokens per sequence, [CLS] and [SEP]s included"})
-    mlm_probability: float = field(default=0.15, metadata={"help": "share of tokens selected for MLM"})
-    nsp: bool = field(default=True, metadata={"help": "train next-sentence prediction too"})
+    max_seq_length: int = knob(128, 16, 512, help="tokens per sequence, [CLS] and [SEP]s included")
+    mlm_probability: float = knob(0.15, 0.01, 0.5, help="share of tokens selected for MLM")
+    nsp: bool = knob(True, help="train next-sentence prediction too")
     lora_rank: int = field(default=32, metadata={"help": "LoRA rank on the encoder; 0 trains the encoder in full"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator"})
     eval_every: int = field(default=250, metadata={"help": "evaluate every N steps (0: only at the end)"})
@@ -65,6 +67,9 @@ class PretrainArguments:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast for the training forward (CPU or GPU)"})
     micro_batches: int = field(default=4, metadata={"help": "length-sorted parts per batch, each padded to its own longest"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass
@@ -461,7 +466,7 @@ def train(args: PretrainArguments, train_docs: list[Document] | None = None, eva
     torch.manual_seed(args.seed)
     model, tokenizer = model_and_tokenizer or load_base(args.base_model)
     add_encoder_adapter(model, args.lora_rank, args.lora_alpha)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = training_device()
     model.to(device)
     train_docs = train_docs if train_docs is not None else read_documents(Path(args.train_file))
     eval_docs = eval_docs if eval_docs is not None else read_documents(Path(args.eval_file))
@@ -487,9 +492,10 @@ def train(args: PretrainArguments, train_docs: list[Document] | None = None, eva
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        record = {"kind": "train", "step": step, **result, "lr": scheduler.get_last_lr()[0]}
+        record = {"kind": "train", "step": step, "total": args.max_steps, **result, "lr": scheduler.get_last_lr()[0]}
         log.append(record)
         emit(record)
+        emit({"kind": "progress", "step": step, "total": args.max_steps})
         bar.update(1)
         bar.set_postfix(mlm=f"{record['mlm_loss']:.2f}", nsp=f"{record['nsp_loss']:.2f}")
         if args.eval_every and step % args.eval_every == 0 and step < args.max_steps:
@@ -517,7 +523,7 @@ def _eval_record(model, eval_batches, step: int, bar) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = HfArgumentParser(PretrainArguments)
+    parser = KnobParser(PretrainArguments)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     result = train(args)
     print(json.dumps({"steps": result["steps"], "seconds": round(result["seconds"], 1), **result["metrics"]}, indent=2))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -35,7 +36,10 @@ import torch
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
 from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
+from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text
+from model_utils.devices import training_device
+from model_utils.knobs import check_ranges, check_values, knob
 from model_utils.loading import hub_location, serialized
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent / "bundled" / "data" / "pretrain_heldout_sample.jsonl"
@@ -48,6 +52,35 @@ DOCUMENT_SPLIT_MIN = 20  # from this many documents on, whole documents are held
 BINARY_SNIFF_BYTES = 8192  # bytes inspected for NUL/control characters
 PROBE_TOP_K = 5
 STATUS_NAMES = ("special", "kept", "mask", "random", "unchanged")  # how each token reached the model
+_MINIMUM = ("at least {min_docs} documents (separate them with a blank line) and {min_sentences} sentences in all, "
+            "with {min_pairs} or more documents of two sentences or more")
+
+define({
+    "pretrain.not_txt": "{name}: upload plain-text .txt files (documents separated by blank lines).",
+    "pretrain.file_too_big": "{name} is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB.",
+    "pretrain.binary": "{name} looks like a binary file, not text.",
+    "pretrain.not_utf8": "{name} is not UTF-8 text ({reason} at byte {position}).",
+    "pretrain.corpus_too_big": "The corpus is {size_mb:.1f} MB; the limit is {limit_mb:.0f} MB.",
+    "pretrain.corpus_empty": "The corpus is empty. Paste text, upload .txt files or use the bundled corpus: "
+                             + _MINIMUM + ".",
+    "pretrain.corpus_small": "The corpus is too small ({docs} documents, {sentences} sentences, {pairs} with two "
+                             "sentences or more); the minimum is " + _MINIMUM + ".",
+    "pretrain.no_heldout": "The corpus is too small to hold out a slice for measuring; the minimum is " + _MINIMUM
+                           + ", and two documents need four sentences or more.",
+    "pretrain.no_examples": "The corpus gives no training example; the minimum is " + _MINIMUM + ".",
+    "pretrain.not_bert": "{name} is a {family} model; continued pretraining with MLM + NSP supports BERT checkpoints "
+                         "(BertForPreTraining or BertForMaskedLM).",
+    "pretrain.no_mlm_head": "{name} has no trained masked-language-model head; choose a checkpoint with one (a "
+                            "...ForMaskedLM or ...ForPreTraining model).",
+    "pretrain.base_unloadable": "Could not load {name} (it needs .safetensors weights and a tokenizer): {detail}",
+    "pretrain.delta_base_offline": "Could not rebuild {name}: its base {base} is not in the local cache while the "
+                                   "Hub is unreachable.",
+    "pretrain.new_nsp_head": "{name} has no next-sentence head: a new one starts from random weights.",
+    "pretrain.probe_missing": "Write a probe sentence with one {mask}, e.g. 'The patient was given [MASK] for the "
+                              "pain.'",
+    "pretrain.probe_masks": "The probe sentence needs exactly one {mask} (it has {count}).",
+    "pretrain.example_too_short": "This example is too short to mask any token; choose another example.",
+})
 
 
 @dataclass
@@ -57,9 +90,12 @@ class SessionOptions:
     base_model: str = field(default="", metadata={"help": "checkpoint with an MLM head (bundled:, local: or Hub id)"})
     checkpoint_name: str = field(default="", metadata={"help": "save the adapted model as local:<name>; empty: do not save"})
     probe_text: str = field(default="", metadata={"help": "a sentence with one [MASK], re-predicted during training"})
-    probe_every: int = field(default=10, metadata={"help": "recompute the probe every N steps"})
-    example_index: int = field(default=0, metadata={"help": "which training example the masking panel shows"})
+    probe_every: int = knob(10, 1, 100_000, help="recompute the probe every N steps")
+    example_index: int = knob(0, 0, 100_000, help="which training example the masking panel shows (0: the first)")
     corpus_name: str = field(default="pasted text", metadata={"help": "where the corpus came from (model card)"})
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 def app_arguments(**overrides) -> P.PretrainArguments:
@@ -74,19 +110,19 @@ def app_arguments(**overrides) -> P.PretrainArguments:
 def read_text_file(path: Path, max_bytes: int) -> str:
     """The UTF-8 text of an uploaded ``.txt`` file; ValueError for other types, binary data or size."""
     if path.suffix.lower() != ".txt":
-        raise ValueError(f"{path.name}: upload plain-text .txt files (documents separated by blank lines).")
+        raise UserError("pretrain.not_txt", name=path.name)
     size = path.stat().st_size
     if size > max_bytes:
-        raise ValueError(f"{path.name} is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB.")
+        raise UserError("pretrain.file_too_big", name=path.name, size_mb=size / 2**20, limit_mb=max_bytes / 2**20)
     data = path.read_bytes()
     head = data[:BINARY_SNIFF_BYTES]
     controls = sum(b < 9 or 13 < b < 32 for b in head)
     if b"\x00" in head or controls > len(head) // 100:
-        raise ValueError(f"{path.name} looks like a binary file, not text.")
+        raise UserError("pretrain.binary", name=path.name)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path.name} is not UTF-8 text ({err.reason} at byte {err.start}).") from None
+        raise UserError("pretrain.not_utf8", name=path.name, reason=err.reason, position=err.start) from None
 
 
 def load_corpus(text: str = "", files: Sequence[str | Path] = (), use_bundled: bool = False,
@@ -110,7 +146,7 @@ def load_corpus(text: str = "", files: Sequence[str | Path] = (), use_bundled: b
         names.append(path.name)
     total = sum(len(p.encode("utf-8")) for p in parts)
     if total > limit:
-        raise ValueError(f"The corpus is {total / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB.")
+        raise UserError("pretrain.corpus_too_big", size_mb=total / 2**20, limit_mb=limit / 2**20)
     docs = [d for i, part in enumerate(parts) for d in documents_from_text(part, source=f"part{i}")]
     return docs, " + ".join(names) or "nothing"
 
@@ -124,21 +160,18 @@ def corpus_summary(docs: Sequence[Document]) -> dict:
 
 def minimum_text() -> str:
     """The minimum corpus, in words."""
-    return (f"at least {MIN_DOCUMENTS} documents (separate them with a blank line) and {MIN_SENTENCES} "
-            f"sentences in all, with {MIN_PAIR_DOCUMENTS} or more documents of two sentences or more")
+    return _MINIMUM.format(min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES, min_pairs=MIN_PAIR_DOCUMENTS)
 
 
 def check_corpus(docs: Sequence[Document]) -> dict:
     """Raise ValueError (stating the minimum) for a corpus too small to train and measure on."""
     counts = corpus_summary(docs)
     if not counts["documents"]:
-        raise ValueError(f"The corpus is empty. Paste text, upload .txt files or use the bundled corpus: "
-                         f"{minimum_text()}.")
+        raise UserError("pretrain.corpus_empty", min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES, min_pairs=MIN_PAIR_DOCUMENTS)
     if (counts["documents"] < MIN_DOCUMENTS or counts["sentences"] < MIN_SENTENCES
             or counts["pair_documents"] < MIN_PAIR_DOCUMENTS):
-        raise ValueError(f"The corpus is too small ({counts['documents']} documents, {counts['sentences']} "
-                         f"sentences, {counts['pair_documents']} with two sentences or more); the minimum is "
-                         f"{minimum_text()}.")
+        raise UserError("pretrain.corpus_small", docs=counts["documents"], sentences=counts["sentences"],
+                        pairs=counts["pair_documents"], min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES, min_pairs=MIN_PAIR_DOCUMENTS)
     return counts
 
 
@@ -169,8 +202,7 @@ def _widen_tails(docs: list[Document], train: list[Document], held: list[Documen
     """Hold out two sentences of the longest documents when the proportional tails were too thin."""
     longest = sorted(range(len(docs)), key=lambda i: -len(docs[i].sentences))[:2]
     if any(len(docs[i].sentences) < 4 for i in longest):
-        raise ValueError(f"The corpus is too small to hold out a slice for measuring; the minimum is "
-                         f"{minimum_text()}, and two documents need four sentences or more.")
+        raise UserError("pretrain.no_heldout", min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES, min_pairs=MIN_PAIR_DOCUMENTS)
     held = [h for h in held if not any(h.id == docs[i].id + ":heldout" for i in longest)]
     for i in longest:
         d = docs[i]
@@ -193,8 +225,7 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
     if info.source == "bundled":
         return (*_load_bundled_base(info), [])
     if info.family not in (None, "bert"):
-        raise ValueError(f"{info.name} is a {info.family} model; continued pretraining with MLM + NSP supports "
-                         "BERT checkpoints (BertForPreTraining or BertForMaskedLM).")
+        raise UserError("pretrain.not_bert", name=info.name, family=info.family)
     return _load_bert_base(info)
 
 
@@ -211,12 +242,11 @@ def _load_bundled_base(info) -> tuple:
     from model_utils.bundled import load_bundled
 
     if "pretrain-base" not in info.tasks:
-        raise ValueError(f"{info.name} has no masked-language-model head; choose a model with one "
-                         "(e.g. bundled:minilm-pretrained).")
+        raise UserError("pretrain.no_mlm_head", name=info.name)
     try:
         model, tokenizer = load_bundled(info.name, "pretraining")
     except FileNotFoundError as err:
-        raise ValueError(f"The weights of {info.name} are missing from this installation: {err}") from err
+        raise UserError("model.bundled_missing", name=info.name, detail=str(err)) from err
     return model.float(), tokenizer
 
 
@@ -234,21 +264,19 @@ def _load_bert_base(info) -> tuple:
     try:
         config = AutoConfig.from_pretrained(location, **opts)
         if config.model_type != "bert":
-            raise ValueError(f"{info.name} is a {config.model_type} model; continued pretraining with MLM + NSP "
-                             "supports BERT checkpoints (BertForPreTraining or BertForMaskedLM).")
+            raise UserError("pretrain.not_bert", name=info.name, family=config.model_type)
         model, loading = BertForPreTraining.from_pretrained(location, use_safetensors=True,
                                                             output_loading_info=True, **opts)
         tokenizer = AutoTokenizer.from_pretrained(location, **opts)
     except OSError as err:
-        raise ValueError(f"Could not load {info.name} (it needs .safetensors weights and a tokenizer): {err}") from err
+        raise UserError("pretrain.base_unloadable", name=info.name, detail=str(err)[:300]) from err
     missing = set(loading.get("missing_keys", ())) - set(BertForPreTraining._tied_weights_keys or {})
     encoder_missing = any(k.startswith(("bert.embeddings", "bert.encoder")) for k in missing)
     if encoder_missing or any(k.startswith("cls.predictions") for k in missing):
-        raise ValueError(f"{info.name} has no trained masked-language-model head; choose a checkpoint with one "
-                         "(a ...ForMaskedLM or ...ForPreTraining model).")
+        raise UserError("pretrain.no_mlm_head", name=info.name)
     notices = []
     if any(k.startswith(("cls.seq_relationship", "bert.pooler")) for k in missing):
-        notices.append(f"{info.name} has no next-sentence head: a new one starts from random weights.")
+        notices.append(Notice("pretrain.new_nsp_head", name=info.name))
     return model.float(), tokenizer, notices
 
 
@@ -259,12 +287,12 @@ def probe_ids(tokenizer, text: str, max_length: int = 128) -> torch.Tensor:
     text = (check_text(text, "probe sentence", required=False) or "").strip()
     mask = tokenizer.mask_token
     if not text:
-        raise ValueError(f"Write a probe sentence with one {mask}, e.g. 'The patient was given [MASK] for the pain.'")
+        raise UserError("pretrain.probe_missing", mask=mask)
     text = text.replace("<mask>", mask).replace("[mask]", mask)
     ids = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
     count = int((ids == tokenizer.mask_token_id).sum())
     if count != 1:
-        raise ValueError(f"The probe sentence needs exactly one {mask} (it has {count}).")
+        raise UserError("pretrain.probe_masks", mask=mask, count=count)
     return ids
 
 
@@ -298,7 +326,7 @@ def masked_example(example: P.Example, tokenizer, args: P.PretrainArguments) -> 
         batch = P.collate([example], tokenizer, P.make_masker(tokenizer, args.mlm_probability, args.seed + attempt))
         if (batch["labels"] != -100).any():
             return batch
-    raise ValueError("This example is too short to mask any token; choose another example.")
+    raise UserError("pretrain.example_too_short")
 
 
 def token_statuses(batch: dict[str, torch.Tensor], tokenizer) -> list[dict]:
@@ -346,7 +374,8 @@ def masking_example(docs: Sequence[Document], tokenizer, args: P.PretrainArgumen
     """Training example ``index`` as the model sees it (plain data), with the masked batch to score it."""
     examples = training_examples(docs, tokenizer, args)
     if not examples:
-        raise ValueError("The corpus gives no training example.")
+        raise UserError("pretrain.no_examples", min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES,
+                        min_pairs=MIN_PAIR_DOCUMENTS)
     index = int(index) % len(examples)
     example = examples[index]
     batch = masked_example(example, tokenizer, args)
@@ -370,6 +399,60 @@ def plain_view(view: dict) -> dict:
     return {k: v for k, v in view.items() if k != "batch"}
 
 
+# ---------------------------------------------------------------- planning a run from the app
+
+APP_KNOBS = ["max_steps", "batch_size", "learning_rate", "max_seq_length", "mlm_probability", "nsp"]
+SESSION_KNOBS = ["probe_every", "example_index"]
+_MASKS = re.compile(r"\[MASK\]|<mask>", re.IGNORECASE)
+
+
+@dataclass
+class Plan:
+    """A pretraining run from the app, checked from end to end before it is queued."""
+
+    args: P.PretrainArguments
+    options: SessionOptions
+    docs: list[Document]
+
+
+def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: str, name: str, probe: str,
+         knobs: dict) -> Plan:
+    """Check everything about a run once: knob ranges, the probe, the corpus (and its held-out slice), the base
+    model's MLM head, the checkpoint's name and the disk budget; UserError for the first problem.
+
+    ``knobs``: values of :data:`APP_KNOBS` (PretrainArguments) and :data:`SESSION_KNOBS` (SessionOptions).
+    An empty ``base_model`` is the settings' pretraining base; an empty ``name`` a dated one.
+    """
+    from model_utils.checkpoints import check_budget, ensure_new
+    from model_utils.registry import default_checkpoint, model_name, resolve
+
+    values = check_values(P.PretrainArguments, {k: knobs[k] for k in APP_KNOBS})
+    args = app_arguments(**values, eval_every=max(1, values["max_steps"] // 8))
+    session = check_values(SessionOptions, {k: knobs[k] for k in SESSION_KNOBS})
+    probe = check_text(probe, "probe sentence", required=False) or ""
+    masks = len(_MASKS.findall(probe))
+    if probe.strip() and masks != 1:
+        raise UserError("pretrain.probe_masks", mask="[MASK]", count=masks)
+    docs, source = load_corpus(text or "", files, bool(use_bundled))
+    check_corpus(docs)
+    split_heldout(docs)
+    base_model = model_name(base_model) or default_checkpoint("pretrain-base")
+    if "pretrain-base" not in resolve(base_model).tasks:  # refused now, not after the job waited for its turn
+        raise UserError("pretrain.no_mlm_head", name=base_model)
+    name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
+    ensure_new(name)
+    check_budget(expected_bytes(base_model))
+    options = SessionOptions(base_model=base_model, checkpoint_name=name, probe_text=probe, corpus_name=source,
+                             **session)
+    return Plan(args, options, docs)
+
+
+def run_plan(checked: Plan, on_event: Callable[[dict], None] | None = None,
+             should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
+    """The whole job of a :func:`plan` (the app's background job)."""
+    return run_pretraining(checked.args, checked.options, checked.docs, on_event, should_stop, owner=owner)
+
+
 # ---------------------------------------------------------------- the whole job
 
 def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Sequence[Document],
@@ -390,19 +473,24 @@ def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Se
         check_budget(expected_bytes(options.base_model))
     counts = check_corpus(docs)
     train_docs, held = split_heldout(docs)
+    emit({"kind": "phase", "phase": "loading"})
     model, tokenizer, notices = (*model_and_tokenizer, []) if model_and_tokenizer else load_pretrain_base(options.base_model)
     ids = probe_ids(tokenizer, options.probe_text, args.max_seq_length) if (options.probe_text or "").strip() else None
+    emit({"kind": "phase", "phase": "tokenizing"})
     examples, eval_batches = _prepared(args, tokenizer, train_docs, held)
-    model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(training_device())
     data = {**counts, "train_sequences": len(examples), "heldout_sentences": sum(len(d.sentences) for d in held),
             "heldout_sequences": sum(len(b["input_ids"]) for b in eval_batches), "notices": notices}
     emit({"kind": "data", **data})
+    emit({"kind": "phase", "phase": "evaluating"})
     view = attach_scores(masking_example(train_docs, tokenizer, args, options.example_index), model, tokenizer, "base")
     before = {"metrics": P.evaluate(model, eval_batches), "probe": probe_top_k(model, tokenizer, ids) if ids is not None else []}
     emit({"kind": "before", **before, "masking": plain_view(view)})
     timeline = [{"step": 0, "predictions": before["probe"]}] if ids is not None else []
+    emit({"kind": "phase", "phase": "training"})
     result = _train(args, options, train_docs, held, (model, tokenizer), ids, timeline, emit, should_stop)
     stopped = result["steps"] < args.max_steps
+    emit({"kind": "phase", "phase": "evaluating"})
     after = {"metrics": result["metrics"], "probe": probe_top_k(model, tokenizer, ids) if ids is not None else []}
     if ids is not None and timeline[-1]["step"] != result["steps"]:
         timeline.append({"step": result["steps"], "predictions": after["probe"]})
@@ -413,6 +501,7 @@ def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Se
                "probe_text": options.probe_text, "arguments": _card_arguments(args)}
     summary["removed"] = []
     if options.checkpoint_name and not stopped:
+        emit({"kind": "phase", "phase": "saving"})
         summary["checkpoint"] = save_adapted(model, tokenizer, options, summary, owner)
     emit({"kind": "done", "stopped": stopped, "checkpoint": summary["checkpoint"], "steps": result["steps"],
           "removed": summary["removed"]})
@@ -424,7 +513,7 @@ def _prepared(args: P.PretrainArguments, tokenizer, train_docs: list[Document], 
     try:
         return P.prepare_examples(args, tokenizer, train_docs, held)
     except ValueError as err:
-        raise ValueError(f"{err} The minimum is {minimum_text()}.") from None
+        raise UserError("pretrain.no_examples", min_docs=MIN_DOCUMENTS, min_sentences=MIN_SENTENCES, min_pairs=MIN_PAIR_DOCUMENTS) from err
 
 
 def _train(args, options, train_docs, held, model_and_tokenizer, ids, timeline, emit, should_stop) -> dict:
@@ -464,12 +553,10 @@ def _load_delta_base(info) -> tuple:
     try:
         model, tokenizer, unfilled = load_delta_checkpoint(info.location, BertForPreTraining, local_only=hub_offline())
     except OSError as err:
-        raise ValueError(f"Could not rebuild {info.name}: its base {delta_base_of(info.location)} is not in the "
-                         "local cache while the Hub is unreachable.") from err
+        raise UserError("pretrain.delta_base_offline", name=info.name, base=delta_base_of(info.location)) from err
     if any(k.startswith("cls.predictions") for k in unfilled):
-        raise ValueError(f"{info.name} has no trained masked-language-model head; choose a checkpoint with one "
-                         "(a ...ForMaskedLM or ...ForPreTraining model).")
-    notices = [f"{info.name} has no next-sentence head: a new one starts from random weights."] if any(
+        raise UserError("pretrain.no_mlm_head", name=info.name)
+    notices = [Notice("pretrain.new_nsp_head", name=info.name)] if any(
         k.startswith("cls.seq_relationship") for k in unfilled) else []
     return model.float(), tokenizer, notices
 

@@ -20,6 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_utils.config import TASKS, get_settings
+from model_utils.errors import UserError, define
+
+define({
+    "model.unknown_bundled": "Unknown bundled model {name!r}; available: {available}",
+    "model.config_unreadable": "local:{name} is damaged: its config.json cannot be read ({detail}). Repair or "
+                               "remove that folder.",
+    "model.config_not_object": "local:{name} is damaged: its config.json holds a JSON {kind}, not an object. "
+                               "Repair or remove that folder.",
+    "model.invalid_local_name": "Invalid local checkpoint name {name!r}: use local:<folder name>, no paths",
+    "model.local_outside": "Local checkpoint {name!r} must be a folder directly inside the checkpoints folder",
+    "model.no_local": "No checkpoint named local:{name} in the checkpoints folder (missing folder or config.json)",
+    "model.invalid_id": "{name!r} is not a valid model id (expected e.g. 'bert-base-uncased', 'org/model', "
+                        "'local:<name>' or 'bundled:<name>')",
+    "model.name_not_text": "A model is chosen by its name (text), not by a {kind}.",
+    "model.name_too_long": "That model name is {length} characters long; names have at most {limit}.",
+    "model.none_chosen": "Please choose a model.",
+})
 
 BUNDLED_PREFIX = "bundled:"
 LOCAL_PREFIX = "local:"
@@ -102,7 +119,7 @@ def bundled_info(name: str) -> CheckpointInfo:
     """Info of a ``bundled:`` checkpoint; ValueError if the name is unknown."""
     models = _bundled_models()
     if name not in models:
-        raise ValueError(f"Unknown bundled model {name!r}; available: {', '.join(sorted(models))}")
+        raise UserError("model.unknown_bundled", name=name, available=", ".join(sorted(models)))
     meta = models[name]
     return CheckpointInfo(name, "bundled", name, "bert", tuple(meta.get("tasks", ())), "[MASK]",
                           str(meta.get("description", "")))
@@ -127,11 +144,9 @@ def _read_config(folder: Path) -> dict | None:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
-        raise ValueError(f"local:{folder.name} is damaged: its config.json cannot be read ({err}). "
-                         "Repair or remove that folder.") from err
+        raise UserError("model.config_unreadable", name=folder.name, detail=str(err)[:200]) from err
     if not isinstance(config, dict):
-        raise ValueError(f"local:{folder.name} is damaged: its config.json holds a JSON "
-                         f"{type(config).__name__}, not an object. Repair or remove that folder.")
+        raise UserError("model.config_not_object", name=folder.name, kind=type(config).__name__)
     return config
 
 
@@ -172,14 +187,14 @@ def local_checkpoints() -> list[CheckpointInfo]:
 
 def _resolve_local(name: str) -> CheckpointInfo:
     if not _LOCAL_NAME.match(name) or ".." in name:
-        raise ValueError(f"Invalid local checkpoint name {name!r}: use local:<folder name>, no paths")
+        raise UserError("model.invalid_local_name", name=name)
     root = get_settings().checkpoints_dir.resolve()
     folder = (root / name).resolve()
     if folder.parent != root:
-        raise ValueError(f"Local checkpoint {name!r} must be a folder directly inside the checkpoints folder")
+        raise UserError("model.local_outside", name=name)
     info = _local_info(folder)
     if info is None:
-        raise ValueError(f"No checkpoint named local:{name} in the checkpoints folder (missing folder or config.json)")
+        raise UserError("model.no_local", name=name)
     return info
 
 
@@ -191,18 +206,17 @@ def _resolve_hub(name: str) -> CheckpointInfo:
     try:
         validate_repo_id(name)
     except HFValidationError as err:
-        raise ValueError(f"{name!r} is not a valid model id (expected e.g. 'bert-base-uncased', "
-                         "'org/model', 'local:<name>' or 'bundled:<name>')") from err
+        raise UserError("model.invalid_id", name=name) from err
     return CheckpointInfo(name, "hub", name, None, TASKS, None, "Hugging Face Hub model")
 
 
 def model_name(checkpoint: object) -> str:
     """The stripped name of a user's model choice ("" for none); ValueError if it is not text or far too long."""
     if checkpoint is not None and not isinstance(checkpoint, str):
-        raise ValueError(f"A model is chosen by its name (text), not by a {type(checkpoint).__name__}.")
+        raise UserError("model.name_not_text", kind=type(checkpoint).__name__)
     name = (checkpoint or "").strip()
     if len(name) > MAX_NAME_CHARS:  # refused before any message repeats it
-        raise ValueError(f"That model name is {len(name)} characters long; names have at most {MAX_NAME_CHARS}.")
+        raise UserError("model.name_too_long", length=len(name), limit=MAX_NAME_CHARS)
     return name
 
 
@@ -210,12 +224,21 @@ def resolve(checkpoint: str) -> CheckpointInfo:
     """Validate a checkpoint name typed or chosen by a user; ValueError with a clear message."""
     name = model_name(checkpoint)
     if not name:
-        raise ValueError("Please choose a model.")
+        raise UserError("model.none_chosen")
     if name.startswith(BUNDLED_PREFIX):
         return bundled_info(name)
     if name.startswith(LOCAL_PREFIX):
         return _resolve_local(name[len(LOCAL_PREFIX):])
     return _resolve_hub(name)
+
+
+def default_checkpoint(task: str) -> str:
+    """The checkpoint a task uses when none is chosen: the settings' default, a bundled model while the Hub
+    is out of reach (the one place this is decided)."""
+    from model_utils.config import hub_offline
+
+    settings = get_settings()
+    return settings.default_checkpoint(task, hub_offline(settings))
 
 
 def choices(task: str) -> list[str]:

@@ -104,23 +104,15 @@ def tiny_env(tiny_checkpoints_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     return tiny_checkpoints_dir
 
 
-def bundled_available(name: str) -> bool:
-    """True if the lead's bundled model ``name`` can be loaded here."""
-    try:
-        from model_utils import bundled
-    except Exception:
-        return False
-    check = getattr(bundled, "available", None)
-    try:
-        return bool(check(name)) if check else False
-    except Exception:
-        return False
-
-
 def require_bundled(name: str = "bundled:minilm-pretrained") -> None:
-    """Skip the calling test unless the bundled model ``name`` is ready."""
-    if not bundled_available(name):
-        pytest.skip(f"{name} is not available yet (model_utils.bundled missing or not trained)")
+    """Fail the calling test when the committed artifact of bundled model ``name`` is missing or broken.
+
+    The bundled models are part of the app (its offline defaults): a broken one is a failure, never a skip.
+    """
+    from model_utils.bundled import available
+
+    if not available(name):
+        pytest.fail(f"the committed artifact of {name} is missing or broken (model_utils/bundled)")
 
 
 def free_port() -> int:
@@ -174,5 +166,6 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
                      PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
                      PLM_DEFAULT_ATTENTION="local:tiny-bert", PLM_DEFAULT_CONTEXTUAL="local:tiny-bert",
                      PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
-                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN) as (url, _):
+                     PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN,
+                     PLM_DATA_DIR=str(tmp_path_factory.mktemp("data"))) as (url, _):
         yield url

@@ -140,13 +140,15 @@ def test_render_escapes_user_text_and_marks_fillers() -> None:
     assert "**mat**" in markdown and "\\<b\\>" in markdown and "\\*cat\\*" in markdown
     figure, filled, table, notices = fill_mask_tab.render_fill_mask(
         {"text": "the [MASK].", "results": [result]})
-    assert table == {"headers": fill_mask_tab.TABLE_HEADERS, "data": [["m", 1, 1, "mat", 0.5]]}
+    assert table == {"headers": ["model", "mask", "rank", "token", "probability"], "data": [["m", 1, 1, "mat", 0.5]]}
     assert notices == "" and len(figure.data) == 1
 
 
 def test_model_list_limits() -> None:
-    assert fill_mask_tab.model_list(None) == [""]
-    assert fill_mask_tab.model_list("a") == ["a"]
-    assert fill_mask_tab.model_list(["a", "a", " b "]) == ["a", "b"]
+    from model_utils.fill_mask import parse_models
+
+    assert parse_models(None) == ("",)
+    assert parse_models("a") == ("a",)
+    assert parse_models(["a", "a", " b "]) == ("a", "b")
     with pytest.raises(ValueError, match="at most 3"):
-        fill_mask_tab.model_list(["a", "b", "c", "d"])
+        parse_models(["a", "b", "c", "d"])

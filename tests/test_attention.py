@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
-from conftest import require_bundled  # noqa: E402
-from model_utils.attention import (attention, attention_from_model, attention_math,  # noqa: E402
+from conftest import require_bundled
+from model_utils.attention import (attention, attention_from_model, attention_math,
                                    attention_math_from_model, attention_rollout, head_summary)
 
 GPT2_CORPUS = [

@@ -82,6 +82,6 @@ def test_api_endpoints(app_server: str) -> None:
     head_html = next(o for o in outputs if isinstance(o, str) and "bertviz head view" in o)
     assert "<iframe" in head_html and "srcdoc=" in head_html
     markdown, table, _ = client.predict(1, 3, 2, "svg", api_name="/attention_math")
-    assert "layer 1, head 3" in markdown and "cat (2)" in markdown
+    assert "layer 1, head 3" in markdown and "cat \\(2\\)" in markdown  # Markdown-escaped: shown as typed
     weights = [row[4] for row in table["data"]]
     assert sum(weights) == pytest.approx(1.0, abs=1e-4)

@@ -1,4 +1,4 @@
-"""Tests of the offline bertviz documents (model_utils.attention_views) and the Attention tab's
+"""Tests of the offline bertviz documents (demo.attention_views) and the Attention tab's
 Plotly figures (demo.attention_plots), on small hand-made attention data (no model needed)."""
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 
-from model_utils import attention_views as views
+from demo import attention_plots as plots
+from demo import attention_tab as tab
+from demo import attention_views as views
 
 
 def fake_result(tokens: list[str], layers: int = 2, heads: int = 3, b_start: int | None = None) -> dict:
@@ -32,8 +35,8 @@ def test_offline_libraries_come_from_packages() -> None:
 
 @pytest.mark.parametrize("make", [views.head_view_html, views.model_view_html])
 def test_documents_load_nothing_from_the_network(make) -> None:
-    document, notice = make(fake_result(TOKENS, b_start=4))
-    assert document.startswith("<!DOCTYPE html>") and notice == ""
+    document, layers = make(fake_result(TOKENS, b_start=4))
+    assert document.startswith("<!DOCTYPE html>") and layers == [0, 1]  # every layer fits
     assert not re.search(r"""<script[^>]+src=|https?://cdn|cdnjs""", document)
     assert '"left_text": ["[CLS]", "the", "cat", "[SEP]", "it", "sat", "[SEP]"]' in document
     assert "Sentence A -> Sentence B" in document  # bertviz's own pair filters
@@ -61,8 +64,8 @@ def test_layer_window_keeps_large_inputs_bounded() -> None:
 
 def test_model_view_drops_layers_beyond_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 2 * 3 * len(TOKENS) ** 2 - 1)
-    document, notice = views.model_view_html(fake_result(TOKENS, layers=4), layer=3)
-    assert "layers 3–3 of 0–3" in notice
+    document, layers = views.model_view_html(fake_result(TOKENS, layers=4), layer=3)
+    assert layers == [3]
     assert '"include_layers": [3]' in document
 
 
@@ -76,7 +79,6 @@ def test_rounded_attention_is_embedded() -> None:
 
 # ---------------------------------------------------------------- Plotly figures (demo layer)
 
-plots = pytest.importorskip("demo.attention_plots")
 
 
 def test_heatmap_labels_every_token_even_repeated_ones() -> None:
@@ -109,9 +111,7 @@ def test_summary_chart_skips_missing_metrics() -> None:
 
 
 def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    gr = pytest.importorskip("gradio")
-    tab = pytest.importorskip("demo.attention_tab")
-    result = dict(fake_result(TOKENS, layers=4), notice="")
+    result = dict(fake_result(TOKENS, layers=4), notice="", notices=[])
     state = {"result": result, "weights": np.asarray(result.pop("attentions"), dtype=np.float32)}
     assert tab.refresh_views(state, 2) == (gr.skip(),) * 4  # everything fits: nothing to redraw
     monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 3 * len(TOKENS) ** 2)
@@ -122,6 +122,5 @@ def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch
 
 
 def test_every_ui_text_has_a_chinese_translation() -> None:
-    tab = pytest.importorskip("demo.attention_tab")
     assert set(tab.STRINGS["en"]) == set(tab.STRINGS["zh-CN"])
     assert all(text.strip() for texts in tab.STRINGS.values() for text in texts.values())

@@ -303,7 +303,7 @@ def test_pretrain_refuses_too_little_or_binary_text(client, files: dict[str, Pat
 
 
 FT_BAD_KNOBS = [dict(epochs=-1), dict(epochs=0), dict(learning_rate=0), dict(batch_size=10**9), dict(batch_size=0),
-                dict(max_length=10**6), dict(max_steps=-5), dict(lora_rank=-1), dict(warmup=5), dict(weight_decay=-1),
+                dict(max_length=10**6), dict(max_steps=-5), dict(lora_rank=-1), dict(warmup=-1), dict(weight_decay=-1),
                 dict(epochs="abc"), dict(epochs=None), dict(seed=-1), dict(seed=2**40), dict(epochs=1e308)]
 PT_BAD_KNOBS = [dict(steps=0), dict(steps=10**9), dict(batch_size=10**6), dict(learning_rate=0), dict(max_length=4),
                 dict(mlm_probability=0.9), dict(probe_every=0), dict(steps="abc"), dict(steps=None), dict(example=-3)]

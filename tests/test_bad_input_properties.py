@@ -106,14 +106,17 @@ MASK_TEXT = st.one_of(
 
 @FIXTURE_SETTINGS
 @given(text=MASK_TEXT, top_k=st.integers(-3, 60), targets=st.one_of(st.none(), st.text(max_size=30)))
-def test_fill_mask_check_request_only_raises_value_error(tiny_env: Path, text: str, top_k: int,
-                                                         targets: str | None) -> None:
-    from model_utils.fill_mask import check_request
+def test_fill_mask_requests_answer_every_request_with_a_record(tiny_env: Path, text: str, top_k: int,
+                                                               targets: str | None) -> None:
+    """Whatever a request holds, the batch answers it with a result or a clear error record, never an exception."""
+    from model_utils.fill_mask import fill_mask_requests
 
-    try:
-        check_request(text, "local:tiny-bert", top_k, targets)
-    except ValueError as err:
-        check_message(err)
+    (output,) = fill_mask_requests([{"text": text, "models": ["local:tiny-bert"], "top_k": top_k, "targets": targets}])
+    records = [output] if "error" in output else output["results"]
+    for record in records:
+        if "error" in record:
+            check_message(ValueError(record["error"]))
+            assert record["code"]  # every user mistake has a code the UI translates
 
 
 @pytest.mark.parametrize("models, top_k, text", [
@@ -128,8 +131,8 @@ def test_fill_mask_batch_keeps_a_bad_request_to_itself(tiny_env: Path, models, t
     good = "the cat [MASK] on the mat ."
     (outputs,) = fill_mask_batch([good, text], [["local:tiny-bert"], models], [3, top_k], ["", ""])
     assert len(outputs[0]["results"][0]["predictions"][0]) == 3
-    assert outputs[1]["results"] == [] and outputs[1]["error"]
-    check_message(ValueError(outputs[1]["error"]))
+    error = outputs[1].get("error") or outputs[1]["results"][0]["error"]  # the request's, or its model's
+    check_message(ValueError(error))
 
 
 # ---- paragraph splitting ----

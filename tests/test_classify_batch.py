@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from classify_helpers import load_local, save_tiny_classifier, save_tiny_pretraining
 
-from model_utils.batch import classify_file, compute_metrics, normalize_label, read_table, write_predictions_csv
+from model_utils.batch import classify_file, normalize_label, write_predictions_csv
+from model_utils.tables import classification_metrics as compute_metrics, read_table
 from model_utils.classify import classify, load_classifier
 
 ROWS = [
@@ -137,9 +138,10 @@ def test_predictions_csv_round_trip(loaded, tmp_path):
     ("data.xlsx", "text\nhi\n", "Unsupported file type"),
     ("empty.csv", "", "empty"),
     ("header.csv", "text,label\n", "no data rows"),
-    ("bad.jsonl", '{"text": "ok"}\n{not json}\n', "Line 2 is not valid JSON"),
+    ("bad.jsonl", '{"text": "ok"}\n{not json}\n', "line 2: Expecting property name"),
     ("list.jsonl", '["text"]\n', "JSON object"),
-    ("ragged.csv", "text\na,b\n", "Line 2 has 2 values"),
+    ("ragged.csv", "text\na,b\n", "data row 1 has 2 values but the header names 1 columns"),
+    ("long-row.csv", "text,label\nx,1\ny,2,3\n", "data row 2 has 3 values"),
 ])
 def test_bad_files_are_clear_errors(tmp_path, monkeypatch, name, content, message):
     monkeypatch.setenv("PLM_MAX_UPLOAD_MB", "2")

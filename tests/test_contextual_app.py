@@ -126,7 +126,8 @@ def test_builtin_examples_and_both_languages_are_complete() -> None:
     from demo import contextual_plots, contextual_tab
 
     assert set(contextual_tab.STRINGS["en"]) == set(contextual_tab.STRINGS["zh-CN"])
-    assert set(contextual_plots.TEXTS["en"]) == set(contextual_plots.TEXTS["zh-CN"])
+    assert set(contextual_plots.MESSAGES["en"]) == set(contextual_plots.MESSAGES["zh-CN"])
+    assert set(contextual_tab.MESSAGES["en"]) <= set(contextual_tab.MESSAGES["zh-CN"])
     rows = contextual_tab.builtin_examples()
     assert {"bank", "bat", "spring", "light"} <= {word for word, _ in rows}
     for word, text in rows:

@@ -397,7 +397,7 @@ def test_api_crashing_finetune_leaves_the_other_tabs_answering(client, tiny_chec
     try:
         job = client.submit(*finetune_request(data, "local:fi-short-vocab", "fi-crashed", 400), api_name="/finetune")
         deadline = time.monotonic() + 300
-        while not any("Training" in str(o[0]) for o in job.outputs()) and not job.done():
+        while not any("Step " in str(o[0]) for o in job.outputs()) and not job.done():
             assert time.monotonic() < deadline, "the fine-tune never started training"
             time.sleep(0.2)
         during = answers(client)  # while the job trains (it fails at its first evaluation, step 40)

@@ -105,14 +105,45 @@ def test_long_text_is_truncated_around_the_mask(tiny_env: Path, monkeypatch: pyt
     assert "reads at most 16" in result["notices"][0]
     assert "the cat sat on the" in result["predictions"][0][0]["sequence"]
     with pytest.raises(ValueError, match="put them closer"):
-        run_fill_mask(["[MASK] " + "the dog ran . " * 10 + "[MASK]"], "local:tiny-bert")
+        model_utils.fill_mask("[MASK] " + "the dog ran . " * 10 + "[MASK]", "local:tiny-bert")
+
+
+def test_a_bad_text_fails_only_its_own_item_of_a_batch(tiny_env: Path) -> None:
+    good, far, no_mask = TEXTS[0], "[MASK] " + "the dog ran . " * 40 + "[MASK]", "no mask here"
+    records = run_fill_mask([good, far, no_mask, good], "local:tiny-bert", top_k=2)
+    assert records[0] == records[3] and records[0]["predictions"]
+    assert records[1]["code"] == "fill_mask.masks_far_apart" and "put them closer" in records[1]["error"]
+    assert records[2]["code"] == "fill_mask.no_mask" and records[2]["params"]["own"] == ""
+    alone = run_fill_mask([good], "local:tiny-bert", top_k=2)[0]["predictions"]
+    assert [[(c["token"], pytest.approx(c["score"], abs=1e-6)) for c in mask] for mask in records[0]["predictions"]] \
+        == [[(c["token"], c["score"]) for c in mask] for mask in alone]  # the batch's padding changes nothing
+    unusable = run_fill_mask([good, good], "local:tiny-classifier")
+    assert [r["code"] for r in unusable] == ["model.untrained_head"] * 2
+
+
+def test_requests_with_several_models_run_grouped_and_fail_one_by_one(tiny_env: Path) -> None:
+    from model_utils.fill_mask import fill_mask_requests
+
+    outputs = fill_mask_requests([
+        {"text": TEXTS[0], "models": ["local:tiny-bert", "local:tiny-classifier"], "top_k": 3, "targets": ""},
+        {"text": TEXTS[1], "models": "local:tiny-bert", "top_k": 2},
+        {"text": TEXTS[0], "models": ["local:tiny-bert"], "top_k": 99},
+        {"text": TEXTS[0], "models": ["a", "b", "c", "d"]},
+    ])
+    first, second, bad_top_k, too_many = outputs
+    assert [c["token"] for c in first["results"][0]["predictions"][0]] == [
+        c["token"] for c in model_utils.fill_mask(TEXTS[0], "local:tiny-bert", 3)[0]]
+    assert first["results"][1]["code"] == "model.untrained_head"  # that model's error, in its place
+    assert len(second["results"][0]["predictions"][0]) == 2
+    assert bad_top_k["code"] == "fill_mask.top_k" and bad_top_k["params"] == {"limit": 20}
+    assert too_many["code"] == "fill_mask.too_many_models"
 
 
 @pytest.mark.parametrize("text, model, top_k, message", [
     ("", "local:tiny-bert", 5, "Please enter a text"),
     ("no mask here", "local:tiny-bert", 5, "No mask found"),
     ("[MASK] " * 6, "local:tiny-bert", 5, "Too many masks"),
-    (TEXTS[0], "local:tiny-bert", 0, "top_k must be between"),
+    (TEXTS[0], "local:tiny-bert", 0, "top-k must be a number from 1 to 20"),
     (TEXTS[0], "local:nothing", 5, "No checkpoint named"),
     (TEXTS[0], "local:tiny-classifier", 5, "no trained masked-language-model"),
     (TEXTS[0], "roberta-base", 5, "Hub is unreachable"),

@@ -172,9 +172,9 @@ def test_bad_data_gets_clear_messages():
         _prepare([{"text": " ", "label": "x"}, {"text": "b", "label": ""}])
     with pytest.raises(ValueError, match="distinct values"):
         _prepare([{"text": f"t{i}", "label": str(i)} for i in range(500)])
-    with pytest.raises(ValueError, match="No label column 'label'"):
+    with pytest.raises(ValueError, match="no column 'label'"):
         _prepare([{"text": "a", "gold": "x"}])
-    with pytest.raises(ValueError, match="has no rows"):
+    with pytest.raises(ValueError, match="has no data rows"):
         _prepare([])
     with pytest.raises(ValueError, match="not seen in training"):
         _prepare([{"text": "a", "label": "x", "split": "train"}, {"text": "b", "label": "y", "split": "train"},
@@ -188,19 +188,19 @@ def test_empty_rows_are_skipped_and_integer_labels_sort_numerically():
     assert len(prepared.valid_rows) == 11 and len(prepared.train_rows) == 33
 
 
-def test_read_table_formats_and_bad_bytes(tmp_path: Path):
+def test_the_command_line_reads_tables_with_the_one_reader_and_its_own_row_limit(tmp_path: Path):
     (tmp_path / "a.tsv").write_text("text\tlabel\nhello\tx\n", encoding="utf-8")
     (tmp_path / "a.jsonl").write_text('{"text": "hi", "label": 1}\n\n{"text": "yo", "label": null}\n')
-    assert finetune.read_table(tmp_path / "a.tsv") == [{"text": "hello", "label": "x"}]
-    assert finetune.read_table(tmp_path / "a.jsonl") == [{"text": "hi", "label": "1"}, {"text": "yo", "label": ""}]
+    assert finetune.load_rows(finetune.DataArguments(train_file=str(tmp_path / "a.tsv"))) == [
+        {"text": "hello", "label": "x"}]
+    assert finetune.load_rows(finetune.DataArguments(train_file=str(tmp_path / "a.jsonl"))) == [
+        {"text": "hi", "label": "1"}, {"text": "yo", "label": ""}]
     (tmp_path / "bad.csv").write_bytes("text,label\ncaf\xe9,x\n".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8"):
-        finetune.read_table(tmp_path / "bad.csv")
-    (tmp_path / "bad.jsonl").write_text('{"text": "hi"\n')
-    with pytest.raises(ValueError, match="JSON Lines"):
-        finetune.read_table(tmp_path / "bad.jsonl")
-    with pytest.raises(ValueError, match="Unsupported"):
-        finetune.read_table(tmp_path / "a.xlsx")
+        finetune.load_rows(finetune.DataArguments(train_file=str(tmp_path / "bad.csv")))
+    (tmp_path / "many.csv").write_text("text,label\n" + "a,b\n" * 3)
+    with pytest.raises(ValueError, match="3 rows; the limit is 2"):
+        finetune.load_rows(finetune.DataArguments(train_file=str(tmp_path / "many.csv"), max_rows=2))
 
 
 @pytest.mark.parametrize("name", ["bundled:nope", "no such model!!", "local:missing"])
@@ -212,12 +212,12 @@ def test_unknown_base_models_are_refused(name: str, tmp_path: Path, monkeypatch:
 
 def test_mixed_precision_only_on_gpu(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert finetune.precision_overrides() == {}
+    assert finetune.precision_flags() == {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert finetune.precision_overrides() == {"bf16": True}
+    assert finetune.precision_flags() == {"bf16": True}
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert finetune.precision_overrides() == {"fp16": True}
+    assert finetune.precision_flags() == {"fp16": True}
 
 
 def test_command_line_defaults_follow_the_recipe():
@@ -225,5 +225,9 @@ def test_command_line_defaults_follow_the_recipe():
     assert (training.num_train_epochs, training.per_device_train_batch_size, training.per_device_eval_batch_size) == (
         3.0, 16, 16)
     assert model_args.lora_rank == 16 and data.train_file == ""
-    _, _, fp32 = finetune.parse_arguments(["--fp16", "false"])
+    _, _, fp32 = finetune.parse_arguments(["--mixed_precision", "no"])
     assert not fp32.bf16 and not fp32.fp16
+    with pytest.raises(ValueError, match="num_train_epochs must be between 0.01 and 100"):
+        finetune.parse_arguments(["--num_train_epochs", "1000"])
+    with pytest.raises(ValueError, match="lora_rank must be between 0 and 256"):
+        finetune.parse_arguments(["--lora_rank", "-1"])

@@ -99,7 +99,7 @@ def test_browser_trains_on_a_file_then_classifies_with_it(app_server, tmp_path):
             page.locator("#finetune-name textarea, #finetune-name input").first.fill("browser-tuned")
             page.get_by_text("Hyperparameters").click()
             page.locator("#finetune-max-steps input").fill("4")
-            page.locator("#finetune-lr input").fill("0.005")
+            page.locator("#finetune-learning-rate input").fill("0.005")
             page.locator("#finetune-start").click()
             sync_api.expect(page.locator("#finetune-summary")).to_contain_text("local:browser-tuned", timeout=240_000)
             sync_api.expect(page.locator("#finetune-loss")).to_contain_text("training loss", timeout=60_000)

@@ -123,7 +123,7 @@ def test_starting_fine_tunes_from_other_sessions_does_not_break_the_running_one(
     long_run = finetune_args(data, "job-a", max_steps=400)
     clients = [Client(url, verbose=False) for _ in range(3)]
     job_a = clients[0].submit(*long_run, api_name="/finetune")
-    _wait_until(lambda: any("Training" in str(out[0]) for out in job_a.outputs()), 120, "job A never trained")
+    _wait_until(lambda: any("Step " in str(out[0]) for out in job_a.outputs()), 120, "job A never trained")
     others = [client.submit(*finetune_args(data, f"job-{name}", max_steps=4), api_name="/finetune")
               for client, name in zip(clients[1:], "bc")]
     _wait_until(lambda: all(any("Waiting" in str(out[0]) for out in job.outputs()) for job in others), 60,

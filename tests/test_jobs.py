@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from model_utils.jobs import DONE, FAILED, RUNNING, STOPPED, WAITING, JobRunner
 
 
@@ -98,7 +100,8 @@ def test_a_job_past_its_time_limit_is_stopped_and_says_why():
 
     job = runner.submit("pretrain", "endless", work, time_limit=0.3)
     assert job.wait(10) and job.state == STOPPED and job.result == "ended"
-    assert job.finished - job.started < 3 and "time limit" in job.stop_reason
+    assert job.finished - job.started < 3 and job.stop_reason.code == "jobs.time_limit"
+    assert "time limit of 0.005 min" in str(job.stop_reason)
     unlimited = runner.submit("pretrain", "quick", lambda job: job.should_stop(), time_limit=0)
     assert unlimited.wait(5) and unlimited.state == DONE and unlimited.result is False
 
@@ -107,3 +110,42 @@ def test_the_time_limit_comes_from_the_settings(monkeypatch):
     monkeypatch.setenv("PLM_JOB_TIME_LIMIT_MIN", "2")
     job = JobRunner().submit("fine-tune", "quick", lambda job: None)
     assert job.wait(5) and job.time_limit == 120
+
+
+def test_jobs_run_in_line_and_know_their_place_and_wait(monkeypatch):
+    runner, gate, order = JobRunner(), threading.Event(), []
+
+    def work(name, seconds):
+        def run(job):
+            job.emit({"kind": "progress", "step": 1, "total": 2})
+            gate.wait(10)
+            order.append(name)
+        return run
+
+    first = runner.submit("fine-tune", "first", work("first", 0), owner="a", estimate_s=60)
+    while runner.running() is not first:
+        time.sleep(0.01)
+    second = runner.submit("pretrain", "second", work("second", 0), owner="b", estimate_s=30)
+    third = runner.submit("fine-tune", "third", work("third", 0), owner="c", estimate_s=10)
+    assert (runner.position(first), runner.position(second), runner.position(third)) == (None, 1, 2)
+    assert runner.wait_estimate(second) == pytest.approx(60, abs=2)  # what is left of the running one
+    assert runner.wait_estimate(third) == pytest.approx(90, abs=2)  # ... plus the one ahead of it
+    assert [j.description for j in runner.unfinished()] == ["first", "second", "third"]
+    gate.set()
+    assert all(j.wait(10) for j in (first, second, third)) and order == ["first", "second", "third"]
+
+
+def test_one_unfinished_job_per_session_and_leaving_stops_it():
+    from model_utils.errors import UserError
+
+    runner, gate = JobRunner(), threading.Event()
+    running = runner.submit("fine-tune", "mine", lambda job: gate.wait(10) or job.should_stop(), owner="s1")
+    waiting = runner.submit("pretrain", "other's", lambda job: "ran", owner="s2")
+    with pytest.raises(UserError) as caught:
+        runner.submit("pretrain", "a second one", lambda job: None, owner="s1")
+    assert caught.value.code == "jobs.one_per_session" and "mine" in str(caught.value)
+    assert runner.stop_owner("s2") == 1 and waiting.wait(5) and waiting.state == STOPPED  # never started
+    assert runner.stop_owner("s1") == 1 and running.wait(15)
+    assert running.state == STOPPED and runner.stop_owner("s1") == 0
+    again = runner.submit("pretrain", "after", lambda job: "ok", owner="s1")  # the session may start anew
+    assert again.wait(5) and again.result == "ok"

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from model_utils import manager
-from model_utils.manager import LoadedModel, ModelManager, get_manager, gpu_task, pick_device, pick_dtype
+from model_utils.devices import pick_device, pick_dtype
+from model_utils.manager import LoadedModel, ModelManager, get_manager, gpu_task
 from conftest import require_bundled
 
 

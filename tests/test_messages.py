@@ -1,8 +1,10 @@
-"""Messages in the user's language: the Chinese catalogue matches the real English messages."""
+"""Messages in the user's language, by code: the catalogue is complete, parameters are kept, text is escaped."""
 
 from __future__ import annotations
 
 import html
+import importlib
+import pkgutil
 import re
 from pathlib import Path
 from typing import Callable
@@ -10,12 +12,25 @@ from typing import Callable
 import gradio as gr
 import pytest
 
-from demo import messages
+from demo import i18n, messages
 from demo.common import user_errors
-from demo.fill_mask_tab import top_k_value
-from demo.messages import localize, localize_error, preferred_language, request_language
+from demo.messages import preferred_language, request_language, say, translate
+from model_utils.errors import Notice, UserError, error_record
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
+ENGLISH_WORDS = re.compile(r"\b(the|is|are|an|please|must|choose|write|file|rows?)\b", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def every_module_defines_its_codes() -> None:
+    """Import every module of the model layer and of the UI: each defines its codes on import."""
+    import classroom
+    import demo
+    import model_utils
+
+    for package in (model_utils, classroom, demo):
+        for module in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{module.name}")
 
 
 def message_of(call: Callable[[], object]) -> ValueError:
@@ -24,27 +39,26 @@ def message_of(call: Callable[[], object]) -> ValueError:
     return caught.value
 
 
-def real_messages(tmp_path: Path) -> dict[str, ValueError | str]:
+def real_errors(tmp_path: Path) -> dict[str, ValueError]:
     """Errors raised by the real code for common bad input (needs tiny_env)."""
+    import model_utils
     from model_utils import registry
     from model_utils.classify import check_text, load_classifier
-    from model_utils.fill_mask import check_request
-    from model_utils.next_sentence import next_sentence, score_paragraph
-    from model_utils.batch import read_table
     from model_utils.manager import get_manager
     from model_utils.pretrain_session import check_corpus, documents_from_text
+    from model_utils.tables import read_table
 
     empty_csv = tmp_path / "empty.csv"
     empty_csv.write_text("text,label\n", encoding="utf-8")
     exe = tmp_path / "run.exe"
     exe.write_bytes(b"MZ")
     return {
-        "empty text": message_of(lambda: check_request("   ", None, 5, None)),
-        "no mask": message_of(lambda: check_request("no mask here", None, 5, None)),
-        "too many masks": message_of(lambda: check_request("[MASK] " * 60, None, 5, None)),
-        "bad top-k": message_of(lambda: top_k_value(99)),
-        "nsp empty": message_of(lambda: next_sentence("", "B.", None)),
-        "paragraph": message_of(lambda: score_paragraph("Only one sentence.", None)),
+        "empty text": message_of(lambda: model_utils.fill_mask("   ", None, 5)),
+        "no mask": message_of(lambda: model_utils.fill_mask("no mask here", None, 5)),
+        "too many masks": message_of(lambda: model_utils.fill_mask("[MASK] " * 60, None, 5)),
+        "bad top-k": message_of(lambda: model_utils.fill_mask("the [MASK] .", None, 99)),
+        "nsp empty": message_of(lambda: model_utils.next_sentence("", "B.", None)),
+        "paragraph": message_of(lambda: model_utils.score_paragraph("Only one sentence.", None)),
         "classify empty": message_of(lambda: check_text("  ")),
         "not a classifier": message_of(lambda: load_classifier("local:tiny-mlm")),
         "no head": message_of(lambda: get_manager().get("local:tiny-distilbert", "next-sentence")),
@@ -54,58 +68,44 @@ def real_messages(tmp_path: Path) -> dict[str, ValueError | str]:
         "file type": message_of(lambda: read_table(exe)),
         "empty corpus": message_of(lambda: check_corpus([])),
         "small corpus": message_of(lambda: check_corpus(documents_from_text("One sentence. Two sentences."))),
-        "hub offline": ("bert-base-uncased is a Hugging Face Hub model and the Hub is unreachable (offline mode); "
-                        "choose a bundled or local model."),
+        "hub offline": message_of(lambda: get_manager().get("bert-base-uncased", "masked-lm")),
     }
 
 
-def test_every_common_message_has_a_chinese_translation(tiny_env: Path, tmp_path: Path) -> None:
-    for case, error in real_messages(tmp_path).items():
-        english = str(error)
-        chinese = localize_error(error, "zh-CN") if isinstance(error, Exception) else localize(error, "zh-CN")
-        assert chinese != english and CJK.search(chinese), (case, english)
+def test_common_errors_have_codes_and_read_as_chinese(tiny_env: Path, tmp_path: Path) -> None:
+    for case, error in real_errors(tmp_path).items():
+        assert isinstance(error, UserError), (case, error)
+        chinese = translate(error, "zh-CN")
+        assert chinese != str(error) and CJK.search(chinese), (case, str(error))
         # no English sentence left over: what stays Latin is names, tokens and numbers
-        assert not re.search(r"\b(the|is|are|an|please|must|choose|write)\b", chinese), (case, chinese)
+        assert not ENGLISH_WORDS.search(chinese), (case, chinese)
+        assert translate(error, "en-US") == str(error)
 
 
-def test_every_message_code_has_a_chinese_template_and_no_template_lacks_a_code() -> None:
-    import importlib
-    import pkgutil
-
-    import model_utils
-
-    for module in pkgutil.iter_modules(model_utils.__path__):  # every module defines its codes on import
-        importlib.import_module(f"model_utils.{module.name}")
-    assert messages.untranslated_codes() == []
-    assert messages.translations_without_code() == []
+def test_the_catalogue_is_complete_both_ways() -> None:
+    assert i18n.untranslated_codes() == []
+    assert i18n.codes_without_english() == []
 
 
-def test_user_errors_are_translated_by_code_with_their_parameters() -> None:
-    from model_utils.errors import UserError
+def test_parameters_are_kept_and_words_inside_them_translated() -> None:
     from model_utils.inputs import check_text
 
     error = message_of(lambda: check_text("x" * 30_000, "sentence B"))
-    assert isinstance(error, UserError) and error.code == "input.too_long"
-    assert error.params["length"] == 30_000
-    assert localize_error(error, "zh-CN") == "句子 B有 30,000 个字符；上限为 20,000 个字符（PLM_MAX_TEXT_CHARS）。请缩短。"
-    assert localize_error(error, "en-US") == str(error)
+    assert isinstance(error, UserError) and error.code == "input.too_long" and error.params["length"] == 30_000
+    assert translate(error, "zh-CN") == "句子 B有 30,000 个字符；上限为 20,000 个字符（PLM_MAX_TEXT_CHARS）。请缩短。"
+    head = UserError("model.no_head", name="local:x", head="next-sentence", head_words="next-sentence-prediction")
+    assert translate(head, "zh-CN") == "local:x 没有下一句预测头；请选择其他模型。"
+    assert str(head) == "local:x has no next-sentence-prediction head; choose another model."
 
 
-def test_names_and_numbers_inside_messages_are_kept() -> None:
-    assert localize("Too many masks (60); at most 20 are allowed.", "zh-CN") == "掩码太多（60 个）；最多允许 20 个。"
-    assert localize("No mask found: write [MASK] (or <mask>) where a word is missing.", "zh") == (
-        "没有找到掩码：请在缺词的位置写 [MASK]（或 <mask>）。")
-    assert localize("local:x has no next-sentence-prediction head; choose another model.", "zh-CN") == (
-        "local:x 没有下一句预测头；请选择其他模型。")
-    detail = "IndexError: index out of range in self"
-    assert localize(f"Fine-tuning failed: {detail}", "zh-TW") == f"微调失败：{detail}"
-
-
-def test_english_and_unknown_messages_are_unchanged() -> None:
-    message = "Too many masks (60); at most 20 are allowed."
-    for language in ("en", "en-US", "fr-FR", "", None):
-        assert localize(message, language) == message
-    assert localize("Something nobody translated.", "zh-CN") == "Something nobody translated."
+def test_notices_and_error_records_translate_by_code_after_a_json_round_trip() -> None:
+    notice = Notice("fill_mask.candidate_unknown", word="zzz")
+    record = error_record(UserError("fill_mask.too_many_masks", count=60, limit=5))
+    assert translate(notice, "zh-CN") == "候选词 'zzz' 不在词表中，已忽略。"
+    assert translate(record, "zh-CN") == "掩码太多（60 个）；最多允许 5 个。"
+    assert translate(record, "en") == record["error"] == "Too many masks (60); at most 5 are allowed."
+    assert translate({"error": "a library's own words", "code": None, "params": {}}, "zh-CN") == "a library's own words"
+    assert translate(ValueError("no code at all"), "zh-CN") == "no code at all"
 
 
 def test_preferred_language_reads_accept_language() -> None:
@@ -121,52 +121,67 @@ def test_preferred_language_reads_accept_language() -> None:
     assert request_language(object()) == "en"
 
 
-def test_user_errors_answer_in_the_language_of_the_request(monkeypatch: pytest.MonkeyPatch) -> None:
-    language = {"value": "zh-CN"}
-    monkeypatch.setattr(messages, "request_language", lambda request=None: language["value"])
-
-    @user_errors
-    def handler(kind: str) -> None:
-        if kind == "value":
-            raise ValueError("Please enter a text containing [MASK].")
-        raise gr.Error("Choose the text column.", print_exception=False)
-
-    for kind, chinese in (("value", "请输入含 [MASK] 的文本。"), ("gradio", "请选择文本列。")):
-        with pytest.raises(gr.Error) as caught:
-            handler(kind)
-        assert caught.value.message == chinese
-    language["value"] = "en-US"
-    with pytest.raises(gr.Error) as caught:
-        handler("value")
-    assert caught.value.message == "Please enter a text containing [MASK]."
-
-
-def test_attention_notices_are_translated_sentence_by_sentence() -> None:
-    from model_utils.attention import truncation_message
-    from model_utils.attention_views import _layers_notice
-
-    cut = truncation_message({"truncated": True, "total_tokens": 700, "kept_tokens": 512, "max_tokens": 512,
-                              "dropped": {"1": "the tail of B."}})
-    notice = " ".join([cut, _layers_notice("head view", [3, 4, 5], 12)])
-    chinese = localize(notice, "zh-CN")
-    assert chinese == ("输入有 700 个词元；只显示前 512 个（上限 512）。 从文本 B 截去：“the tail of B.”。 "
-                       "为了页面流畅，注意力头视图只显示第 3–5 层（共 0–11 层）；选择其他层或缩短文本可查看其余各层。")
-    assert localize(notice, "en-US") == notice
-
-
 class FakeRequest:
     def __init__(self, **headers: str) -> None:
         self.headers = {k.replace("_", "-"): v for k, v in headers.items()}
 
 
-def test_messages_are_escaped_for_the_page_but_not_for_api_clients() -> None:
-    message = "No mask found: write [MASK] (or <mask>) where a word is missing & retry."
-    escaped = "No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing &amp; retry."
-    assert messages.for_display(message, FakeRequest(x_gradio_user="app")) == escaped  # the app's page
-    assert messages.for_display(message, FakeRequest()) == escaped  # a plain HTTP client
-    for client in ("api", "mcp"):  # gradio_client, Gradio's MCP server
-        assert messages.for_display(message, FakeRequest(x_gradio_user=client)) == message
+def _raise_in(request: FakeRequest, handler: Callable[[], None]) -> str:
+    from gradio.context import LocalContext
 
+    token = LocalContext.request.set(request)
+    try:
+        with pytest.raises(gr.Error) as caught:
+            handler()
+    finally:
+        LocalContext.request.reset(token)
+    return caught.value.message
+
+
+def test_user_errors_answer_in_the_request_language_escaped_only_for_the_page() -> None:
+    @user_errors
+    def handler() -> None:
+        raise UserError("model.invalid_id", name="x <y>")
+
+    page_zh = _raise_in(FakeRequest(x_gradio_user="app", accept_language="zh-CN"), handler)
+    assert page_zh.startswith("'x &lt;y&gt;' 不是有效的模型名")
+    api = _raise_in(FakeRequest(x_gradio_user="api"), handler)
+    assert api == str(UserError("model.invalid_id", name="x <y>")) and "<y>" in api
+
+
+def test_unexpected_errors_show_an_id_never_their_class(caplog: pytest.LogCaptureFixture) -> None:
+    @user_errors
+    def handler() -> None:
+        raise KeyError("/srv/secret/path")
+
+    shown = _raise_in(FakeRequest(accept_language="zh-CN"), handler)
+    assert "错误编号" in shown and "KeyError" not in shown and "/srv" not in shown
+    error_id = re.search(r"错误编号 (\w+)", shown).group(1)
+    assert any(error_id in record.getMessage() for record in caplog.records)
+
+
+def test_models_status_follows_the_language(tiny_env: Path) -> None:
+    from gradio.context import LocalContext
+
+    from demo import models_panel
+
+    for language, words, headers in (("zh-CN", ("**设备：**", "**检查点：**", "**缓存：**", "个模型（最多 4 个）"), "检查点"),
+                                     ("en-US", ("**Device:**", "**Checkpoints:**", "**Cache:** 0 of at most 4 models"),
+                                      "Checkpoint")):
+        token = LocalContext.request.set(FakeRequest(accept_language=language))
+        try:
+            status, table, _ = models_panel.models_status()
+        finally:
+            LocalContext.request.reset(token)
+        assert all(word in status for word in words), status
+        assert table["headers"][0] == headers
+        assert bool(CJK.search(status)) == (language == "zh-CN")
+
+
+def test_say_fills_ui_codes_in_both_languages() -> None:
+    assert say("job.step", language="zh-CN", step=3, total=10) == "🏋️ 第 3 / 10 步"
+    assert say("job.step", language="en", step=3, total=10) == "🏋️ Step 3 / 10"
+    assert say("models.unloaded", language="en", count=2) == "Unloaded 2 model(s)."
 
 
 @pytest.mark.parametrize("text", ["Candidate '<b>' & co", "<img src=x onerror=alert(1)>", "[click](http://evil.example)",
@@ -178,52 +193,7 @@ def test_markdown_text_is_shown_literally_never_as_markup(text: str) -> None:
     assert rendered == f"<p>{html.escape(text, quote=False)}</p>\n"  # one paragraph of the text as typed
 
 
-def test_user_errors_escape_only_for_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gradio.context import LocalContext
-
-    @user_errors
-    def handler() -> None:
-        raise ValueError("'x <y>' is not a valid model id (expected e.g. 'local:<name>')")
-
-    for request, expected in ((FakeRequest(x_gradio_user="app"), "'x &lt;y&gt;' is not a valid model id "
-                                                                   "(expected e.g. 'local:&lt;name&gt;')"),
-                              (FakeRequest(x_gradio_user="api"), "'x <y>' is not a valid model id "
-                                                                   "(expected e.g. 'local:<name>')")):
-        token = LocalContext.request.set(request)
-        try:
-            with pytest.raises(gr.Error) as caught:
-                handler()
-        finally:
-            LocalContext.request.reset(token)
-        assert caught.value.message == expected
-
-
-def test_models_status_follows_the_language(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from demo import models_panel
-
-    language = {"value": "zh-CN"}
-    monkeypatch.setattr(messages, "request_language", lambda request=None: language["value"])
-    status, table, _ = models_panel.models_status()
-    assert all(word in status for word in ("**设备：**", "**检查点：**", "**缓存：**", "个模型（最多 4 个）"))
-    assert table["headers"] == models_panel.TABLE_HEADERS_ZH
-    language["value"] = "en-US"
-    status, table, _ = models_panel.models_status()
-    assert all(word in status for word in ("**Device:**", "**Checkpoints:**", "**Cache:** 0 of at most 4 models"))
-    assert table["headers"] == models_panel.TABLE_HEADERS and not CJK.search(status)
-
-
-def test_training_status_lines_follow_the_language(monkeypatch: pytest.MonkeyPatch) -> None:
-    from demo import pretrain_plots
-
-    events = [{"kind": "train", "step": 3, "mlm_loss": 1.0, "nsp_loss": 0.5}]
-    monkeypatch.setattr(messages, "request_language", lambda request=None: "zh-CN")
-    assert pretrain_plots.progress_line(events, 10) == "🏋️ 第 3 / 10 步：MLM 损失 1.000，NSP 损失 0.500"
-    assert pretrain_plots.progress_line([], 10) == "⚙️ 正在加载基础模型和文本…"
-    monkeypatch.setattr(messages, "request_language", lambda request=None: "en")
-    assert pretrain_plots.progress_line(events, 10) == "🏋️ Step 3 / 10: MLM loss 1.000, NSP loss 0.500"
-
-
-def test_fill_mask_errors_are_escaped_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fill_mask_errors_are_escaped_once() -> None:
     from gradio.context import LocalContext
 
     from demo import fill_mask_tab
@@ -234,8 +204,7 @@ def test_fill_mask_errors_are_escaped_once(monkeypatch: pytest.MonkeyPatch) -> N
     token = LocalContext.request.set(FakeRequest(x_gradio_user="app"))
     try:
         with pytest.raises(gr.Error) as caught:
-            fill_mask_tab.user_errors(fill_mask_tab.render_fill_mask)(
-                {"text": "t", "results": [{"model": "m1", "error": message}]})
+            fill_mask_tab.render_fill_mask({"text": "t", "results": [{"model": "m1", "error": message}]})
         assert caught.value.message == "m1: No mask found: write [MASK] (or &lt;mask&gt;) where a word is missing."
         notices = fill_mask_tab.render_fill_mask({"text": "the [MASK].", "results": [
             {"model": "m1", "error": message}, good]})[3]

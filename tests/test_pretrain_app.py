@@ -119,8 +119,8 @@ def test_browser_short_run(app_server: str) -> None:
             expect(page.locator("#pt-corpus")).to_contain_text("3 documents, 15 sentences", timeout=60_000)
             for selector, value in (("#pt-name textarea", name), ("#pt-probe textarea", PROBE)):
                 page.locator(selector).fill(value)
-            for selector, value in (("#pt-steps input", "6"), ("#pt-batch input", "4"), ("#pt-max-len input", "32"),
-                                    ("#pt-probe-every input", "2"), ("#pt-lr input", "0.01")):
+            for selector, value in (("#pt-max-steps input", "6"), ("#pt-batch-size input", "4"), ("#pt-max-seq-length input", "32"),
+                                    ("#pt-probe-every input", "2"), ("#pt-learning-rate input", "0.01")):
                 page.locator(selector).fill(value)
             page.locator("#pt-start").click()
             expect(page.locator("#pt-status")).to_contain_text("Done", timeout=240_000)

@@ -173,8 +173,11 @@ def test_run_measures_saves_and_the_checkpoint_reproduces_the_after_numbers(ckpt
     events: list[dict] = []
     options = S.SessionOptions(base_model="local:tiny-bert", checkpoint_name="adapted", probe_text=PROBE, probe_every=3)
     summary = S.run_pretraining(tiny_args(), options, docs, on_event=events.append)
-    kinds = [e["kind"] for e in events]
+    kinds = [e["kind"] for e in events if e["kind"] not in ("phase", "progress")]
     assert kinds[:2] == ["data", "before"] and kinds[-1] == "done" and kinds.count("train") == 8
+    phases = [e["phase"] for e in events if e["kind"] == "phase"]
+    assert phases == ["loading", "tokenizing", "evaluating", "training", "evaluating", "saving"]
+    assert [e["step"] for e in events if e["kind"] == "progress"] == list(range(1, 9))
     assert [p["step"] for p in summary["timeline"]] == [0, 3, 6, 8]
     assert summary["checkpoint"] == "local:adapted" and not summary["stopped"]
     # Before: the untouched base on the same fixed held-out batches.

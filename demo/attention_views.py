@@ -10,7 +10,8 @@ require.js, d3 and jQuery from a CDN. We drop the CDN tag and inline instead:
 
 The result is one HTML document: the app shows it in an ``<iframe srcdoc>`` (where its scripts
 run) and offers the same text as a standalone download. Input is the dict returned by
-:func:`model_utils.attention.attention`.
+:func:`model_utils.attention.attention`. A render helper of the Attention tab (presentation, so it
+lives in ``demo``); views of long inputs hold a window of layers, and say which.
 """
 
 from __future__ import annotations
@@ -85,13 +86,6 @@ def layer_window(num_layers: int, per_layer: int, budget: int, around: int = 0) 
     return list(range(start, start + fit))
 
 
-def _layers_notice(view: str, layers: list[int], num_layers: int) -> str:
-    if len(layers) == num_layers:
-        return ""
-    return (f"The {view} shows layers {layers[0]}–{layers[-1]} of 0–{num_layers - 1} to keep the page "
-            f"responsive; pick another layer or shorten the text to see the others.")
-
-
 def head_view_layers(result: dict, layer: int = 0) -> list[int]:
     """Layers embedded in the head view: all whose values fit in HEAD_VIEW_MAX_VALUES, around ``layer``."""
     n, pair = len(result["tokens"]), result.get("sentence_b_start") is not None
@@ -99,15 +93,15 @@ def head_view_layers(result: dict, layer: int = 0) -> list[int]:
     return layer_window(result["num_layers"], per_layer, HEAD_VIEW_MAX_VALUES, layer)
 
 
-def head_view_html(result: dict, layer: int = 0) -> tuple[str, str]:
-    """bertviz head view (``layer`` selected first) as an offline document, and a notice of left-out layers."""
+def head_view_html(result: dict, layer: int = 0) -> tuple[str, list[int]]:
+    """bertviz head view (``layer`` selected first) as an offline document, and the layers it holds."""
     from bertviz import head_view
 
     layers = head_view_layers(result, layer)
     fragment = head_view(_tensor(result), result["tokens"], sentence_b_start=result.get("sentence_b_start"),
                          layer=min(max(layer, layers[0]), layers[-1]), include_layers=layers,
                          html_action="return").data
-    return make_offline(fragment, "Attention head view"), _layers_notice("head view", layers, result["num_layers"])
+    return make_offline(fragment, "Attention head view"), layers
 
 
 def model_view_layers(result: dict, layer: int = 0) -> list[int]:
@@ -116,14 +110,14 @@ def model_view_layers(result: dict, layer: int = 0) -> list[int]:
     return layer_window(result["num_layers"], result["num_heads"] * n * n, MODEL_VIEW_MAX_LINES, layer)
 
 
-def model_view_html(result: dict, layer: int = 0) -> tuple[str, str]:
-    """bertviz model view as an offline document, and a notice of left-out layers."""
+def model_view_html(result: dict, layer: int = 0) -> tuple[str, list[int]]:
+    """bertviz model view as an offline document, and the layers it draws."""
     from bertviz import model_view
 
     layers = model_view_layers(result, layer)
     fragment = model_view(_tensor(result), result["tokens"], sentence_b_start=result.get("sentence_b_start"),
                           include_layers=layers, display_mode="light", html_action="return").data
-    return make_offline(fragment, "Attention model view"), _layers_notice("model view", layers, result["num_layers"])
+    return make_offline(fragment, "Attention model view"), layers
 
 
 def view_height(result: dict, kind: str, layers: int | None = None) -> int:
