@@ -14,6 +14,7 @@ import gradio as gr
 from demo import attention_tab, i18n
 from demo import fill_mask_tab, models_panel, next_sentence_tab
 from demo import classify_tab
+from demo import contextual_tab
 from demo import finetune_tab
 from demo import pretrain_tab
 from demo import classroom_tab
@@ -28,6 +29,7 @@ TABS: list[tuple[str, object]] = [
     ("tab_fill_mask", fill_mask_tab),
     ("tab_next_sentence", next_sentence_tab),
     ("tab_attention", attention_tab),
+    ("tab_contextual", contextual_tab),
     ("tab_classify", classify_tab),
     ("tab_finetune", finetune_tab),
     ("tab_pretrain", pretrain_tab),

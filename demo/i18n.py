@@ -98,7 +98,7 @@ MESSAGES: dict[str, dict[str, str]] = {"en": {}, "zh-CN": {}}
 PARAM_WORDS_ZH: dict[str, dict[str, str]] = {
     "what": {"text": "文本", "second text": "第二段文本", "sentence A": "句子 A", "sentence B": "句子 B",
              "paragraph": "段落", "candidate words": "候选词列表", "probe sentence": "探针句",
-             "layer": "层", "head": "注意力头", "query": "查询词元"},
+             "layer": "层", "head": "注意力头", "query": "查询词元", "sentences": "句子列表", "word": "词"},
     "head": {"masked-lm": "掩码语言模型（掩码填充）", "next-sentence": "下一句预测", "sequence-classification": "序列分类",
              "base": "编码器", "causal-lm": "因果语言模型", "pretraining": "预训练（MLM + NSP）"},
 }

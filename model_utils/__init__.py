@@ -7,6 +7,7 @@ Importable and testable without Gradio. The task functions are plain functions, 
     model_utils.next_sentence("I was hungry.", "So I ate.")            # {"is_next", "not_next"}
     model_utils.classify("What a lovely film!")                        # [{"label", "score"}, ...]
     model_utils.attention("The cat sat on the mat.")                   # tokens and [layer][head][query][key]
+    model_utils.word_vectors(["A river bank.", "A bank loan."], "bank")   # each occurrence at every layer
 
 Each lives in the module of its task (``model_utils.fill_mask.fill_mask`` ...); importing this package
 imports torch and transformers once (2.3 s measured on 2 busy cores, against 3.5 s for ``import torch,
@@ -17,9 +18,13 @@ from __future__ import annotations
 
 from model_utils.attention import attention, attention_math
 from model_utils.classify import classify
+from model_utils.contextual import (explore_word, find_examples, nearest_neighbours, sense_probe,
+                                    sentence_similarity, similarity_by_layer, word_vectors)
 from model_utils.explain import explain
 from model_utils.fill_mask import fill_mask, fill_masks_jointly
 from model_utils.next_sentence import next_sentence, score_paragraph
 
 __all__ = ["attention", "attention_math", "classify", "explain", "fill_mask", "fill_masks_jointly",
-           "next_sentence", "score_paragraph"]
+           "next_sentence", "score_paragraph",
+           "explore_word", "find_examples", "nearest_neighbours", "sense_probe", "sentence_similarity",
+           "similarity_by_layer", "word_vectors"]

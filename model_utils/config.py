@@ -23,6 +23,7 @@ TASKS: tuple[str, ...] = (
     "attention",
     "fine-tune-base",
     "pretrain-base",
+    "contextual",
 )
 
 # Defaults used where the Hub is reachable; each can be overridden by PLM_DEFAULT_<TASK>.
@@ -33,6 +34,7 @@ HUB_DEFAULTS: Mapping[str, str] = {
     "attention": "bert-base-uncased",
     "fine-tune-base": "bert-base-uncased",
     "pretrain-base": "bert-base-uncased",
+    "contextual": "bert-base-uncased",
 }
 
 # Offline fallbacks: the small models bundled with the app (model_utils/bundled).
@@ -43,6 +45,7 @@ BUNDLED_DEFAULTS: Mapping[str, str] = {
     "attention": "bundled:minilm-pretrained",
     "fine-tune-base": "bundled:minilm-pretrained",
     "pretrain-base": "bundled:minilm-pretrained",
+    "contextual": "bundled:minilm-pretrained",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -126,6 +129,14 @@ class Settings:
     concurrency: int = 2
     # Requests waiting in the queue before new ones are refused as busy (PLM_QUEUE_MAX_SIZE).
     queue_max_size: int = 64
+    # Contextual lab: most sentences in one request (PLM_LAB_MAX_SENTENCES).
+    lab_max_sentences: int = 200
+    # Contextual lab: longest sentence in tokens, special tokens included (PLM_LAB_MAX_TOKENS).
+    lab_max_tokens: int = 128
+    # Contextual lab: most corpus-sample sentences searched for nearest neighbours (PLM_LAB_CORPUS_SENTENCES).
+    lab_corpus_sentences: int = 2000
+    # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
+    lab_cache_bytes: int = 256 * 2**20
     # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
     data_dir: Path = Path("data")
     # Classroom database URL; None = SQLite at data_dir/classroom.sqlite3 (PLM_CLASSROOM_DB, e.g. postgresql://...).
@@ -176,6 +187,10 @@ def get_settings() -> Settings:
         admin_token=_env_str("PLM_ADMIN_TOKEN"),
         concurrency=max(1, _env_int("PLM_CONCURRENCY", 2)),
         queue_max_size=max(1, _env_int("PLM_QUEUE_MAX_SIZE", 64)),
+        lab_max_sentences=max(2, _env_int("PLM_LAB_MAX_SENTENCES", 200)),
+        lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
+        lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
+        lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
         data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
         classroom_db=_env_str("PLM_CLASSROOM_DB"),
         room_ttl_s=int(max(0.01, float(_env_str("PLM_ROOM_TTL_HOURS") or 12)) * 3600),

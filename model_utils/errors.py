@@ -50,7 +50,7 @@ class Notice(str):
 
     A ``str`` (results stay plain JSON: a notice serializes as its English text) that also carries
     its ``code`` and ``params`` while it is in this process, so the UI can say it in the user's
-    language (``demo.messages.localize_notice``).
+    language (``demo.messages.translate``).
     """
 
     code: str

@@ -30,7 +30,7 @@ define({
 FIELDS = {
     "text": "The text", "second text": "The second text", "sentence A": "Sentence A", "sentence B": "Sentence B",
     "paragraph": "The paragraph", "candidate words": "The list of candidate words",
-    "probe sentence": "The probe sentence",
+    "probe sentence": "The probe sentence", "sentences": "The list of sentences", "word": "The word",
 }
 
 

@@ -48,6 +48,7 @@ _HEAD_WORDS = {
 _TASK_HEADS = {
     "fill-mask": "masked-lm", "next-sentence": "next-sentence", "text-classification":
     "sequence-classification", "attention": "base", "fine-tune-base": "base", "pretrain-base": "pretraining",
+    "contextual": "base",
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

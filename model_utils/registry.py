@@ -43,8 +43,8 @@ define({
 BUNDLED_PREFIX = "bundled:"
 LOCAL_PREFIX = "local:"
 
-_BERT_TASKS = ("fill-mask", "next-sentence", "attention", "fine-tune-base", "pretrain-base")
-_MLM_TASKS = ("fill-mask", "attention", "fine-tune-base")
+_BERT_TASKS = ("fill-mask", "next-sentence", "attention", "fine-tune-base", "pretrain-base", "contextual")
+_MLM_TASKS = ("fill-mask", "attention", "fine-tune-base", "contextual")
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ HUB_MODELS: dict[str, CheckpointInfo] = {
                        "ALBERT base v2 (12M); sentence-order head, not next-sentence"),
         CheckpointInfo("distilbert-base-uncased-finetuned-sst-2-english", "hub",
                        "distilbert-base-uncased-finetuned-sst-2-english", "distilbert",
-                       ("text-classification", "attention"), "[MASK]",
+                       ("text-classification", "attention", "contextual"), "[MASK]",
                        "DistilBERT fine-tuned on SST-2 sentiment (positive/negative)"),
     )
 }
@@ -87,11 +87,11 @@ HUB_MODELS: dict[str, CheckpointInfo] = {
 _BUNDLED_FALLBACK: dict[str, dict] = {
     "bundled:minilm-pretrained": {
         "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction",
-                  "fine-tune-base", "pretrain-base"],
+                  "fine-tune-base", "pretrain-base", "contextual"],
         "description": "MiniLM (6 layers, 384 hidden) with MLM and NSP heads, bundled for offline use",
     },
     "bundled:minilm-sentiment": {
-        "tasks": ["text-classification", "attention"],
+        "tasks": ["text-classification", "attention", "contextual"],
         "description": "MiniLM fine-tuned for sentiment (negative/positive), bundled for offline use",
     },
 }
@@ -99,10 +99,10 @@ _BUNDLED_FALLBACK: dict[str, dict] = {
 # Architecture suffix in a checkpoint's config.json -> tasks it can serve.
 _ARCHITECTURE_TASKS: dict[str, tuple[str, ...]] = {
     "ForPreTraining": _BERT_TASKS,
-    "ForMaskedLM": ("fill-mask", "attention", "fine-tune-base", "pretrain-base"),
-    "ForSequenceClassification": ("text-classification", "attention", "fine-tune-base"),
-    "ForNextSentencePrediction": ("next-sentence", "attention"),
-    "Model": ("attention", "fine-tune-base"),
+    "ForMaskedLM": ("fill-mask", "attention", "fine-tune-base", "pretrain-base", "contextual"),
+    "ForSequenceClassification": ("text-classification", "attention", "fine-tune-base", "contextual"),
+    "ForNextSentencePrediction": ("next-sentence", "attention", "contextual"),
+    "Model": ("attention", "fine-tune-base", "contextual"),
 }
 _MASK_TOKENS = {"roberta": "<mask>", "xlm-roberta": "<mask>", "camembert": "<mask>"}
 _LOCAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -135,7 +135,7 @@ def _local_tasks(config: dict) -> tuple[str, ...]:
             if isinstance(arch, str) and arch.endswith(suffix):
                 tasks.extend(t for t in arch_tasks if t not in tasks)
                 break
-    return tuple(tasks) or ("attention", "fine-tune-base")
+    return tuple(tasks) or ("attention", "fine-tune-base", "contextual")
 
 
 def _read_config(folder: Path) -> dict | None:

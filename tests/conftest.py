@@ -96,7 +96,7 @@ def tiny_env(tiny_checkpoints_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     from model_utils import manager
 
     monkeypatch.setenv("PLM_CHECKPOINTS_DIR", str(tiny_checkpoints_dir))
-    for var in ("PLM_DEFAULT_FILL_MASK", "PLM_DEFAULT_NEXT_SENTENCE", "PLM_DEFAULT_ATTENTION"):
+    for var in ("PLM_DEFAULT_FILL_MASK", "PLM_DEFAULT_NEXT_SENTENCE", "PLM_DEFAULT_ATTENTION", "PLM_DEFAULT_CONTEXTUAL"):
         monkeypatch.setenv(var, "local:tiny-bert")
     monkeypatch.setenv("PLM_DEFAULT_TEXT_CLASSIFICATION", "local:tiny-classifier")
     monkeypatch.setenv("PLM_DEVICE", "cpu")
@@ -164,7 +164,7 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
     log = tmp_path_factory.mktemp("app") / "app.log"
     with running_app(log, PLM_CHECKPOINTS_DIR=str(tiny_checkpoints_dir),
                      PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
-                     PLM_DEFAULT_ATTENTION="local:tiny-bert",
+                     PLM_DEFAULT_ATTENTION="local:tiny-bert", PLM_DEFAULT_CONTEXTUAL="local:tiny-bert",
                      PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
                      PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN,
                      PLM_DATA_DIR=str(tmp_path_factory.mktemp("data"))) as (url, _):

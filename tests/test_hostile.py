@@ -55,6 +55,11 @@ def text_calls(client: Client) -> dict:
         "fill_mask": lambda a, b: client.predict(f"{a} [MASK] {b}", ["local:tiny-bert"], 5, "", api_name="/fill_mask"),
         "fill_mask_targets": lambda a, b: client.predict("the [MASK] sat", ["local:tiny-bert"], 5, a + b,
                                                          api_name="/fill_mask"),
+        "contextual": lambda a, b: client.predict("local:tiny-bert", "cat", f"{a}\n{b}", api_name="/contextual"),
+        "contextual_neighbours": lambda a, b: client.predict("local:tiny-bert", "cat", a + b, 1, 1,
+                                                             api_name="/contextual_neighbours"),
+        "sentence_similarity": lambda a, b: client.predict("local:tiny-bert", f"{a}\n{b}", "mean",
+                                                           api_name="/sentence_similarity"),
         "pretrain_corpus": lambda a, b: client.predict(f"{a}\n\n{b}", [], False, api_name="/pretrain_corpus"),
         # an invalid checkpoint name: a probe within the limit is refused for the name, never trained
         "pretrain_probe": lambda a, b: client.predict("", [], True, "local:tiny-bert", "../no", f"{a} [MASK] {b}",

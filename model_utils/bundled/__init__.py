@@ -26,13 +26,14 @@ BUNDLED_MODELS: dict[str, dict] = {
     "bundled:minilm-pretrained": {
         "folder": "minilm-pretrained",
         "parent": None,
-        "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction", "fine-tune-base", "pretrain-base"],
+        "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction", "fine-tune-base", "pretrain-base",
+                  "contextual"],
         "description": "all-MiniLM-L6-v2 encoder + our MLM and NSP heads (continued pretraining, offline corpus)",
     },
     "bundled:minilm-sentiment": {
         "folder": "minilm-sentiment",
         "parent": None,
-        "tasks": ["text-classification", "attention", "feature-extraction"],
+        "tasks": ["text-classification", "attention", "feature-extraction", "contextual"],
         "description": "all-MiniLM-L6-v2 encoder fine-tuned for binary movie-review sentiment (negative/positive)",
     },
 }
