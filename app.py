@@ -11,7 +11,7 @@ import logging
 
 import gradio as gr
 
-from demo import attention_tab, i18n
+from demo import attention_tab
 from demo import fill_mask_tab, models_panel, next_sentence_tab
 from demo import classify_tab
 from demo import contextual_tab
@@ -19,7 +19,7 @@ from demo import finetune_tab
 from demo import pretrain_tab
 from demo import classroom_tab
 from demo import gradio_sessions
-from demo.common import is_offline, refresh_pickers, tab_from_url
+from demo.common import is_offline, localized_on_load, refresh_pickers, tab_from_url
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
@@ -44,8 +44,6 @@ def build_demo() -> gr.Blocks:
     Each tab's ``build_tab()`` returns its :class:`~demo.common.TabParts`; after any event that may
     change the saved checkpoints (a training run, a deletion), every model picker is refreshed.
     """
-    for _, module in TABS:
-        i18n.add_strings(module.STRINGS)
     ttl = get_settings().upload_ttl_s
     # Uploads and files made for downloads are deleted once older than PLM_UPLOAD_TTL_MIN (checked as often).
     with gr.Blocks(title="PLM Playground", delete_cache=(min(ttl, 900), ttl)) as demo:
@@ -69,6 +67,8 @@ def build_demo() -> gr.Blocks:
             event.then(refresh, outputs=[dropdown for _, dropdown in pickers], api_visibility="private", queue=False)
         openers = {part.opens_from_url: key for (key, _), part in zip(TABS, parts) if part.opens_from_url}
         demo.load(tab_from_url(openers), outputs=tabs, api_visibility="private", queue=False)
+        localize, localized = localized_on_load(demo)
+        demo.load(localize, outputs=localized, api_visibility="private", queue=False)
     return demo
 
 

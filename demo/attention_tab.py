@@ -15,7 +15,8 @@ from typing import Any
 import gradio as gr
 
 from demo import attention_plots as plots
-from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, ui_error, user_errors
+from demo.common import (TabParts, clear_on_failure, examples, model_dropdown, table_output, text_limit, ui_error,
+                        user_errors)
 from demo import attention_views as views
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import for_display, markdown_text, say, table, translate
@@ -335,8 +336,7 @@ def build_tab() -> TabParts:
             grid = gr.Plot(show_label=False, elem_id="attn-grid")
         with gr.Tab(I18N("attn_summary"), id="attn-summary"):
             summary_plot = gr.Plot(show_label=False, elem_id="attn-summary-plot")
-            summary_table = gr.Dataframe(headers=SUMMARY_COLUMNS, label=I18N("attn_summary_table"),
-                                         interactive=False)
+            summary_table = table_output(SUMMARY_HEADERS, label=I18N("attn_summary_table"))
         with gr.Tab(I18N("attn_rollout"), id="attn-rollout"):
             rollout = gr.Plot(show_label=False, elem_id="attn-rollout-plot")
         with gr.Tab(I18N("attn_math"), id="attn-math"):
@@ -346,7 +346,7 @@ def build_tab() -> TabParts:
                 explain = gr.Button(I18N("attn_explain"), elem_id="attn-explain")
             math_md = gr.Markdown(elem_id="attn-math-md")
             math_plot = gr.Plot(show_label=False, elem_id="attn-math-plot")
-            math_table = gr.Dataframe(headers=[STRINGS["en"][key] for key in MATH_HEADERS], interactive=False)
+            math_table = table_output(MATH_HEADERS)
     figures = [heatmap, grid, rollout, summary_plot]
     run_event = dict(fn=run_attention, inputs=[model, text, pair, layer, head, image_format],
                      outputs=[state, notice, layer, head, query, head_html, model_html, files, summary_table,

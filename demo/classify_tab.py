@@ -204,7 +204,8 @@ def build_tab() -> TabParts:
     model = model_dropdown(TASK, elem_id="classify-model")
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label=I18N("classify_text"), lines=3, elem_id="classify-text", max_length=text_limit())
+            text = gr.Textbox(EXAMPLES[0][0], label=I18N("classify_text"), lines=3, elem_id="classify-text",
+                              max_length=text_limit())
             text_pair = gr.Textbox(label=I18N("classify_text_pair"), lines=1, elem_id="classify-text-pair", max_length=text_limit())
             run = gr.Button(I18N("classify_run"), variant="primary", elem_id="classify-run")
         with gr.Column(scale=2):

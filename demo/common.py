@@ -11,7 +11,7 @@ import gradio as gr
 from gradio.i18n import I18nData
 
 from demo.i18n import I18N, text
-from demo.messages import for_display, translate
+from demo.messages import for_display, request_language, translate
 from model_utils.config import get_settings, hub_offline
 from model_utils.errors import public_error
 from model_utils.registry import choices, default_checkpoint
@@ -96,15 +96,51 @@ def is_offline() -> bool:
 
 
 def examples(rows: list[list[Any]], inputs: list[gr.components.Component], **kwargs: Any) -> gr.Examples:
-    """``gr.Examples`` whose column headers are plain text.
+    """``gr.Examples`` whose column headers are the inputs' labels, in the page's language.
 
-    Gradio fills the headers from the inputs' labels but does not translate ``I18N`` labels
-    there (they would show as raw ``__i18n__`` metadata), so the English texts are used.
+    Gradio fills the headers from the inputs' labels but does not translate ``I18N`` labels there
+    (they would show as raw ``__i18n__`` metadata): the headers are built in English and set in the
+    page's language when it loads (:func:`in_language_on_load`).
     """
     block = gr.Examples(rows, inputs=inputs, label=I18N("examples"), **kwargs)
-    block.dataset.headers = [text(c.label.key) if isinstance(c.label, I18nData) else (c.label or "")
-                             for c in block.dataset._components]
+    keys = [c.label.key if isinstance(c.label, I18nData) else None for c in block.dataset._components]
+    shown = [text(key) if key else (c.label or "") for key, c in zip(keys, block.dataset._components)]
+    block.dataset.headers = shown
+    if any(keys):
+        in_language_on_load(block.dataset, lambda language: gr.Dataset(
+            headers=[text(key, language) if key else old for key, old in zip(keys, shown)]))
     return block
+
+
+def table_output(header_keys: list[str], **kwargs: Any) -> gr.Dataframe:
+    """A read-only results table whose column headers are catalogue keys: English when built, the page's
+    language once it loads (:func:`in_language_on_load`), and each result's own headers after that
+    (:func:`demo.messages.table`)."""
+    keys = list(header_keys)
+    frame = gr.Dataframe(headers=[text(key) for key in keys], interactive=False, **kwargs)
+    return in_language_on_load(frame, lambda language: gr.Dataframe(headers=[text(key, language) for key in keys]))
+
+
+C = TypeVar("C", bound=gr.components.Component)
+
+
+def in_language_on_load(component: C, update: Callable[[str], Any]) -> C:
+    """Mark ``component`` for a property that Gradio does not translate in the browser (a table's headers,
+    a legend's categories): ``update(language)`` gives it in the page's language when the page loads."""
+    component.in_language = update
+    return component
+
+
+def localized_on_load(blocks: gr.Blocks) -> tuple[Callable[[gr.Request], tuple], list[gr.components.Component]]:
+    """The page-load event (function and outputs) giving every marked component of ``blocks`` its
+    properties in the page's language (see :func:`in_language_on_load`)."""
+    marked = [block for block in blocks.blocks.values() if callable(getattr(block, "in_language", None))]
+
+    def localize(request: gr.Request) -> tuple:
+        language = request_language(request)
+        return tuple(component.in_language(language) for component in marked)
+
+    return localize, marked
 
 
 @dataclass

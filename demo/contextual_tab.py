@@ -19,7 +19,7 @@ import gradio as gr
 
 from demo import contextual_plots as plots
 from demo.attention_plots import with_export
-from demo.common import TabParts, examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, examples, model_dropdown, table_output, text_limit, user_errors
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import markdown_text, say, table, translate
 from model_utils import explore_word, find_examples, nearest_neighbours, sentence_similarity
@@ -320,8 +320,7 @@ def _neighbours_panel(model: gr.Dropdown, word: gr.Textbox, layer: gr.Slider, re
         sentence = gr.Textbox(label=I18N("ctx_nn_sentence"), scale=4, elem_id="ctx-nn-sentence", max_length=text_limit())
         nth = gr.Number(value=1, precision=0, minimum=1, label=I18N("ctx_nn_nth"), scale=1, elem_id="ctx-nn-nth")
     run = gr.Button(I18N("ctx_nn_run"), elem_id="ctx-nn-run")
-    neighbours = gr.Dataframe(headers=[I18N(key) for key in NEIGHBOUR_HEADERS], label=I18N("ctx_nn_table"),
-                              interactive=False, wrap=True, elem_id="ctx-nn-table")
+    neighbours = table_output(NEIGHBOUR_HEADERS, label=I18N("ctx_nn_table"), wrap=True, elem_id="ctx-nn-table")
     raw = gr.JSON(visible=False)
     occurrence.input(pick_occurrence, inputs=[result, occurrence], outputs=[sentence, nth], queue=False,
                      api_visibility="private")

@@ -12,7 +12,8 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, ui_error, user_errors
+from demo.common import (TabParts, clear_on_failure, examples, model_dropdown, table_output, text_limit, ui_error,
+                        user_errors)
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import markdown_text, request_language, table, translate
 from model_utils.config import get_settings
@@ -186,8 +187,7 @@ def build_tab() -> TabParts:
     notices = gr.Markdown(elem_id="fm-notices")
     filled = gr.Markdown(label=I18N("fm_filled"), elem_id="fm-filled")
     chart = gr.Plot(label=I18N("fm_chart"), elem_id="fm-chart")
-    table = gr.Dataframe(headers=TABLE_HEADERS, label=I18N("fm_table"), interactive=False,
-                         elem_id="fm-table")
+    table = table_output(TABLE_HEADERS, label=I18N("fm_table"), elem_id="fm-table")
     with gr.Accordion(I18N("fm_raw"), open=False):
         raw = gr.JSON(elem_id="fm-raw")
     examples(EXAMPLES, inputs=[text, targets])

@@ -15,6 +15,7 @@ MESSAGES = {
     "en": {
         "finetune.run.pretrained": "from the pretrained model", "finetune.run.scratch": "from scratch (random init)",
         "finetune.axis_step": "step", "finetune.axis_loss": "training loss", "finetune.axis_validation": "validation",
+        "finetune.metric.accuracy": "accuracy", "finetune.metric.macro_f1": "macro-F1",
         "finetune.saved": "✅ Saved as **`{checkpoint}`**: pick it in the Classify tab.",
         "finetune.stopped_at": "⏹ Stopped at step {steps} of {max_steps}.",
         "finetune.table": "| run | accuracy | macro-F1 | steps | seconds |",
@@ -25,6 +26,7 @@ MESSAGES = {
     "zh-CN": {
         "finetune.run.pretrained": "从预训练模型开始", "finetune.run.scratch": "从零开始（随机初始化）",
         "finetune.axis_step": "步数", "finetune.axis_loss": "训练损失", "finetune.axis_validation": "验证集",
+        "finetune.metric.accuracy": "准确率", "finetune.metric.macro_f1": "宏平均 F1",
         "finetune.saved": "✅ 已保存为 **`{checkpoint}`**：可在“文本分类”页选择它。",
         "finetune.stopped_at": "⏹ 在第 {steps} / {max_steps} 步停止。",
         "finetune.table": "| 运行 | 准确率 | 宏平均 F1 | 步数 | 秒 |",
@@ -39,6 +41,8 @@ add_messages(MESSAGES)
 def run_name(run: str) -> str:
     """How a run ("pretrained", "scratch") is named in the request's language."""
     return say(f"finetune.run.{run}") if run in ("pretrained", "scratch") else run
+
+
 RUN_COLORS = {"pretrained": "#3b82f6", "scratch": "#f97316"}
 
 
@@ -68,7 +72,7 @@ def validation_figure(events: list[dict]) -> go.Figure:
         steps = [p["step"] for p in points]
         for metric, dash in (("accuracy", "solid"), ("macro_f1", "dot")):
             fig.add_trace(go.Scatter(x=steps, y=[p[metric] for p in points], mode="lines+markers",
-                                     name=f"{metric} · {run_name(run)}",
+                                     name=f"{say(f'finetune.metric.{metric}')} · {run_name(run)}",
                                      line=dict(color=RUN_COLORS.get(run), dash=dash)))
     fig.update_layout(xaxis_title=say("finetune.axis_step"),
                       yaxis=dict(title=say("finetune.axis_validation"), range=[0, 1.02], tickformat=".0%"),

@@ -22,7 +22,7 @@ import gradio as gr
 from demo import classify_plots, job_panel
 from demo import finetune_plots as plots
 from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, guess_column
-from demo.common import TabParts, clear_on_failure, model_dropdown, user_errors
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, user_errors
 from demo.forms import number_inputs, values_of
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import say
@@ -246,8 +246,7 @@ def build_tab() -> TabParts:
         validation = gr.Plot(label=I18N("finetune_validation"), elem_id="finetune-validation")
     summary = gr.Markdown(elem_id="finetune-summary")
     confusion = gr.Plot(label=I18N("finetune_confusion"), elem_id="finetune-confusion")
-    examples = gr.Examples([[str(EXAMPLE_FILE), "reviews-demo"]], inputs=[upload, name], label=I18N("examples"))
-    examples.dataset.headers = []  # Gradio would show the I18N labels untranslated there
+    examples([[str(EXAMPLE_FILE), "reviews-demo"]], inputs=[upload, name])
     inputs = {"upload": upload, "use_sample": use_sample, "text_column": text_column, "label_column": label_column,
               "base": base, "name": name, **knobs}
     training = run.click(_start_with(inputs), inputs=set(inputs.values()),

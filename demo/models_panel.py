@@ -7,9 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from demo.common import TabParts, is_offline, user_errors
-from demo.i18n import I18N
-from demo.i18n import add_messages, text
+from demo.common import TabParts, is_offline, table_output, user_errors
+from demo.i18n import I18N, add_messages, add_strings, text
 from demo.messages import say, table, translate
 from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_error
 from model_utils.config import get_settings
@@ -63,6 +62,7 @@ MESSAGES = {
                               "{limit_mb:,.0f} MB；应用中创建的最多保留 {most} 个（最早的先删除）",
     },
 }
+add_strings(STRINGS)
 add_messages(MESSAGES)
 
 
@@ -142,8 +142,7 @@ def build_tab() -> TabParts:
     """Lay out the Models tab; app.py refreshes it whenever it is opened and when the page loads."""
     gr.Markdown(I18N("models_intro"))
     status = gr.Markdown(elem_id="models-status")
-    loaded = gr.Dataframe(headers=[text(key) for key in TABLE_HEADERS], label=I18N("models_loaded"), interactive=False,
-                         elem_id="models-table")
+    loaded = table_output(TABLE_HEADERS, label=I18N("models_loaded"), elem_id="models-table")
     with gr.Row():
         refresh = gr.Button(I18N("models_refresh"), elem_id="models-refresh")
         which = gr.Dropdown(label=I18N("col_checkpoint"), choices=[], allow_custom_value=True,

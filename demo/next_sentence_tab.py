@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from demo import plots
-from demo.common import TabParts, clear_on_failure, examples, model_dropdown, text_limit, user_errors
+from demo.common import TabParts, clear_on_failure, examples, model_dropdown, table_output, text_limit, user_errors
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import markdown_text, say, table, translate
 from model_utils.manager import get_manager
@@ -149,8 +149,7 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
         run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")
     notices = gr.Markdown()
     chart = gr.Plot(label=I18N("ns_paragraph_chart"), elem_id="ns-paragraph-chart")
-    pairs_table = gr.Dataframe(headers=[STRINGS["en"][key] for key in PARAGRAPH_HEADERS],
-                         label=I18N("ns_paragraph_table"), interactive=False, wrap=True)
+    pairs_table = table_output(PARAGRAPH_HEADERS, label=I18N("ns_paragraph_table"), wrap=True)
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON()
     examples(PARAGRAPH_EXAMPLES, inputs=[paragraph])

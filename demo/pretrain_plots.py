@@ -27,6 +27,12 @@ MESSAGES = {
         "pretrain.chart.mlm_held": "MLM loss (held-out)", "pretrain.chart.nsp_held": "NSP loss (held-out)",
         "pretrain.chart.acc_train": "accuracy (training batch)", "pretrain.chart.acc_held": "accuracy (held-out)",
         "pretrain.chart.ppl_held": "perplexity (held-out)",
+        "pretrain.metric.mlm_loss": "held-out MLM loss", "pretrain.metric.mlm_accuracy": "held-out masked-token accuracy",
+        "pretrain.metric.perplexity": "held-out perplexity", "pretrain.metric.nsp_loss": "held-out NSP loss",
+        "pretrain.metric.nsp_accuracy": "held-out NSP accuracy", "pretrain.metric.probe_top5": "probe top-5",
+        "pretrain.metric.probe_top1": "probe top-1 probability",
+        "pretrain.source.pasted": "pasted text", "pretrain.source.bundled": "bundled corpus sample ({documents} documents)",
+        "pretrain.source.nothing": "nothing",
         "pretrain.chart.probability": "probability (when in the top-5)",
         "pretrain.chart.hover": "%{{fullData.name}}: %{{y:.3f}} at step %{{x}}",
         "pretrain.example": "**Training example {number} of {count}**: {selected} of {real} tokens selected (MLM "
@@ -51,6 +57,12 @@ MESSAGES = {
         "pretrain.chart.mlm_held": "MLM 损失（留出部分）", "pretrain.chart.nsp_held": "NSP 损失（留出部分）",
         "pretrain.chart.acc_train": "准确率（训练批次）", "pretrain.chart.acc_held": "准确率（留出部分）",
         "pretrain.chart.ppl_held": "困惑度（留出部分）",
+        "pretrain.metric.mlm_loss": "留出部分的 MLM 损失", "pretrain.metric.mlm_accuracy": "留出部分的掩码词元准确率",
+        "pretrain.metric.perplexity": "留出部分的困惑度", "pretrain.metric.nsp_loss": "留出部分的 NSP 损失",
+        "pretrain.metric.nsp_accuracy": "留出部分的 NSP 准确率", "pretrain.metric.probe_top5": "探针 top-5",
+        "pretrain.metric.probe_top1": "探针 top-1 概率",
+        "pretrain.source.pasted": "粘贴的文本", "pretrain.source.bundled": "内置语料样本（{documents} 篇文档）",
+        "pretrain.source.nothing": "无",
         "pretrain.chart.probability": "概率（在 top-5 中时）",
         "pretrain.chart.hover": "%{{fullData.name}}：%{{y:.3f}}，第 %{{x}} 步",
         "pretrain.example": "**训练样本 {number} / {count}**：{real} 个词元中选中 {selected} 个（MLM 概率 {probability:.0%}）："
@@ -66,9 +78,11 @@ MESSAGES = {
     },
 }
 add_messages(MESSAGES)
-# HighlightedText colours by category, in both languages (a category is the label shown for a status).
-STATUS_COLORS = {MESSAGES[lang][f"pretrain.status.{status}"]: color
-                 for lang in MESSAGES for status, color in STATUS_PALETTE.items()}
+
+
+def status_colors(language: str | None = None) -> dict[str, str]:
+    """HighlightedText colours by category in ``language`` (a category is the label shown for a status)."""
+    return {say(f"pretrain.status.{status}", language): color for status, color in STATUS_PALETTE.items()}
 
 
 def status_label(status: str) -> str | None:
@@ -136,7 +150,7 @@ def timeline_rows(timeline: list[dict]) -> list[list]:
 def before_after_table(rows: list[dict]) -> list[list]:
     """Rows ``[metric, base, adapted, change]`` with numbers rounded for display."""
     fmt = lambda v: round(v, 4) if isinstance(v, float) else v  # noqa: E731
-    return [[r["metric"], fmt(r["base"]), fmt(r["adapted"]), fmt(r["change"])] for r in rows]
+    return [[say(f"pretrain.metric.{r['key']}"), fmt(r["base"]), fmt(r["adapted"]), fmt(r["change"])] for r in rows]
 
 
 def masking_spans(view: dict) -> list[tuple[str, str | None]]:

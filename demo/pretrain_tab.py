@@ -11,13 +11,15 @@ Events: ``pretrain``, ``pretrain_stop``, ``pretrain_corpus``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
 
 from demo import job_panel
 from demo import pretrain_plots as plots
-from demo.common import TabParts, clear_on_failure, model_dropdown, text_limit, user_errors
+from demo.common import (TabParts, clear_on_failure, examples, in_language_on_load, model_dropdown, table_output, text_limit,
+                         user_errors)
 from demo.forms import number_inputs, values_of
 from demo.i18n import I18N, add_messages, add_strings, text
 from demo.messages import markdown_text, say, table, translate
@@ -193,7 +195,13 @@ def _file_paths(files: Any) -> list[str]:
 @user_errors
 def corpus_info(text: str, files: Any, use_bundled: bool) -> str:
     """API ``pretrain_corpus``: how many documents, sentences and words the corpus has, against the minimum."""
-    docs, source = S.load_corpus(text or "", _file_paths(files), bool(use_bundled))
+    paths = _file_paths(files)
+    docs, _ = S.load_corpus(text or "", paths, bool(use_bundled))
+    if use_bundled:
+        source = say("pretrain.source.bundled", documents=len(docs))
+    else:
+        names = ([say("pretrain.source.pasted")] if (text or "").strip() else []) + [Path(p).name for p in paths]
+        source = " + ".join(names) or say("pretrain.source.nothing")
     counts = S.corpus_summary(docs)
     try:
         S.check_corpus(docs)
@@ -308,14 +316,12 @@ def build_tab() -> TabParts:
     curves = gr.Plot(label=I18N("pt_curves"), elem_id="pt-curves")
     with gr.Row():
         timeline = gr.Plot(label=I18N("pt_timeline"), elem_id="pt-timeline")
-        timeline_table = gr.Dataframe(headers=[text(k) for k in TIMELINE_HEADERS], label=I18N("pt_timeline_table"),
-                                      interactive=False, elem_id="pt-timeline-table")
-    before_after = gr.Dataframe(headers=[text(k) for k in BEFORE_AFTER_HEADERS], label=I18N("pt_before_after"),
-                                interactive=False, elem_id="pt-before-after")
+        timeline_table = table_output(TIMELINE_HEADERS, label=I18N("pt_timeline_table"), elem_id="pt-timeline-table")
+    before_after = table_output(BEFORE_AFTER_HEADERS, label=I18N("pt_before_after"), elem_id="pt-before-after")
     masking = _masking_panel()
     with gr.Accordion(I18N("pt_raw"), open=False):
         raw = gr.JSON(elem_id="pt-raw")
-    gr.Examples(EXAMPLES, inputs=[text_box, probe, name], label=I18N("examples")).dataset.headers = []
+    examples(EXAMPLES, inputs=[text_box, probe, name])
     outputs = [status, curves, timeline, timeline_table, before_after, *masking, raw]
     corpus_inputs = [text_box, files, use_bundled]
     gr.on([c.change for c in corpus_inputs], corpus_info, inputs=corpus_inputs, outputs=[corpus],
@@ -332,8 +338,10 @@ def build_tab() -> TabParts:
 def _masking_panel() -> list[gr.components.Component]:
     """Tokens, NSP pair, position picker, per-position loss, and the view state."""
     with gr.Accordion(I18N("pt_masking"), open=True):
-        spans = gr.HighlightedText(label=I18N("pt_masking_tokens"), color_map=plots.STATUS_COLORS,
-                                   show_legend=True, combine_adjacent=False, elem_id="pt-masking")
+        spans = in_language_on_load(
+            gr.HighlightedText(label=I18N("pt_masking_tokens"), color_map=plots.status_colors("en"), show_legend=True,
+                               combine_adjacent=False, elem_id="pt-masking"),
+            lambda language: gr.HighlightedText(color_map=plots.status_colors(language)))
         pair = gr.Markdown(elem_id="pt-masking-pair")
         position = gr.Dropdown(choices=[], label=I18N("pt_position"), elem_id="pt-position")
         detail = gr.Markdown(elem_id="pt-position-detail")

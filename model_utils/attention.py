@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from model_utils.errors import Notice, UserError, define
-from model_utils.inputs import check_text, fit_pair
+from model_utils.inputs import check_text, fit_pair, model_token_limit
 
 # Attribute names of the query/key/value projections of the supported self-attention modules.
 _SEPARATE_QKV = (("query", "key", "value"), ("q_lin", "k_lin", "v_lin"))
@@ -89,9 +89,7 @@ def attention_math(text: str, model: str | None = None, text_pair: str | None = 
 
 def _token_limit(model: Any, max_tokens: int) -> int:
     """The smaller of the app's attention limit and the model's own position limit."""
-    config = model.config
-    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    return max(2, min(max_tokens, positions or max_tokens))
+    return model_token_limit(model.config, cap=max_tokens)
 
 
 def preprocess(tokenizer: Any, text: str, text_pair: str | None, max_tokens: int) -> tuple[Any, dict]:

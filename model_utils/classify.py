@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from model_utils.errors import UserError, define
-from model_utils.inputs import check_text as check_input, fit_pair
+from model_utils.inputs import check_text as check_input, fit_pair, model_token_limit
 
 define({
     "classify.not_classifier": "{name} is not a text classifier (its architecture is {architecture}). Choose a "
@@ -62,12 +62,7 @@ def max_length(tokenizer: Any, config: Any) -> int:
     """Longest input in tokens: the smallest of the settings, the model and the tokenizer limits."""
     from model_utils.config import get_settings
 
-    limits = [get_settings().max_seq_len]
-    limits.append(getattr(config, "max_position_embeddings", None) or limits[0])
-    model_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(model_max, int) and 0 < model_max < 1_000_000:
-        limits.append(model_max)
-    return min(limits)
+    return model_token_limit(config, tokenizer, get_settings().max_seq_len)
 
 
 def check_text(text: Any, what: str = "text") -> str:

@@ -33,7 +33,7 @@ from model_utils import contextual_analysis as analysis
 from model_utils import contextual_corpus as corpus
 from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define
-from model_utils.inputs import FIELDS, check_text
+from model_utils.inputs import FIELDS, check_text, model_token_limit
 from model_utils.manager import LoadedModel, get_manager
 
 define({
@@ -151,9 +151,7 @@ def check_word(word: Any) -> str:
 
 def token_limit(loaded: LoadedModel) -> int:
     """Longest sentence in tokens: ``PLM_LAB_MAX_TOKENS``, or the model's own position limit if smaller."""
-    positions = getattr(loaded.model.config, "max_position_embeddings", None) or 512
-    own = getattr(loaded.tokenizer, "model_max_length", positions)  # RoBERTa: 514 positions, 512 tokens
-    return max(8, min(get_settings().lab_max_tokens, positions, own if own < 100_000 else positions))
+    return max(8, model_token_limit(loaded.model.config, loaded.tokenizer, get_settings().lab_max_tokens))
 
 
 def encode(loaded: LoadedModel, sentences: list[str], *, truncate: bool = False) -> list[dict]:

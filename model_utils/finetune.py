@@ -36,7 +36,7 @@ from model_utils.adapters import (delta_base, delta_base_of, estimate_checkpoint
                                   load_delta_checkpoint, save_delta_checkpoint)
 from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
-from model_utils.inputs import clip_cell, fit_pairs
+from model_utils.inputs import clip_cell, fit_pairs, model_token_limit
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
 from model_utils.errors import UserError, define
 from model_utils.knobs import KnobParser, check_ranges, check_values, knob
@@ -189,14 +189,15 @@ def prepare_data(rows: list[dict[str, str]], data: DataArguments) -> PreparedDat
 class Encoded(torch.utils.data.Dataset):
     """Tokenised examples (no padding: the collator pads each batch to its longest)."""
 
-    def __init__(self, rows: Sequence[dict[str, str]], tokenizer, data: DataArguments, label2id: dict[str, int]):
+    def __init__(self, rows: Sequence[dict[str, str]], tokenizer, data: DataArguments, label2id: dict[str, int],
+                 limit: int):
         texts = [clip_cell(r[data.text_column])[0] for r in rows]
         pairs = [clip_cell(r.get(data.text_pair_column) or "")[0] or None for r in rows] if data.text_pair_column \
             else [None] * len(rows)
-        fitted = fit_pairs(tokenizer, texts, pairs, data.max_length)  # each side cut on its own ids: linear
+        fitted = fit_pairs(tokenizer, texts, pairs, limit)  # each side cut on its own ids: linear
         firsts = [f.first for f in fitted]
         seconds = [f.second or "" for f in fitted] if data.text_pair_column else None
-        self.features = tokenizer(firsts, seconds, truncation=True, max_length=data.max_length)
+        self.features = tokenizer(firsts, seconds, truncation=True, max_length=limit)
         self.labels = [label2id[r[data.label_column].strip()] for r in rows]
 
     def __len__(self) -> int:
@@ -417,8 +418,10 @@ def finetune(data: DataArguments, model_args: ModelArguments, training: Training
     model, tokenizer = load_model(model_args, labels)
     _phase(callbacks, "tokenizing")
     label2id = {v: k for k, v in enumerate(labels)}
-    valid = Encoded(prepared.valid_rows, tokenizer, data, label2id)
-    trainer = Trainer(model=model, args=training, train_dataset=Encoded(prepared.train_rows, tokenizer, data, label2id),
+    limit = model_token_limit(model.config, tokenizer, data.max_length)  # max_length, or what the model takes
+    valid = Encoded(prepared.valid_rows, tokenizer, data, label2id, limit)
+    trainer = Trainer(model=model, args=training, train_dataset=Encoded(prepared.train_rows, tokenizer, data, label2id,
+                                                                        limit),
                       eval_dataset=valid, processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_MULTIPLE), compute_metrics=compute_metrics,
                       callbacks=list(callbacks))

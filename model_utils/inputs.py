@@ -141,3 +141,18 @@ def fit_pairs(tokenizer: Any, firsts: Sequence[str], seconds: Sequence[str | Non
 def fit_pair(tokenizer: Any, first: str, second: str | None, max_tokens: int) -> FittedPair:
     """:func:`fit_pairs` for one pair."""
     return fit_pairs(tokenizer, [first], [second], max_tokens)[0]
+
+
+def model_token_limit(config: Any, tokenizer: Any = None, cap: int | None = None) -> int:
+    """Longest input in tokens a model takes: the smallest of ``cap`` (an app setting), the model's
+    position limit (``max_position_embeddings``/``n_positions``) and the tokenizer's ``model_max_length``
+    (RoBERTa: 514 positions, 512 tokens; a huge value means "not set")."""
+    limits = [cap] if cap else []
+    positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if positions:
+        limits.append(positions)
+    own = getattr(tokenizer, "model_max_length", None)
+    if isinstance(own, int) and 0 < own < 1_000_000:
+        limits.append(own)
+    return max(2, min(limits)) if limits else 512
+

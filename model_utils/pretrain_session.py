@@ -543,7 +543,8 @@ def _card_arguments(args: P.PretrainArguments) -> dict:
 
 METRIC_NAMES = {"mlm_loss": "held-out MLM loss", "mlm_accuracy": "held-out masked-token accuracy",
                 "perplexity": "held-out perplexity", "nsp_loss": "held-out NSP loss",
-                "nsp_accuracy": "held-out NSP accuracy"}
+                "nsp_accuracy": "held-out NSP accuracy", "probe_top5": "probe top-5",
+                "probe_top1": "probe top-1 probability"}
 
 
 def _load_delta_base(info) -> tuple:
@@ -564,17 +565,18 @@ def _load_delta_base(info) -> tuple:
 
 
 def before_after_rows(summary: dict) -> list[dict]:
-    """Rows ``{"metric", "base", "adapted", "change"}`` of the before/after table (probe rows included)."""
+    """Rows ``{"key", "metric", "base", "adapted", "change"}`` of the before/after table (probe rows included);
+    ``metric`` is the English name (:data:`METRIC_NAMES`) of ``key``."""
     before, after = summary["before"]["metrics"], summary["after"]["metrics"]
-    rows = [{"metric": label, "base": before[k], "adapted": after[k], "change": after[k] - before[k]}
-            for k, label in METRIC_NAMES.items() if k in before and k in after]
+    rows = [{"key": k, "base": before[k], "adapted": after[k], "change": after[k] - before[k]}
+            for k in METRIC_NAMES if k in before and k in after]
     probe_b, probe_a = summary["before"]["probe"], summary["after"]["probe"]
     if probe_b and probe_a:
-        rows.append({"metric": "probe top-5", "base": ", ".join(p["token_str"] for p in probe_b),
+        rows.append({"key": "probe_top5", "base": ", ".join(p["token_str"] for p in probe_b),
                      "adapted": ", ".join(p["token_str"] for p in probe_a), "change": ""})
-        rows.append({"metric": "probe top-1 probability", "base": probe_b[0]["score"], "adapted": probe_a[0]["score"],
+        rows.append({"key": "probe_top1", "base": probe_b[0]["score"], "adapted": probe_a[0]["score"],
                      "change": probe_a[0]["score"] - probe_b[0]["score"]})
-    return rows
+    return [{"key": r["key"], "metric": METRIC_NAMES[r["key"]], **r} for r in rows]
 
 
 def model_card(summary: dict, options: SessionOptions, name: str) -> str:

@@ -107,7 +107,7 @@ def test_summary_chart_skips_missing_metrics() -> None:
     rows = head_summary(fake_result(TOKENS)["attentions"])  # no [CLS]/[SEP] positions given
     fig = plots.summary_chart(rows, 2, 3)
     assert [a.text for a in fig.layout.annotations] == [
-        plots.SUMMARY_TITLES[m] for m in ("entropy", "self", "previous", "next")]
+        plots.MESSAGES["en"][f"attention.plot.summary.{m}"] for m in ("entropy", "self", "previous", "next")]
 
 
 def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -92,6 +92,16 @@ def test_tiny_finetune_learns_saves_atomically_and_classifies(ckpt_env: Path, tm
         finetune.run(data, model_args, training, rows=sentiment_rows(80))
 
 
+def test_examples_longer_than_the_model_takes_are_cut_to_its_positions(ckpt_env: Path, tmp_path: Path):
+    """max_length 512 on local:tiny-bert (64 positions): each example is cut to 64 tokens, not a crash."""
+    data, model_args, training = arguments(tmp_path, max_steps=1)
+    data = finetune.DataArguments(max_length=512)
+    rows = [{**row, "text": " ".join([row["text"]] * 40)} for row in sentiment_rows(16)]
+    events = []
+    result = finetune.run(data, model_args, training, rows=rows, on_event=events.append)
+    assert result["steps"] == 1 and 0 <= result["metrics"]["accuracy"] <= 1
+
+
 def test_stop_ends_a_run_within_seconds_and_keeps_a_whole_checkpoint(ckpt_env: Path, tmp_path: Path):
     data, model_args, training = arguments(tmp_path, "stopped", max_steps=2000, eval_strategy="no")
     runner = JobRunner()
