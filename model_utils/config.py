@@ -23,6 +23,7 @@ TASKS: tuple[str, ...] = (
     "attention",
     "fine-tune-base",
     "pretrain-base",
+    "text-generation",
 )
 
 # Defaults used where the Hub is reachable; each can be overridden by PLM_DEFAULT_<TASK>.
@@ -33,6 +34,7 @@ HUB_DEFAULTS: Mapping[str, str] = {
     "attention": "bert-base-uncased",
     "fine-tune-base": "bert-base-uncased",
     "pretrain-base": "bert-base-uncased",
+    "text-generation": "gpt2",
 }
 
 # Offline fallbacks: the small models bundled with the app (model_utils/bundled).
@@ -43,6 +45,7 @@ BUNDLED_DEFAULTS: Mapping[str, str] = {
     "attention": "bundled:minilm-pretrained",
     "fine-tune-base": "bundled:minilm-pretrained",
     "pretrain-base": "bundled:minilm-pretrained",
+    "text-generation": "bundled:minilm-causal",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

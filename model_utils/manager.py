@@ -44,6 +44,7 @@ _HEAD_WORDS = {
 _TASK_HEADS = {
     "fill-mask": "masked-lm", "next-sentence": "next-sentence", "text-classification":
     "sequence-classification", "attention": "base", "fine-tune-base": "base", "pretrain-base": "pretraining",
+    "text-generation": "causal-lm",
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
