@@ -59,7 +59,7 @@ def pair_inputs(tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 6
 
 
 def example_inputs(examples, pad_id: int, batch_size: int = 64) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
-    """Unmasked batches of pretraining examples (``model_utils.pretrain.Example``) and their IsNext labels (1/0)."""
+    """Unmasked batches of sentence-pair examples (``model_utils.pretrain.Example``) and their IsNext labels (1/0)."""
     batches = []
     for i in range(0, len(examples), batch_size):
         part = examples[i:i + batch_size]
@@ -132,8 +132,8 @@ def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: floa
     args = PretrainArguments(wordnet_share=wordnet_share)
     calibration, _ = calibration_split(read_documents(eval_file))
     calibration = cap_source(calibration, "wordnet", wordnet_share, random.Random(args.seed + 1))
-    inputs, is_next = example_inputs(documents_to_examples(calibration, tokenizer, args, args.seed + 1),
-                                     tokenizer.pad_token_id)
+    pairs = [e for e in documents_to_examples(calibration, tokenizer, args, args.seed + 1) if e.next_sentence_label != -100]
+    inputs, is_next = example_inputs(pairs, tokenizer.pad_token_id)
     temperature, bias = fit_temperature_bias(nsp_margins(model, inputs), is_next)
     if out.resolve() != delta.resolve():
         shutil.rmtree(out / "adapter", ignore_errors=True)
