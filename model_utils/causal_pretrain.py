@@ -61,6 +61,7 @@ class CausalArguments:
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: torch's default)"})
     bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast for the training forward"})
     micro_batches: int = field(default=2, metadata={"help": "length-sorted parts per batch, each padded to its own longest"})
+    export_only: bool = field(default=False, metadata={"help": "write output_dir/last as a delta to output_dir/step-N and stop (no training)"})
 
 
 # ---------------------------------------------------------------- data
@@ -334,9 +335,26 @@ def _run_steps(model, tokenizer, args: CausalArguments, stream: Iterator, held_o
     return time.perf_counter() - started
 
 
+def export_last(args: CausalArguments) -> Path:
+    """The delta of the resumable checkpoint ``output_dir/last`` (a stopped run), written to ``output_dir/step-N``."""
+    model = build_model(args)
+    params = dict(model.named_parameters())
+    state = torch.load(Path(args.output_dir) / "last" / "trainer_state.pt", weights_only=True)
+    with torch.no_grad():
+        for name, value in state["params"].items():
+            params[name].copy_(value)
+    step = json.loads((Path(args.output_dir) / "last" / "state.json").read_text())["step"]
+    out = Path(args.output_dir) / f"step-{step}"
+    save_delta(model, out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     (args,) = HfArgumentParser(CausalArguments).parse_args_into_dataclasses(args=argv)
+    if args.export_only:
+        print(export_last(args))
+        return
     result = train(args)
     print(json.dumps({"steps": result["steps"], "seconds": round(result["seconds"], 1), **result["metrics"]}, indent=2))
 

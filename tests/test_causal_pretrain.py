@@ -122,3 +122,17 @@ def test_from_scratch_twin_saves_and_reloads_the_whole_model(tmp_path: Path):
     with torch.no_grad():
         assert torch.allclose(result["model"].eval()(ids).logits, reloaded(ids).logits, atol=1e-6)
     assert reloaded.cls.predictions.decoder.weight.data_ptr() == reloaded.bert.embeddings.word_embeddings.weight.data_ptr()
+
+
+@pytest.mark.slow
+def test_export_last_writes_the_checkpoint_as_a_delta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from model_utils.bundled.quality import load_scratch
+
+    args = _args(tmp_path, from_scratch=True, max_steps=4, save_every=2)
+    C.train(args, docs(20), docs(4, 1), model_and_tokenizer=(tiny_decoder(seed=3).train(), tiny_tokenizer()))
+    state = torch.load(Path(args.output_dir) / "last" / "trainer_state.pt", weights_only=True)["params"]
+    monkeypatch.setattr(C, "build_model", lambda _args: tiny_decoder(seed=9))
+    out = C.export_last(args)
+    assert out.name == "step-2"
+    exported = dict(load_scratch(out).named_parameters())
+    assert all(torch.equal(exported[name], value) for name, value in state.items())
