@@ -156,7 +156,8 @@ def reliability_figure(sets: dict[str, dict]):
         fig.add_trace(go.Scatter(x=[b["mean_probability"] for b in bins], y=[b["positive_rate"] for b in bins],
                                  mode="lines+markers", name=f"{name} (ECE {result['ece']:.3f})",
                                  text=[f"{b['count']} pairs" for b in bins], marker={"size": 9}))
-    fig.update_layout(title="bundled:minilm-pretrained next-sentence reliability", width=640, height=520,
+    fig.update_layout(title="bundled:minilm-pretrained next-sentence reliability", width=640, height=600,
+                      legend={"orientation": "h", "y": -0.18, "x": 0},
                       xaxis={"title": "mean P(IsNext) in bin", "range": [0, 1]},
                       yaxis={"title": "share of pairs that are IsNext", "range": [0, 1]}, template="plotly_white")
     return fig
@@ -171,7 +172,7 @@ def write_figure_png(fig, path: Path) -> None:
     try:
         with sync_playwright() as play:
             browser = play.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--headless"])
-            page = browser.new_page(viewport={"width": 660, "height": 540})
+            page = browser.new_page(viewport={"width": 660, "height": 620})
             page.goto(html.resolve().as_uri())
             page.wait_for_selector(".main-svg")
             page.screenshot(path=str(path))
