@@ -4,7 +4,7 @@
 
 * ``bundled:minilm-pretrained``: masked-token top-1 and same-source NSP accuracy on held-out
   documents (the test half of the held-out split, WordNet capped at 40% as in training; the
-  committed ``data/pretrain_heldout_sample.jsonl`` unless ``--heldout`` names the full split), with
+  committed ``data/heldout_test_half.jsonl`` unless ``--heldout`` names the full split), with
   the fixed masking of training's evaluation; NSP accuracy and expected calibration error on the
   hand-written everyday pairs ``tests/data/nsp_everyday.jsonl``; top-5 hit rate on the hand-written
   cloze sentences ``tests/data/cloze_everyday.jsonl``;
@@ -27,7 +27,7 @@ import torch
 
 from model_utils.bundled import HERE, SAMPLE_SENTIMENT_CSV, load_bundled
 
-HELDOUT_SAMPLE = HERE / "data" / "pretrain_heldout_sample.jsonl"
+HELDOUT_SAMPLE = HERE / "data" / "heldout_test_half.jsonl"
 TESTS_DATA = HERE.parent.parent / "tests" / "data"
 NSP_EVERYDAY = TESTS_DATA / "nsp_everyday.jsonl"
 CLOZE_EVERYDAY = TESTS_DATA / "cloze_everyday.jsonl"
