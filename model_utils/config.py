@@ -24,6 +24,7 @@ TASKS: tuple[str, ...] = (
     "fine-tune-base",
     "pretrain-base",
     "contextual",
+    "text-generation",
 )
 
 # Defaults used where the Hub is reachable; each can be overridden by PLM_DEFAULT_<TASK>.
@@ -35,6 +36,7 @@ HUB_DEFAULTS: Mapping[str, str] = {
     "fine-tune-base": "bert-base-uncased",
     "pretrain-base": "bert-base-uncased",
     "contextual": "bert-base-uncased",
+    "text-generation": "gpt2",
 }
 
 # Offline fallbacks: the small models bundled with the app (model_utils/bundled).
@@ -46,6 +48,7 @@ BUNDLED_DEFAULTS: Mapping[str, str] = {
     "fine-tune-base": "bundled:minilm-pretrained",
     "pretrain-base": "bundled:minilm-pretrained",
     "contextual": "bundled:minilm-pretrained",
+    "text-generation": "bundled:minilm-causal",
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -7,7 +7,10 @@ Sources (both redistributable, see README "Data sources and licences"):
   product reviews and NYT editorials carry ``document_sentence`` ids, so consecutive sentences of
   one document are true next-sentence pairs; movie-review snippets and tweets are single sentences;
 * WordNet 3.0 glosses and example sentences (Debian ``wordnet-base``, WordNet 3.0 licence): one
-  synset is a small document (its gloss, then its examples).
+  synset is a small document (its gloss, then its examples);
+* the fortune cookies of Debian ``fortunes`` and ``fortunes-min`` (BSD licence): quotations,
+  anecdotes and jokes, one fortune = one document, split into sentences (attribution lines,
+  ASCII art, code and chat logs are dropped).
 
 ``python -m model_utils.data prepare --out data`` writes ``pretrain_train.jsonl`` and
 ``pretrain_eval.jsonl`` (one document per line: ``{"source", "id", "sentences"}``) and the binary
@@ -21,6 +24,7 @@ import csv
 import hashlib
 import io
 import json
+import random
 import re
 import subprocess
 import sys
@@ -28,12 +32,15 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 VADER_SDIST = "vaderSentiment==3.3.2"
 HUTTO_MEMBER = "additional_resources/hutto_ICWSM_2014.tar.gz"
 WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_POS = ("noun", "verb", "adj", "adv")
+FORTUNE_DIR = Path("/usr/share/games/fortunes")
+# Files that are not English prose (pictures, code, untranslated text) or mostly one-liner slogans.
+FORTUNE_SKIP = frozenset({"ascii-art", "translate-me", "perl", "zippy", "linuxcookie"})
 
 # Movie snippets have a mean human rating in [-4, 4]; the near-neutral band is dropped.
 NEUTRAL_BAND = 0.5
@@ -142,6 +149,53 @@ def wordnet_documents(wordnet_dir: Path = WORDNET_DIR) -> list[Document]:
     return docs
 
 
+ABBREVIATIONS = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|vs|etc|e\.g|i\.e|No|Mt|U\.S)\.$")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences at end punctuation followed by white space (not after "Mr." etc.)."""
+    sentences: list[str] = []
+    for part in re.split(r"(?<=[.!?])\s+(?=[\"'(A-Z0-9])", text):
+        part = part.strip()
+        if sentences and ABBREVIATIONS.search(sentences[-1]):
+            sentences[-1] += " " + part
+        elif part:
+            sentences.append(part)
+    return sentences
+
+
+def fortune_text(entry: str) -> str | None:
+    """One fortune as a single line of prose, or None when it is not plain English prose.
+
+    Attribution lines (``-- Author``) are dropped; entries with chat/code/table layout, many
+    non-letters or non-ASCII text are refused.
+    """
+    lines = [ln for ln in entry.splitlines() if not re.match(r"\s*(--|~~)", ln)]
+    body = clean_text(" ".join(lines))
+    if len(body) < 20 or len(body) > 1200 or not body.isascii():
+        return None
+    letters = sum(c.isalpha() or c.isspace() for c in body)
+    if letters / len(body) < 0.85 or re.search(r"[<>{}|\\_=#@*]|:\s*$|^\S+:", body):
+        return None
+    if any(ln.startswith(("\t\t", "    ")) and not ln.strip().startswith("--") for ln in lines[1:]):
+        return None  # verse, dialogue or an indented layout: not running prose
+    return body
+
+
+def fortune_documents(fortune_dir: Path = FORTUNE_DIR) -> list[Document]:
+    """One document per fortune of every plain-text fortune file (``%``-separated entries)."""
+    docs = []
+    for path in sorted(fortune_dir.iterdir()) if fortune_dir.is_dir() else []:
+        if path.suffix or not path.is_file() or path.name in FORTUNE_SKIP:
+            continue
+        entries = re.split(r"^%\s*$", path.read_text(encoding="latin-1"), flags=re.M)
+        for i, entry in enumerate(entries):
+            body = fortune_text(entry)
+            if body:
+                docs.append(Document("fortunes", f"fortunes:{path.name}:{i}", tuple(split_sentences(body))))
+    return docs
+
+
 def hutto_documents(files: dict[str, str]) -> list[Document]:
     """All four Hutto sets as documents (reviews/editorials multi-sentence, the rest single)."""
     sources = {"amazonReviewSnippets_GroundTruth.txt": "product_reviews",
@@ -160,6 +214,19 @@ def split_documents(docs: list[Document], eval_percent: int = EVAL_PERCENT) -> t
     for doc in docs:
         (held_out if stable_bucket(doc.id) < eval_percent else train).append(doc)
     return train, held_out
+
+
+def cap_source(docs: Sequence[Document], source: str, share: float, rng: random.Random) -> list[Document]:
+    """``docs`` with the documents of ``source`` subsampled to at most ``share`` of the result (order kept).
+
+    WordNet's 118k one-synset glosses would otherwise make up 80% of the corpus.
+    """
+    if share >= 1.0:
+        return list(docs)
+    others = sum(d.source != source for d in docs)
+    capped = [i for i, d in enumerate(docs) if d.source == source]
+    keep = set(rng.sample(capped, min(len(capped), int(share / max(1e-9, 1 - share) * others))))
+    return [d for i, d in enumerate(docs) if d.source != source or i in keep]
 
 
 def sentiment_rows(movie_text: str, band: float = NEUTRAL_BAND) -> list[dict[str, str]]:
@@ -207,15 +274,18 @@ def write_sentiment_csv(rows: list[dict[str, str]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def prepare(out: Path, vader_sdist: Path | None = None, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+def prepare(out: Path, vader_sdist: Path | None = None, wordnet_dir: Path = WORDNET_DIR,
+            fortune_dir: Path = FORTUNE_DIR) -> dict[str, int]:
     """Build the pretraining corpus and the sentiment set under ``out``; returns counts."""
     out.mkdir(parents=True, exist_ok=True)
     sdist = vader_sdist or download_vader_sdist(Path(tempfile.gettempdir()) / "plm-playground-sdists")
     files = read_hutto_files(sdist)
-    docs = hutto_documents(files) + wordnet_documents(wordnet_dir)
+    docs = hutto_documents(files) + wordnet_documents(wordnet_dir) + fortune_documents(fortune_dir)
     train, held_out = split_documents(docs)
     counts = {"train_docs": write_jsonl(train, out / "pretrain_train.jsonl"),
               "eval_docs": write_jsonl(held_out, out / "pretrain_eval.jsonl")}
+    for source in sorted({d.source for d in docs}):
+        counts[f"docs_{source}"] = sum(d.source == source for d in docs)
     rows = sentiment_rows(files["movieReviewSnippets_GroundTruth.txt"])
     write_sentiment_csv(rows, out / "sentiment_movie_reviews.csv")
     counts["sentiment_rows"] = len(rows)
@@ -233,8 +303,10 @@ def main(argv: list[str] | None = None) -> None:
                       help="path to vaderSentiment-3.3.2.tar.gz (default: download it with pip)")
     prep.add_argument("--wordnet-dir", type=Path, default=WORDNET_DIR,
                       help="folder with WordNet's data.noun etc. (Debian package wordnet-base)")
+    prep.add_argument("--fortune-dir", type=Path, default=FORTUNE_DIR,
+                      help="folder of fortune files (Debian packages fortunes, fortunes-min)")
     args = parser.parse_args(argv)
-    counts = prepare(args.out, args.vader_sdist, args.wordnet_dir)
+    counts = prepare(args.out, args.vader_sdist, args.wordnet_dir, args.fortune_dir)
     print(json.dumps(counts, indent=2))
 
 

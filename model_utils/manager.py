@@ -49,6 +49,7 @@ _TASK_HEADS = {
     "fill-mask": "masked-lm", "next-sentence": "next-sentence", "text-classification":
     "sequence-classification", "attention": "base", "fine-tune-base": "base", "pretrain-base": "pretraining",
     "contextual": "base",
+    "text-generation": "causal-lm",
 }
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, PreTrainedTokenizerBase,
                           get_linear_schedule_with_warmup)
 
-from model_utils.data import Document, read_documents
+from model_utils.data import Document, cap_source, read_documents
 from model_utils.inputs import clip_cell
 from model_utils.devices import training_device
 from model_utils.knobs import KnobParser, check_ranges, knob
@@ -57,6 +57,12 @@ class PretrainArguments:
     max_seq_length: int = knob(128, 16, 512, help="tokens per sequence, [CLS] and [SEP]s included")
     mlm_probability: float = knob(0.15, 0.01, 0.5, help="share of tokens selected for MLM")
     nsp: bool = knob(True, help="train next-sentence prediction too")
+    nsp_same_document: float = knob(0.1, 0.0, 1.0, help="share of NotNext pairs whose B is a non-adjacent sentence of the "
+                                     "same document (the rest: another document of the same source)")
+    wordnet_share: float = knob(1.0, 0.0, 1.0, help="most share of WordNet documents in the training and held-out "
+                                "documents (1: no cap)")
+    init_from: str = field(default="", metadata={"help": "bundled model whose adapter and heads start the run "
+                                                          "(continued pretraining), e.g. bundled:minilm-pretrained"})
     lora_rank: int = field(default=32, metadata={"help": "LoRA rank on the encoder; 0 trains the encoder in full"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator"})
     eval_every: int = field(default=250, metadata={"help": "evaluate every N steps (0: only at the end)"})
@@ -107,35 +113,65 @@ def pack_pair(tokenizer: PreTrainedTokenizerBase, a: list[int], b: list[int] | N
 
 
 def build_examples(docs: list[list[list[int]]], tokenizer: PreTrainedTokenizerBase, max_len: int,
-                   rng: random.Random, nsp: bool = True) -> list[Example]:
-    """Sentence-pair examples: B follows A in the same document 50% of the time, else B is random.
+                   rng: random.Random, nsp: bool = True, sources: Sequence[str] | None = None,
+                   same_document: float = 0.0) -> list[Example]:
+    """Sentence-pair examples: B follows A in the same document 50% of the time, else B is a negative.
 
     Every adjacent pair (A, B) of a multi-sentence document yields one example; with probability
-    0.5 B is replaced by a random sentence of a *different* document (label NotNext). Without NSP,
-    every sentence is its own single-segment example.
+    0.5 B is replaced (label NotNext) by a sentence of another document *of the same source*
+    (``sources[i]`` names document i's source; None: one source), so that a change of style is
+    no shortcut; with probability ``same_document`` that negative is instead a sentence of A's own
+    document that is neither A nor the one after it. A one-sentence document is a single-segment
+    MLM-only example (NSP label -100). Without NSP, every sentence is its own single-segment example.
     """
-    examples = []
     if not nsp:
-        for doc in docs:
-            for sent in doc:
-                ids, types = pack_pair(tokenizer, sent, None, max_len)
-                examples.append(Example(ids, types, -100))
-        return examples
-    donors = [i for i, d in enumerate(docs) if d]
-    if len(donors) < 2:
-        raise ValueError("Next-sentence prediction needs at least two non-empty documents.")
+        return [Example(*pack_pair(tokenizer, sent, None, max_len), -100) for doc in docs for sent in doc]
+    donors = donors_by_source(docs, sources)
+    examples = []
     for di, doc in enumerate(docs):
+        if len(doc) == 1:
+            examples.append(Example(*pack_pair(tokenizer, doc[0], None, max_len), -100))
+            continue
+        pool = donors[sources[di] if sources else None]
         for si in range(len(doc) - 1):
-            first, label = doc[si], IS_NEXT
-            second = doc[si + 1]
+            second, label = doc[si + 1], IS_NEXT
             if rng.random() < 0.5:
-                other = di
-                while other == di:
-                    other = rng.choice(donors)
-                second, label = rng.choice(docs[other]), NOT_NEXT
-            ids, types = pack_pair(tokenizer, first, second, max_len)
-            examples.append(Example(ids, types, label))
+                second, label = negative_sentence(docs, di, si, pool, rng, same_document), NOT_NEXT
+            examples.append(Example(*pack_pair(tokenizer, doc[si], second, max_len), label))
     return examples
+
+
+def donors_by_source(docs: list[list[list[int]]], sources: Sequence[str] | None) -> dict[str | None, list[int]]:
+    """Indices of the non-empty documents of each source (key None when there are no sources)."""
+    donors: dict[str | None, list[int]] = {}
+    for i, doc in enumerate(docs):
+        if doc:
+            donors.setdefault(sources[i] if sources else None, []).append(i)
+    multi = {s: ix for s, ix in donors.items() if any(len(docs[i]) > 1 for i in ix)}
+    if any(len(ix) < 2 for ix in multi.values()) or not donors:
+        raise ValueError("Next-sentence prediction needs at least two non-empty documents.")
+    return donors
+
+
+def negative_sentence(docs: list[list[list[int]]], di: int, si: int, pool: list[int], rng: random.Random,
+                      same_document: float) -> list[int]:
+    """A NotNext segment B for sentence ``si`` of document ``di``: from the same document
+    (not A, not the next sentence) with probability ``same_document`` where possible, else from
+    another document of ``pool``."""
+    doc = docs[di]
+    if len(doc) > 2 and rng.random() < same_document:
+        return doc[rng.choice([j for j in range(len(doc)) if j not in (si, si + 1)])]
+    other = di
+    while other == di:
+        other = rng.choice(pool)
+    return rng.choice(docs[other])
+
+
+def documents_to_examples(docs: Sequence[Document], tokenizer: PreTrainedTokenizerBase, args: "PretrainArguments",
+                          seed: int) -> list[Example]:
+    """The examples of ``docs`` as a run with ``args`` builds them (same-source negatives, seeded)."""
+    return build_examples(tokenize_documents(docs, tokenizer), tokenizer, args.max_seq_length, random.Random(seed),
+                          args.nsp, [d.source for d in docs], args.nsp_same_document)
 
 
 # ---------------------------------------------------------------- batches
@@ -341,6 +377,8 @@ def apply_delta(model: torch.nn.Module, delta_dir: Path) -> torch.nn.Module:
     from safetensors.torch import load_file
 
     heads = load_file(str(delta_dir / "heads.safetensors"))
+    if not hasattr(model, "bert"):  # a bare BertModel: the delta's encoder tensors without their "bert." prefix
+        heads = {k[len("bert."):]: v for k, v in heads.items() if k.startswith("bert.")}
     own = model.state_dict()
     # a head of another shape (a classifier re-fitted to new labels) stays as the model has it
     model.load_state_dict({k: v for k, v in heads.items() if k in own and own[k].shape == v.shape}, strict=False)
@@ -356,6 +394,19 @@ def apply_delta(model: torch.nn.Module, delta_dir: Path) -> torch.nn.Module:
     for p in model.parameters():  # PEFT leaves the merged weights frozen; an ordinary model is trainable
         p.requires_grad_(True)
     return model
+
+
+def build_delta_model(delta_dir: Path) -> tuple[BertForPreTraining, PreTrainedTokenizerBase]:
+    """The packaged MiniLM with the delta in ``delta_dir`` merged, as an eval-mode ``BertForPreTraining``."""
+    from transformers import AutoTokenizer, BertConfig
+
+    from model_utils.loading import quiet_transformers
+
+    config = BertConfig.from_dict(json.loads((delta_dir / "config.json").read_text()))
+    with quiet_transformers():
+        model = BertForPreTraining.from_pretrained(str(minilm_dir()), config=config, use_safetensors=True)
+    model = apply_delta(model, delta_dir).eval()
+    return model, AutoTokenizer.from_pretrained(str(minilm_dir()))
 
 
 def minilm_dir() -> Path:
@@ -398,8 +449,17 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, masker, step: int, 
     tmp.rename(path)
 
 
-def load_checkpoint(path: Path, model, optimizer, scheduler, masker) -> tuple[int, list[dict]]:
-    """Restore a checkpoint written by :func:`save_checkpoint`; returns ``(step, log)``."""
+def artifact_of(name: str) -> Path:
+    """The delta folder of a bundled model name, or ``name`` itself as a folder."""
+    if name.startswith("bundled:"):
+        from model_utils.bundled import artifact_dir
+
+        return artifact_dir(name)
+    return Path(name)
+
+
+def load_delta_for_training(model, path: Path) -> None:
+    """Load a delta (heads + adapter, or encoder) into a model made by :func:`add_encoder_adapter`, unmerged."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -408,6 +468,11 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, masker) -> tuple[in
         set_peft_model_state_dict(model.bert, load_file(str(path / "adapter" / "adapter_model.safetensors")))
     else:
         model.bert.load_state_dict(load_file(str(path / "encoder.safetensors")), strict=False)
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, masker) -> tuple[int, list[dict]]:
+    """Restore a checkpoint written by :func:`save_checkpoint`; returns ``(step, log)``."""
+    load_delta_for_training(model, path)
     state = torch.load(path / "trainer_state.pt", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -433,8 +498,8 @@ def make_optimizer(model: torch.nn.Module, args: PretrainArguments, total_steps:
 
 def heldout_batches(docs: list[Document], tokenizer, args: PretrainArguments) -> list[dict[str, torch.Tensor]]:
     """Fixed, pre-masked evaluation batches (same pairs and masks for every evaluation)."""
-    held_out = build_examples(tokenize_documents(docs, tokenizer), tokenizer, args.max_seq_length,
-                              random.Random(args.seed + 1), args.nsp)
+    docs = cap_source(docs, "wordnet", args.wordnet_share, random.Random(args.seed + 1))
+    held_out = documents_to_examples(docs, tokenizer, args, args.seed + 1)
     random.Random(args.seed + 2).shuffle(held_out)
     held_out = held_out[:args.eval_examples]
     eval_masker = make_masker(tokenizer, args.mlm_probability, args.seed + 3)
@@ -443,8 +508,8 @@ def heldout_batches(docs: list[Document], tokenizer, args: PretrainArguments) ->
 
 def prepare_examples(args: PretrainArguments, tokenizer, train_docs: list[Document], eval_docs: list[Document]):
     """Training examples and fixed, pre-masked evaluation batches."""
-    train = build_examples(tokenize_documents(train_docs, tokenizer), tokenizer, args.max_seq_length,
-                           random.Random(args.seed), args.nsp)
+    train_docs = cap_source(train_docs, "wordnet", args.wordnet_share, random.Random(args.seed))
+    train = documents_to_examples(train_docs, tokenizer, args, args.seed)
     eval_batches = heldout_batches(eval_docs, tokenizer, args)
     if not train or not eval_batches:
         raise ValueError("Not enough text: need sentences for both training and evaluation.")
@@ -466,6 +531,8 @@ def train(args: PretrainArguments, train_docs: list[Document] | None = None, eva
     torch.manual_seed(args.seed)
     model, tokenizer = model_and_tokenizer or load_base(args.base_model)
     add_encoder_adapter(model, args.lora_rank, args.lora_alpha)
+    if args.init_from:
+        load_delta_for_training(model, artifact_of(args.init_from))
     device = training_device()
     model.to(device)
     train_docs = train_docs if train_docs is not None else read_documents(Path(args.train_file))

@@ -316,8 +316,7 @@ def probe_top_k(model, tokenizer, ids: torch.Tensor, k: int = PROBE_TOP_K) -> li
 
 def training_examples(docs: Sequence[Document], tokenizer, args: P.PretrainArguments) -> list[P.Example]:
     """The training sequences exactly as :func:`model_utils.pretrain.train` builds them (before masking)."""
-    return P.build_examples(P.tokenize_documents(list(docs), tokenizer), tokenizer, args.max_seq_length,
-                            random.Random(args.seed), args.nsp)
+    return P.documents_to_examples(list(docs), tokenizer, args, args.seed)
 
 
 def masked_example(example: P.Example, tokenizer, args: P.PretrainArguments) -> dict[str, torch.Tensor]:

@@ -45,6 +45,7 @@ LOCAL_PREFIX = "local:"
 
 _BERT_TASKS = ("fill-mask", "next-sentence", "attention", "fine-tune-base", "pretrain-base", "contextual")
 _MLM_TASKS = ("fill-mask", "attention", "fine-tune-base", "contextual")
+_CAUSAL_TASKS = ("text-generation", "attention")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,10 @@ HUB_MODELS: dict[str, CheckpointInfo] = {
                        "distilbert-base-uncased-finetuned-sst-2-english", "distilbert",
                        ("text-classification", "attention", "contextual"), "[MASK]",
                        "DistilBERT fine-tuned on SST-2 sentiment (positive/negative)"),
+        CheckpointInfo("gpt2", "hub", "gpt2", "gpt2", _CAUSAL_TASKS, None,
+                       "GPT-2 small, English left-to-right language model (124M)"),
+        CheckpointInfo("distilgpt2", "hub", "distilgpt2", "gpt2", _CAUSAL_TASKS, None,
+                       "DistilGPT2, distilled GPT-2 (82M)"),
     )
 }
 
@@ -94,6 +99,10 @@ _BUNDLED_FALLBACK: dict[str, dict] = {
         "tasks": ["text-classification", "attention", "contextual"],
         "description": "MiniLM fine-tuned for sentiment (negative/positive), bundled for offline use",
     },
+    "bundled:minilm-causal": {
+        "tasks": ["text-generation", "attention"],
+        "description": "MiniLM as a left-to-right (GPT-style) language model, bundled for offline use",
+    },
 }
 
 # Architecture suffix in a checkpoint's config.json -> tasks it can serve.
@@ -102,6 +111,8 @@ _ARCHITECTURE_TASKS: dict[str, tuple[str, ...]] = {
     "ForMaskedLM": ("fill-mask", "attention", "fine-tune-base", "pretrain-base", "contextual"),
     "ForSequenceClassification": ("text-classification", "attention", "fine-tune-base", "contextual"),
     "ForNextSentencePrediction": ("next-sentence", "attention", "contextual"),
+    "LMHeadModel": _CAUSAL_TASKS,
+    "ForCausalLM": _CAUSAL_TASKS,
     "Model": ("attention", "fine-tune-base", "contextual"),
 }
 _MASK_TOKENS = {"roberta": "<mask>", "xlm-roberta": "<mask>", "camembert": "<mask>"}

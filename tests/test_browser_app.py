@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import model_utils
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, require_bundled, running_app
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -118,3 +118,25 @@ def test_messages_quoting_angle_brackets_show_whole(browser, app_server: str, ti
     finally:
         page.screenshot(path=str(ARTIFACTS / "browser_messages.png"), full_page=True)
         page.close()
+
+
+@pytest.mark.slow
+def test_next_sentence_on_the_bundled_default_tells_coherent_from_unrelated(browser, tmp_path: Path) -> None:
+    """Offline, with no model chosen, the Next Sentence tab uses bundled:minilm-pretrained and answers right."""
+    require_bundled("bundled:minilm-pretrained")
+    cases = [("I was very hungry after work.", "Penguins live in the southern hemisphere.", "NotNext"),
+             ("I was very hungry after work.", "So I cooked a big dinner.", "IsNext")]
+    with running_app(tmp_path / "app.log") as (url, _):
+        page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1400})
+        try:
+            open_app(page, url)
+            page.get_by_role("tab", name="Next Sentence").click()
+            for first, second, answer in cases:
+                fill(page, "#ns-first textarea", first)
+                fill(page, "#ns-second textarea", second)
+                page.locator("#ns-run").click()
+                top = page.locator("#ns-label [data-testid='label-output-value']")
+                playwright_api.expect(top).to_have_text(answer, timeout=120_000)
+                page.screenshot(path=str(ARTIFACTS / f"browser_nsp_bundled_{answer}.png"), full_page=True)
+        finally:
+            page.close()

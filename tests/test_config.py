@@ -66,6 +66,9 @@ def test_offline_defaults_are_bundled_but_local_overrides_stay(clean_env: pytest
         assert settings.default_checkpoint(task, offline=False) == settings.default_checkpoints[task]
     assert settings.default_checkpoint("fill-mask", offline=True) == BUNDLED_DEFAULTS["fill-mask"]
     assert settings.default_checkpoint("text-classification", True) == "bundled:minilm-sentiment"
+    assert settings.default_checkpoint("text-generation", offline=False) == "gpt2"
+    assert settings.default_checkpoint("text-generation", offline=True) == "bundled:minilm-causal"
+    assert settings.default_checkpoint("attention", offline=True) == "bundled:minilm-pretrained"
     assert settings.default_checkpoint("next-sentence", offline=True) == "local:mine"
     with pytest.raises(ValueError, match="Unknown task"):
         settings.default_checkpoint("summarize", offline=True)

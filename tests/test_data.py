@@ -86,14 +86,67 @@ def _fake_sdist(tmp_path: Path) -> Path:
     return outer_path
 
 
+FORTUNES = """\
+A clean house is a sign of a broken computer.  I cleaned mine
+yesterday, and now nothing works.
+		-- Anonymous
+%
+Q:	What do you get when you cross a dog and a clock?
+A:	A watchdog.
+%
+   /\\_/\\
+  ( o.o )
+%
+Mr. Smith went to Washington. He never came back!
+%
+"""
+
+
+def _fortune_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "fortunes"
+    folder.mkdir()
+    (folder / "misc").write_text(FORTUNES)
+    (folder / "misc.dat").write_bytes(b"\x00binary index")
+    (folder / "ascii-art").write_text("a picture of words that is long enough to pass.\n%\n")
+    return folder
+
+
+def test_fortune_documents_keep_prose_and_drop_attributions_dialogue_and_art(tmp_path: Path):
+    docs = data.fortune_documents(_fortune_dir(tmp_path))
+    assert [d.sentences for d in docs] == [
+        ("A clean house is a sign of a broken computer.", "I cleaned mine yesterday, and now nothing works."),
+        ("Mr. Smith went to Washington.", "He never came back!")]
+    assert [d.id for d in docs] == ["fortunes:misc:0", "fortunes:misc:3"]
+    assert {d.source for d in docs} == {"fortunes"}
+    assert data.fortune_documents(tmp_path / "missing") == []
+
+
+def test_split_sentences_keeps_abbreviations_and_quotes():
+    text = 'In 1976 Mr. Barry failed. "It rained," he said. So did Dr. Who! Then e.g. this. Fine?'
+    assert data.split_sentences(text) == ["In 1976 Mr. Barry failed.", '"It rained," he said.',
+                                          "So did Dr. Who!", "Then e.g. this.", "Fine?"]
+
+
+def test_cap_source_limits_one_sources_share_and_keeps_order():
+    import random
+
+    docs = [data.Document("wordnet" if i % 5 else "fortunes", f"d:{i}", ("x",)) for i in range(500)]
+    capped = data.cap_source(docs, "wordnet", 0.4, random.Random(0))
+    wordnet = [d for d in capped if d.source == "wordnet"]
+    assert len(capped) - len(wordnet) == 100 and len(wordnet) == 66  # 0.4 / 0.6 * 100
+    assert [d.id for d in capped] == sorted((d.id for d in capped), key=lambda i: int(i[2:]))
+    assert data.cap_source(docs, "wordnet", 1.0, random.Random(0)) == docs
+
+
 def test_prepare_end_to_end_from_a_fake_sdist(tmp_path: Path):
     (tmp_path / "wn").mkdir()
     for pos in data.WORDNET_POS:
         (tmp_path / "wn" / f"data.{pos}").write_text(WORDNET_LINE + "\n")
-    counts = data.prepare(tmp_path / "out", _fake_sdist(tmp_path), tmp_path / "wn")
+    counts = data.prepare(tmp_path / "out", _fake_sdist(tmp_path), tmp_path / "wn", _fortune_dir(tmp_path))
     docs = data.read_documents(tmp_path / "out" / "pretrain_train.jsonl") + \
         data.read_documents(tmp_path / "out" / "pretrain_eval.jsonl")
-    assert counts["train_docs"] + counts["eval_docs"] == len(docs) == 1 + 1 + 2 + 1 + 4
+    assert counts["train_docs"] + counts["eval_docs"] == len(docs) == 1 + 1 + 2 + 1 + 4 + 2
+    assert counts["docs_fortunes"] == 2 and counts["docs_wordnet"] == 4
     review = next(d for d in docs if d.id == "product_reviews:1")
     assert review.sentences == ("good", "very good")
     assert counts["sentiment_rows"] == 2

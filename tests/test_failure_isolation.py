@@ -212,7 +212,8 @@ def test_unreachable_hub_fails_fast_and_defaults_fall_back(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PLM_OFFLINE")}
     env.update(PLM_HUB_TIMEOUT="0.5", PLM_CHECKPOINTS_DIR=str(tmp_path), PLM_DEVICE="cpu",
                HF_HOME=str(tmp_path / "hf-home"))  # an empty Hub cache: nothing can come from it
-    for task in ("FILL_MASK", "NEXT_SENTENCE", "TEXT_CLASSIFICATION", "ATTENTION", "FINE_TUNE_BASE", "PRETRAIN_BASE"):
+    for task in ("FILL_MASK", "NEXT_SENTENCE", "TEXT_CLASSIFICATION", "ATTENTION", "FINE_TUNE_BASE", "PRETRAIN_BASE",
+                 "TEXT_GENERATION"):
         env.pop(f"PLM_DEFAULT_{task}", None)
     done = subprocess.run([sys.executable, "-c", UNREACHABLE_HUB_SCRIPT], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
@@ -220,7 +221,8 @@ def test_unreachable_hub_fails_fast_and_defaults_fall_back(tmp_path: Path) -> No
     assert lines, done.stderr[-3000:]
     out = json.loads(lines[-1][len("RESULT "):])
     assert out["offline"] and out["check_s"] < 5
-    assert set(out["defaults"].values()) <= {"bundled:minilm-pretrained", "bundled:minilm-sentiment"}
+    assert set(out["defaults"].values()) <= {"bundled:minilm-pretrained", "bundled:minilm-sentiment",
+                                             "bundled:minilm-causal"}
     assert "Hub is unreachable" in out["hub"] and out["hub_s"] < 10  # was minutes of retries
     assert "unreachable" in out["finetune_hub"] and out["finetune_hub_s"] < 10
     assert out["local"] == "loaded"

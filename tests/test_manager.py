@@ -111,6 +111,8 @@ def test_offline_default_is_bundled(tiny_env: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert get_manager().resolve_checkpoint(None, "fill-mask", "masked-lm") == "bundled:minilm-pretrained"
     assert get_manager().resolve_checkpoint(None, None, "sequence-classification") == "bundled:minilm-sentiment"
+    assert get_manager().resolve_checkpoint(None, None, "causal-lm") == "bundled:minilm-causal"
+    assert get_manager().resolve_checkpoint(None, "text-generation", "causal-lm") == "bundled:minilm-causal"
 
 
 def test_device_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:

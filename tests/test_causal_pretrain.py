@@ -1,0 +1,138 @@
+"""Tests of the causal-LM pipeline (model_utils.causal_pretrain) on a tiny decoder built by the test."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_VOCAB, tiny_tokenizer
+from transformers import BertConfig, BertLMHeadModel
+
+from model_utils import causal_pretrain as C
+from model_utils.data import Document
+from model_utils.pretrain import apply_delta
+
+SENTENCES = ["the cat sat on the mat .", "the dog ran in the park .", "she ate dinner at night .",
+             "they love the film .", "paris is the capital of france .", "i hate rain in the morning ."]
+
+
+def tiny_decoder(seed: int = 0) -> BertLMHeadModel:
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, is_decoder=True, tie_word_embeddings=True,
+                        bos_token_id=2, eos_token_id=3)
+    return BertLMHeadModel(config).eval()
+
+
+def docs(n: int, seed: int = 0) -> list[Document]:
+    rng = random.Random(seed)
+    return [Document("t", f"t:{i}", tuple(rng.choice(SENTENCES) for _ in range(3))) for i in range(n)]
+
+
+def test_sequences_start_with_cls_and_only_a_documents_end_has_sep():
+    tok = tiny_tokenizer()
+    token_docs = [[[10, 11, 12], [13, 14]], [[20]]]
+    seqs = C.build_sequences(token_docs, tok, max_len=4)
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    assert seqs == [[cls, 10, 11, 12], [cls, 13, 14, sep], [cls, 20, sep]]
+
+
+def test_sparse_causal_loss_equals_the_models_own_loss():
+    tok, model = tiny_tokenizer(), tiny_decoder()
+    seqs = C.build_sequences([[tok.encode(s, add_special_tokens=False)] for s in SENTENCES], tok, 32)
+    batch = C.collate(seqs, tok.pad_token_id)
+    ours = C.causal_losses(model, batch)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    with torch.no_grad():
+        reference = model(**batch, labels=labels).loss
+    assert torch.allclose(ours["loss"], reference, atol=1e-5)
+
+
+def test_attention_is_causal_in_the_decoder_and_its_base():
+    model = tiny_decoder()
+    ids = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    with torch.no_grad():
+        weights = model.bert(ids, output_attentions=True).attentions
+    for layer in weights:
+        upper = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
+        assert torch.all(layer[0][:, upper] == 0)
+    # changing a later token leaves earlier positions' outputs unchanged
+    changed = ids.clone()
+    changed[0, 4] = 20
+    with torch.no_grad():
+        a, b = model(ids).logits, model(changed).logits
+    assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6) and not torch.allclose(a[0, 4], b[0, 4])
+
+
+def _args(tmp_path: Path, **kw) -> C.CausalArguments:
+    base = dict(output_dir=str(tmp_path / "run"), init_from="", max_steps=30, batch_size=8, learning_rate=1e-2,
+                eval_every=0, save_every=0, eval_sequences=32, lora_rank=4, lora_alpha=8, max_seq_length=32,
+                bf16=False, wordnet_share=1.0)
+    return C.CausalArguments(**{**base, **kw})
+
+
+def _lora_model(args: C.CausalArguments):
+    return C.add_decoder_adapter(tiny_decoder(), args.lora_rank, args.lora_alpha), tiny_tokenizer()
+
+
+@pytest.mark.slow
+def test_training_learns_and_the_delta_rebuilds_an_ordinary_decoder(tmp_path: Path):
+    args = _args(tmp_path)
+    model, tok = _lora_model(args)
+    before = C.evaluate(model, C.eval_batches_of(C.heldout_sequences(docs(8, 1), tok, args), tok.pad_token_id))
+    result = C.train(args, docs(60), docs(8, 1), model_and_tokenizer=(model, tok))
+    assert result["metrics"]["loss"] < before["loss"] - 0.5
+    trained = result["model"].eval()
+    frozen = dict(trained.named_parameters())["bert.base_model.model.embeddings.word_embeddings.weight"]
+    assert not frozen.requires_grad, "the tied word embeddings stay as they are"
+    rebuilt = apply_delta(tiny_decoder(), Path(result["output"])).eval()
+    assert type(rebuilt.bert).__name__ == "BertModel" and rebuilt.config.is_decoder
+    ids = torch.tensor([[2] + tok.encode("the cat sat on", add_special_tokens=False)])
+    with torch.no_grad():
+        assert torch.allclose(trained(ids).logits, rebuilt(ids).logits, atol=1e-5)
+    generated = rebuilt.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert generated.shape[1] <= ids.shape[1] + 4 and torch.equal(generated[0, :ids.shape[1]], ids[0])
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path: Path):
+    import shutil
+
+    args = _args(tmp_path, max_steps=6, save_every=3)
+    first = C.train(args, docs(40), docs(8, 1), model_and_tokenizer=_lora_model(args))
+    assert (Path(args.output_dir) / "last").is_dir()  # written at step 3
+    shutil.rmtree(Path(args.output_dir) / "final")
+    resumed = C.train(args, docs(40), docs(8, 1), model_and_tokenizer=_lora_model(args))  # steps 4-6 again
+    losses = lambda r: [e["loss"] for e in r["log"] if e["kind"] == "train"]  # noqa: E731
+    assert len(losses(resumed)) == 6
+    assert losses(resumed) == pytest.approx(losses(first), abs=1e-5)
+
+
+@pytest.mark.slow
+def test_from_scratch_twin_saves_and_reloads_the_whole_model(tmp_path: Path):
+    from model_utils.bundled.quality import load_scratch
+
+    args = _args(tmp_path, from_scratch=True, max_steps=3)
+    model = tiny_decoder(seed=3)
+    result = C.train(args, docs(20), docs(4, 1), model_and_tokenizer=(model.train(), tiny_tokenizer()))
+    reloaded = load_scratch(Path(result["output"]))
+    ids = torch.tensor([[2, 10, 11, 12]])
+    with torch.no_grad():
+        assert torch.allclose(result["model"].eval()(ids).logits, reloaded(ids).logits, atol=1e-6)
+    assert reloaded.cls.predictions.decoder.weight.data_ptr() == reloaded.bert.embeddings.word_embeddings.weight.data_ptr()
+
+
+@pytest.mark.slow
+def test_export_last_writes_the_checkpoint_as_a_delta(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from model_utils.bundled.quality import load_scratch
+
+    args = _args(tmp_path, from_scratch=True, max_steps=4, save_every=2)
+    C.train(args, docs(20), docs(4, 1), model_and_tokenizer=(tiny_decoder(seed=3).train(), tiny_tokenizer()))
+    state = torch.load(Path(args.output_dir) / "last" / "trainer_state.pt", weights_only=True)["params"]
+    monkeypatch.setattr(C, "build_model", lambda _args: tiny_decoder(seed=9))
+    out = C.export_last(args)
+    assert out.name == "step-2"
+    exported = dict(load_scratch(out).named_parameters())
+    assert all(torch.equal(exported[name], value) for name, value in state.items())
