@@ -605,14 +605,13 @@ def save_adapted(model, tokenizer, options: SessionOptions, summary: dict, owner
     local base the merged model in full (that base may be deleted later). Checkpoints removed to make
     room are listed in ``summary["removed"]``.
     """
-    from model_utils.adapters import delta_base, save_delta_checkpoint
+    from model_utils.adapters import delta_base, merge_adapter, save_delta_checkpoint
     from model_utils.checkpoints import atomic_checkpoint
-    from model_utils.finetune import merged_model
     from model_utils.registry import LOCAL_PREFIX, resolve
 
     info = resolve(options.base_model)
     base = delta_base(info.location, info.source, model)
-    model = model if base else merged_model(model)
+    model = model if base else merge_adapter(model)
     name = options.checkpoint_name.strip().removeprefix(LOCAL_PREFIX)
     model.config.plm_description = f"continued pretraining of {options.base_model} on {options.corpus_name}"
     model.config.architectures = ["BertForPreTraining"]
