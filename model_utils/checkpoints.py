@@ -31,6 +31,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,54 @@ def ensure_new(name: str, root: Path | None = None) -> Path:
     if path.exists():
         raise UserError("checkpoints.exists", name=path.name)
     return path
+
+
+def dated_name(prefix: str) -> str:
+    """A default name for a new checkpoint: ``prefix`` and the date and time (``classifier-0412-1015``);
+    :func:`reserve_name` makes it unique if two runs start in the same minute."""
+    return f"{prefix}-{time.strftime('%m%d-%H%M')}"
+
+
+def free_name(name: str, root: Path | None = None, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``name`` if no checkpoint has it (nor ``taken``), else the first free ``name-2``, ``name-3``, ...: what
+    a run is saved as instead of being refused for a taken name. UserError for an invalid name."""
+    name = check_name(name)
+    root = root or get_settings().checkpoints_dir
+    candidate, number = name, 1
+    while (root / candidate).exists() or candidate in taken:
+        number += 1
+        suffix = f"-{number}"
+        candidate = name[:128 - len(suffix)] + suffix
+    return candidate
+
+
+_reserved: dict[str, float] = {}  # names promised to runs that have not saved yet -> when
+_reserved_lock = threading.Lock()
+RESERVATION_SECONDS = 24 * 3600  # a promise never released (a crashed process) lapses after this
+
+
+def reserve_name(name: str, root: Path | None = None) -> str:
+    """:func:`free_name` of ``name``, promised to one run until :func:`release_name`: two runs started at once
+    with the same name are saved under two names, neither refused after training."""
+    with _reserved_lock:
+        now = time.time()
+        for old in [n for n, when in _reserved.items() if now - when > RESERVATION_SECONDS]:
+            del _reserved[old]
+        chosen = free_name(name, root, frozenset(_reserved))
+        _reserved[chosen] = now
+        return chosen
+
+
+def release_name(name: str) -> None:
+    """Withdraw the promise of :func:`reserve_name` (the run saved, stopped or failed)."""
+    with _reserved_lock:
+        _reserved.pop(name, None)
+
+
+def reserved_names() -> frozenset[str]:
+    """Names promised to runs that have not saved yet."""
+    with _reserved_lock:
+        return frozenset(_reserved)
 
 
 def clean_incomplete(root: Path | None = None, older_than: float = STALE_SECONDS) -> int:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +37,11 @@ from model_utils import registry
 from model_utils.adapters import (add_encoder_adapter, delta_base, delta_base_of, estimate_checkpoint_bytes,
                                   is_delta_checkpoint, load_delta_checkpoint, merge_adapter, minilm_dir, save_delta,
                                   save_delta_checkpoint)
-from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_path, ensure_new
+from model_utils import duration
+from model_utils.checkpoints import (atomic_checkpoint, check_budget, check_name, checkpoint_path, ensure_new,
+                                     free_name, release_name, reserve_name, reserved_names)
+from model_utils.devices import training_device
+from model_utils.duration import Estimate, Workload
 from model_utils.data import stable_bucket
 from model_utils.inputs import clip_cell, fit_pairs, model_token_limit
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
@@ -78,6 +84,10 @@ class DataArguments:
     split_column: str = field(default="split", metadata={"help": "column whose 'test'/'validation' rows are the validation set, if present"})
     validation_percent: int = field(default=10, metadata={"help": "held-out share when there is no validation file or split column"})
     max_length: int = knob(128, 8, 512, help="tokens per example (longer ones are cut)")
+    max_train_rows: int = knob(0, 0, 10_000_000, help="train on at most this many rows, drawn at random in the "
+                                                   "labels' proportions (0: every row)")
+    max_validation_rows: int = knob(0, 0, 10_000_000, help="validate on at most this many rows, drawn the same way "
+                                                         "(0: every row)")
     max_rows: int = field(default=200_000, metadata={"help": "refuse files with more rows"})
     max_labels: int = field(default=100, metadata={"help": "refuse label columns with more distinct values"})
 
@@ -165,6 +175,28 @@ class PreparedData:
     valid_rows: list[dict[str, str]]
     labels: list[str]  # sorted label names; index = class id
     skipped: int  # rows dropped for an empty text or label
+    available_train: int = 0  # training rows before max_train_rows drew from them
+    available_validation: int = 0  # validation rows before max_validation_rows drew from them
+
+
+def draw_rows(rows: list[dict[str, str]], limit: int, label_column: str, seed: int = 0) -> list[dict[str, str]]:
+    """At most ``limit`` of ``rows`` (all when ``limit`` is 0 or more than there are), drawn at random but
+    reproducibly, each label keeping its share (largest remainders), in a shuffled order: the first rows
+    of a file sorted by label are not all of one label."""
+    if not limit or limit >= len(rows):
+        return list(rows)
+    rng = random.Random(seed)
+    groups: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault(row[label_column].strip(), []).append(row)
+    shares = {label: limit * len(group) / len(rows) for label, group in groups.items()}
+    counts = {label: int(share) for label, share in shares.items()}
+    by_remainder = sorted(shares, key=lambda label: (counts[label] - shares[label], label))
+    for label in by_remainder[:limit - sum(counts.values())]:
+        counts[label] += 1
+    drawn = [row for label in sorted(groups) for row in rng.sample(groups[label], counts[label])]
+    rng.shuffle(drawn)
+    return drawn
 
 
 def prepare_data(rows: list[dict[str, str]], data: DataArguments) -> PreparedData:
@@ -184,7 +216,10 @@ def prepare_data(rows: list[dict[str, str]], data: DataArguments) -> PreparedDat
     unknown = {r[data.label_column].strip() for r in valid_rows} - set(labels)
     if unknown:
         raise UserError("finetune.unseen_labels", labels=str(sorted(unknown)[:5]))
-    return PreparedData(train_rows, valid_rows, labels, skipped)
+    drawn_train = draw_rows(train_rows, data.max_train_rows, data.label_column)
+    drawn_valid = draw_rows(valid_rows, data.max_validation_rows, data.label_column, seed=1)
+    label_names(drawn_train, data)  # so few rows drawn that one label is left: refused as such
+    return PreparedData(drawn_train, drawn_valid, labels, skipped, len(train_rows), len(valid_rows))
 
 
 class Encoded(torch.utils.data.Dataset):
@@ -507,6 +542,31 @@ def expected_bytes(model_args: ModelArguments) -> int:
     return estimate_checkpoint_bytes(source, location, delta)
 
 
+# Presets of the app's form: knob values (DataArguments and RecipeArguments fields) per training device.
+# "quick" finishes in about two minutes on 2 CPU cores (benchmarks/bench_presets.py measures it); "full"
+# is the BERT recipe on every row. A GPU does the same in seconds, so its presets train on more.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "cpu": {
+        "quick": {"max_train_rows": 800, "max_validation_rows": 200, "num_train_epochs": 3.0,
+                  "per_device_train_batch_size": 16, "max_length": 128, "max_steps": -1},
+        "full": {"max_train_rows": 0, "max_validation_rows": 0, "num_train_epochs": 3.0,
+                 "per_device_train_batch_size": 16, "max_length": 128, "max_steps": -1},
+    },
+    "gpu": {
+        "quick": {"max_train_rows": 4000, "max_validation_rows": 500, "num_train_epochs": 3.0,
+                  "per_device_train_batch_size": 32, "max_length": 128, "max_steps": -1},
+        "full": {"max_train_rows": 0, "max_validation_rows": 0, "num_train_epochs": 3.0,
+                 "per_device_train_batch_size": 32, "max_length": 128, "max_steps": -1},
+    },
+}
+
+
+def preset(name: str, device: str | None = None) -> dict[str, Any]:
+    """Knob values of preset ``name`` ("quick", "full") for ``device`` (default: the training device)."""
+    device = device or training_device().type
+    return dict(PRESETS["cpu" if device in ("cpu", "mps") else "gpu"][name])
+
+
 @dataclass
 class Plan:
     """A fine-tuning run checked from end to end before it is queued: nothing is left to refuse."""
@@ -515,18 +575,84 @@ class Plan:
     model: ModelArguments
     training: dict[str, Any]  # RecipeArguments values, range-checked (the arguments are built in the job)
     prepared: PreparedData
+    workload: Workload | None = None  # what it computes, counted for the time estimate
+    requested_name: str = ""  # the checkpoint name asked for, when it was taken and another is used
 
     def training_arguments(self, output_dir: str) -> RecipeArguments:
         """The Trainer's arguments (build them inside the job: building resets accelerate's state)."""
         return build_training_arguments(output_dir, **self.training)
 
+    def estimate(self) -> Estimate:
+        """How long the run should take on this machine."""
+        return duration.estimate(self.workload)
 
-def plan(rows: list[dict[str, str]], data: dict[str, Any], model: dict[str, Any], training: dict[str, Any]) -> Plan:
+    def summary(self) -> dict[str, Any]:
+        """What the run will do, as plain data: rows used (of how many), steps, epochs, the time estimate."""
+        training, prepared = self.training, self.prepared
+        return {"train_rows": len(prepared.train_rows), "available_train_rows": prepared.available_train,
+                "validation_rows": len(prepared.valid_rows), "available_validation_rows": prepared.available_validation,
+                "steps": self.workload.steps, "epochs": float(training.get("num_train_epochs", 3.0)),
+                "max_steps": int(training.get("max_steps", -1)), "batch_size": int(training.get(
+                    "per_device_train_batch_size", 16)), "max_length": self.data.max_length,
+                "labels": prepared.labels, "checkpoint": self.model.checkpoint_name,
+                "requested_name": self.requested_name, "estimate": duration.describe(self.estimate())}
+
+    def release(self) -> None:
+        """Withdraw this run's promise of its checkpoint name (it saved, stopped or failed)."""
+        if self.model.checkpoint_name:
+            release_name(self.model.checkpoint_name)
+
+
+def training_steps(rows: int, training: dict[str, Any]) -> tuple[int, int]:
+    """``(steps, steps per epoch)`` of the Trainer on ``rows`` training rows with these arguments."""
+    per_epoch = max(1, math.ceil(rows / int(training.get("per_device_train_batch_size", 16))))
+    max_steps = int(training.get("max_steps", -1))
+    return (max_steps if max_steps > 0 else math.ceil(float(training.get("num_train_epochs", 3.0)) * per_epoch),
+            per_epoch)
+
+
+def evaluations(steps: int, per_epoch: int, training: dict[str, Any]) -> int:
+    """How many times the validation rows are evaluated (during training, and once at the end)."""
+    strategy = str(training.get("eval_strategy", "epoch"))
+    if strategy == "steps":
+        every = float(training.get("eval_steps") or 500)
+        every = math.ceil(every * steps) if every < 1 else int(every)
+        return steps // max(1, every) + 1
+    return (math.ceil(steps / per_epoch) if strategy == "epoch" else 0) + 1
+
+
+def count_workload(prepared: PreparedData, data: DataArguments, model_args: ModelArguments,
+                   training: dict[str, Any]) -> Workload:
+    """What a run computes (steps, padded tokens of training and evaluation), counted without a tokenizer."""
+    config = duration.base_config(model_args.base_model or default_base_model())
+    limit = min(data.max_length, int(config.get("max_position_embeddings") or 512))
+
+    def lengths(rows: list[dict[str, str]]) -> list[int]:
+        pair = data.text_pair_column
+        return [min(limit, duration.approx_tokens(r.get(data.text_column, "")) + 2
+                    + (duration.approx_tokens(r.get(pair) or "") + 1 if pair else 0)) for r in rows]
+
+    batch = int(training.get("per_device_train_batch_size", 16))
+    steps, per_epoch = training_steps(len(prepared.train_rows), training)
+    epoch_tokens = duration.padded_tokens(lengths(prepared.train_rows), batch)
+    train_tokens = round(epoch_tokens * steps / per_epoch)
+    eval_tokens = evaluations(steps, per_epoch, training) * duration.padded_tokens(
+        lengths(prepared.valid_rows), int(training.get("per_device_eval_batch_size", batch)))
+    runs = 2 if model_args.compare_from_scratch else 1  # the from-scratch twin trains the same
+    return Workload("fine-tune", duration.encoder_weights(config), steps * runs, train_tokens * runs,
+                    eval_tokens * runs, 0.1 if model_args.lora_rank else 1.0)
+
+
+def plan(rows: list[dict[str, str]], data: dict[str, Any], model: dict[str, Any], training: dict[str, Any],
+         reserve: bool = False) -> Plan:
     """Check everything about a run once: knob ranges, the base model, the checkpoint's name and the disk
-    budget, the rows (classes, splits); UserError for the first problem.
+    budget, the rows (classes, splits); UserError for the first problem. Count what it will compute.
 
     ``data``, ``model`` and ``training``: field values of DataArguments, ModelArguments and RecipeArguments,
-    as a form sends them (checked and converted here; the training arguments are built in the job).
+    as a form sends them (checked and converted here; the training arguments are built in the job). A
+    checkpoint name that is taken is replaced by the first free ``<name>-2``, ``<name>-3``... (the plan's
+    ``requested_name`` keeps the one asked for); ``reserve`` promises that name to this run until
+    :meth:`Plan.release`, so that two runs started at once never get the same one.
     """
     data_args = DataArguments(**check_values(DataArguments, data))
     model_args = ModelArguments(**check_values(ModelArguments, model))
@@ -534,10 +660,17 @@ def plan(rows: list[dict[str, str]], data: dict[str, Any], model: dict[str, Any]
     source, _ = resolve_base(model_args.base_model)
     if source == "hub":  # refused now, not after the job waited for its turn
         registry.check_within_reach(registry.resolve(model_args.base_model))
-    if model_args.checkpoint_name:
-        ensure_new(model_args.checkpoint_name)
+    requested = model_args.checkpoint_name
+    if requested:
         check_budget(expected_bytes(model_args))
-    return Plan(data_args, model_args, training, prepare_data(rows, data_args))
+    prepared = prepare_data(rows, data_args)
+    workload = count_workload(prepared, data_args, model_args, training)
+    if requested:
+        chosen = reserve_name(requested) if reserve else free_name(requested, taken=reserved_names())
+        ensure_new(chosen)
+        model_args = dataclasses.replace(model_args, checkpoint_name=chosen)
+    return Plan(data_args, model_args, training, prepared, workload,
+                requested if requested and check_name(requested) != model_args.checkpoint_name else "")
 
 
 def run(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,
@@ -553,9 +686,14 @@ def run(data: DataArguments, model_args: ModelArguments, training: TrainingArgum
 
 def run_plan(checked: Plan, output_dir: str, on_event: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
-    """The whole job of a :func:`plan` (the app's background job): :func:`train_and_save` in ``output_dir``."""
-    return train_and_save(checked.data, checked.model, checked.training_arguments(output_dir), checked.prepared,
-                          on_event, should_stop, owner)
+    """The whole job of a :func:`plan` (the app's background job): :func:`train_and_save` in ``output_dir``.
+    A run that finishes corrects the time calibration (:func:`model_utils.duration.observe`)."""
+    started = time.perf_counter()
+    result = train_and_save(checked.data, checked.model, checked.training_arguments(output_dir), checked.prepared,
+                            on_event, should_stop, owner)
+    if not result["stopped"] and checked.workload is not None:
+        duration.observe(checked.workload, time.perf_counter() - started)
+    return result
 
 
 def train_and_save(data: DataArguments, model_args: ModelArguments, training: TrainingArguments,

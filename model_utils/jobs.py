@@ -40,6 +40,10 @@ define({
                             "wait for it to end.",
     "jobs.time_limit": "the time limit of {minutes:g} min was reached",
     "jobs.not_found": "There is no unfinished job {job_id}.",
+    "jobs.session_ended": "the browser session that started it ended",
+    "jobs.stopped_by_admin": "an admin stopped it",
+    "jobs.not_yours": "Job {job_id} was not started in this browser session; only an admin (PLM_ADMIN_TOKEN) can "
+                      "stop it.",
 })
 
 
@@ -165,12 +169,15 @@ class JobRunner:
         self._running: Job | None = None
 
     def submit(self, kind: str, description: str, work: Callable[[Job], Any], owner: str = "",
-               time_limit: float | None = None, estimate_s: float | None = None) -> Job:
+               time_limit: float | None = None, estimate_s: float | None = None,
+               on_end: Callable[[Job], None] | None = None) -> Job:
         """Queue ``work(job)``; it starts in its own thread once the jobs before it have ended.
 
         ``work`` should return plain data (it is kept with the job), not models. ``time_limit``:
         seconds of running time (waiting excluded) before the job is stopped; None = the settings'.
-        UserError when ``owner`` already has an unfinished job (one per session).
+        ``estimate_s``: its expected running time (shown until its own pace is known). ``on_end(job)``
+        runs once it has ended in any way, even dropped before it started (e.g. to release what it
+        reserved). UserError when ``owner`` already has an unfinished job (one per session).
         """
         if time_limit is None:
             time_limit = get_settings().job_time_limit_s
@@ -184,7 +191,7 @@ class JobRunner:
                 del self._jobs[old]
             self._jobs[job.id] = job
             self._queue.append(job)
-        threading.Thread(target=self._run, args=(job, work), name=job.id, daemon=True).start()
+        threading.Thread(target=self._run, args=(job, work, on_end), name=job.id, daemon=True).start()
         return job
 
     def _take_turn(self, job: Job) -> bool:
@@ -200,7 +207,17 @@ class JobRunner:
             self._running = job
             return True
 
-    def _run(self, job: Job, work: Callable[[Job], Any]) -> None:
+    def _run(self, job: Job, work: Callable[[Job], Any], on_end: Callable[[Job], None] | None = None) -> None:
+        try:
+            self._work(job, work)
+        finally:
+            if on_end is not None:
+                try:
+                    on_end(job)
+                except Exception:  # noqa: BLE001 - a cleanup's failure must not stop the runner
+                    logger.exception("job %s: its end callback failed", job.id)
+
+    def _work(self, job: Job, work: Callable[[Job], Any]) -> None:
         if not self._take_turn(job):
             job._set_state(STOPPED, finished=time.time())
             return

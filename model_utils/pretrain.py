@@ -144,15 +144,16 @@ def build_examples(docs: list[list[list[int]]], tokenizer: PreTrainedTokenizerBa
 
 
 def donors_by_source(docs: list[list[list[int]]], sources: Sequence[str] | None) -> dict[str | None, list[int]]:
-    """Indices of the non-empty documents of each source (key None when there are no sources)."""
+    """Indices of the non-empty documents of each source (key None when there are no sources); a source with a
+    single document (one review among glosses) draws its negatives from every document instead."""
     donors: dict[str | None, list[int]] = {}
     for i, doc in enumerate(docs):
         if doc:
             donors.setdefault(sources[i] if sources else None, []).append(i)
-    multi = {s: ix for s, ix in donors.items() if any(len(docs[i]) > 1 for i in ix)}
-    if any(len(ix) < 2 for ix in multi.values()) or not donors:
+    everyone = [i for ix in donors.values() for i in ix]
+    if not donors or (len(everyone) < 2 and any(len(doc) > 1 for doc in docs)):
         raise ValueError("Next-sentence prediction needs at least two non-empty documents.")
-    return donors
+    return {source: ix if len(ix) >= 2 else everyone for source, ix in donors.items()}
 
 
 def negative_sentence(docs: list[list[list[int]]], di: int, si: int, pool: list[int], rng: random.Random,
@@ -206,12 +207,14 @@ def make_masker(tokenizer: PreTrainedTokenizerBase, mlm_probability: float, seed
 
 
 def batches(examples: list[Example], batch_size: int, rng: random.Random) -> Iterator[list[Example]]:
-    """Endless shuffled batches (a new order every epoch)."""
+    """Endless shuffled batches (a new order every epoch); all the examples in each batch when there are
+    fewer than ``batch_size`` (a few pasted paragraphs), rather than none at all."""
     order = list(range(len(examples)))
+    size = min(batch_size, len(order))
     while True:
         rng.shuffle(order)
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            yield [examples[j] for j in order[i:i + batch_size]]
+        for i in range(0, len(order) - size + 1, size):
+            yield [examples[j] for j in order[i:i + size]]
 
 
 # ---------------------------------------------------------------- model and loss

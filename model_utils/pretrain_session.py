@@ -33,12 +33,14 @@ from typing import Callable, Sequence
 
 import torch
 
+from model_utils import duration
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
 from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text
 from model_utils.devices import training_device
+from model_utils.duration import Estimate, Workload
 from model_utils.knobs import check_ranges, check_values, knob
 from model_utils.loading import hub_location, serialized
 
@@ -405,6 +407,22 @@ SESSION_KNOBS = ["probe_every", "example_index"]
 _MASKS = re.compile(r"\[MASK\]|<mask>", re.IGNORECASE)
 
 
+# Presets of the app's form (APP_KNOBS values) per training device: "quick" finishes in about two minutes on
+# 2 CPU cores with the bundled corpus sample (benchmarks/bench_presets.py measures it); "full" trains longer.
+PRESETS: dict[str, dict[str, dict]] = {
+    "cpu": {"quick": {"max_steps": 40, "batch_size": 16, "max_seq_length": 128},
+            "full": {"max_steps": 300, "batch_size": 16, "max_seq_length": 128}},
+    "gpu": {"quick": {"max_steps": 200, "batch_size": 32, "max_seq_length": 128},
+            "full": {"max_steps": 2000, "batch_size": 32, "max_seq_length": 128}},
+}
+
+
+def preset(name: str, device: str | None = None) -> dict:
+    """Knob values of preset ``name`` ("quick", "full") for ``device`` (default: the training device)."""
+    device = device or training_device().type
+    return dict(PRESETS["cpu" if device in ("cpu", "mps") else "gpu"][name])
+
+
 @dataclass
 class Plan:
     """A pretraining run from the app, checked from end to end before it is queued."""
@@ -412,17 +430,74 @@ class Plan:
     args: P.PretrainArguments
     options: SessionOptions
     docs: list[Document]
+    workload: Workload | None = None  # what it computes, counted for the time estimate
+    requested_name: str = ""  # the checkpoint name asked for, when it was taken and another is used
+    counts: dict = field(default_factory=dict)  # documents, sentences, examples, held-out sequences
+
+    def estimate(self) -> Estimate:
+        """How long the run should take on this machine."""
+        return duration.estimate(self.workload)
+
+    def summary(self) -> dict:
+        """What the run will do, as plain data: corpus counts, steps, sequences, the time estimate."""
+        return {**self.counts, "steps": self.args.max_steps, "batch_size": self.args.batch_size,
+                "max_seq_length": self.args.max_seq_length, "checkpoint": self.options.checkpoint_name,
+                "requested_name": self.requested_name, "estimate": duration.describe(self.estimate())}
+
+    def release(self) -> None:
+        """Withdraw this run's promise of its checkpoint name (it saved, stopped or failed)."""
+        from model_utils.checkpoints import release_name
+
+        if self.options.checkpoint_name:
+            release_name(self.options.checkpoint_name)
+
+
+def _pair_lengths(docs: Sequence[Document], args: P.PretrainArguments) -> list[int]:
+    """About how many tokens each training sequence of ``docs`` has (as :func:`P.build_examples` pairs them)."""
+    lengths = []
+    for doc in docs:
+        sizes = [duration.approx_tokens(s) for s in doc.sentences]
+        if not args.nsp:
+            lengths += [size + 2 for size in sizes]
+        elif len(sizes) > 1:
+            lengths += [a + b + 3 for a, b in zip(sizes, sizes[1:])]
+        elif sizes:
+            lengths.append(sizes[0] + 2)
+    return [min(args.max_seq_length, n) for n in lengths]
+
+
+def count_workload(args: P.PretrainArguments, options: SessionOptions, train_docs: Sequence[Document],
+                   held: Sequence[Document]) -> tuple[Workload, dict]:
+    """What a run computes (steps, tokens of training, evaluations and probes), counted without a tokenizer;
+    and the counts a user checks: training sequences, held-out sequences, evaluations."""
+    config = duration.base_config(options.base_model)
+    train, evaluated = _pair_lengths(train_docs, args), _pair_lengths(held, args)[:args.eval_examples]
+    batch = min(args.batch_size, max(1, len(train)))
+    epoch_tokens = duration.padded_tokens(train, max(1, batch // args.micro_batches), multiple=1)
+    train_tokens = round(epoch_tokens * args.max_steps * batch / max(1, len(train)))
+    evals = 2 + (args.max_steps - 1) // args.eval_every if args.eval_every else 2  # before, during, after
+    probes = (args.max_steps // max(1, options.probe_every) + 2) * 16 if options.probe_text else 0
+    eval_tokens = evals * duration.padded_tokens(evaluated, 64, multiple=1) + probes
+    # The MLM head projects the selected positions (about mlm_probability of the tokens) onto the vocabulary.
+    head = args.mlm_probability * int(config.get("hidden_size") or 768) * int(config.get("vocab_size") or 30522)
+    workload = Workload("pretrain", duration.encoder_weights(config) + round(head), args.max_steps, train_tokens,
+                        eval_tokens, 0.15)
+    return workload, {"train_sequences": len(train), "heldout_sequences": len(evaluated), "evaluations": evals}
 
 
 def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: str, name: str, probe: str,
-         knobs: dict) -> Plan:
+         knobs: dict, reserve: bool = False) -> Plan:
     """Check everything about a run once: knob ranges, the probe, the corpus (and its held-out slice), the base
-    model's MLM head, the checkpoint's name and the disk budget; UserError for the first problem.
+    model's MLM head, the checkpoint's name and the disk budget; UserError for the first problem. Count what
+    it will compute.
 
     ``knobs``: values of :data:`APP_KNOBS` (PretrainArguments) and :data:`SESSION_KNOBS` (SessionOptions).
-    An empty ``base_model`` is the settings' pretraining base; an empty ``name`` a dated one.
+    An empty ``base_model`` is the settings' pretraining base; an empty ``name`` a dated one. A name that is
+    taken is replaced by the first free ``<name>-2``, ``<name>-3``... (``requested_name`` keeps the one asked
+    for); ``reserve`` promises it to this run until :meth:`Plan.release`.
     """
-    from model_utils.checkpoints import check_budget, ensure_new
+    from model_utils.checkpoints import (check_budget, check_name, dated_name, ensure_new, free_name, reserve_name,
+                                         reserved_names)
     from model_utils.registry import check_within_reach, default_checkpoint, model_name, resolve
 
     values = check_values(P.PretrainArguments, {k: knobs[k] for k in APP_KNOBS})
@@ -440,18 +515,26 @@ def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: 
     if "pretrain-base" not in info.tasks:  # refused now, not after the job waited for its turn
         raise UserError("pretrain.no_mlm_head", name=base_model)
     check_within_reach(info)
-    name = (name or "").strip() or time.strftime("pretrained-%Y%m%d-%H%M%S")
-    ensure_new(name)
+    requested = check_name((name or "").strip() or dated_name("pretrained"))
     check_budget(expected_bytes(base_model))
-    options = SessionOptions(base_model=base_model, checkpoint_name=name, probe_text=probe, corpus_name=source,
+    chosen = reserve_name(requested) if reserve else free_name(requested, taken=reserved_names())
+    ensure_new(chosen)
+    options = SessionOptions(base_model=base_model, checkpoint_name=chosen, probe_text=probe, corpus_name=source,
                              **session)
-    return Plan(args, options, docs)
+    workload, counts = count_workload(args, options, *split_heldout(docs))
+    counts = {**corpus_summary(docs), **counts}
+    return Plan(args, options, docs, workload, requested if requested != chosen else "", counts)
 
 
 def run_plan(checked: Plan, on_event: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None, owner: str | None = None) -> dict:
-    """The whole job of a :func:`plan` (the app's background job)."""
-    return run_pretraining(checked.args, checked.options, checked.docs, on_event, should_stop, owner=owner)
+    """The whole job of a :func:`plan` (the app's background job). A run that finishes corrects the time
+    calibration (:func:`model_utils.duration.observe`)."""
+    started = time.perf_counter()
+    summary = run_pretraining(checked.args, checked.options, checked.docs, on_event, should_stop, owner=owner)
+    if not summary["stopped"] and checked.workload is not None:
+        duration.observe(checked.workload, time.perf_counter() - started)
+    return summary
 
 
 # ---------------------------------------------------------------- the whole job
