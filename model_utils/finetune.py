@@ -34,10 +34,10 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           TrainerCallback, TrainingArguments, set_seed)
 
 from model_utils import registry
-from model_utils.adapters import (add_encoder_adapter, delta_base, delta_base_of, estimate_checkpoint_bytes,
-                                  is_delta_checkpoint, load_delta_checkpoint, merge_adapter, minilm_dir, save_delta,
-                                  save_delta_checkpoint)
 from model_utils import duration
+from model_utils.adapters import add_encoder_adapter, merge_adapter, minilm_dir, save_delta
+from model_utils.delta_checkpoints import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
+                                           load_delta_checkpoint, save_delta_checkpoint)
 from model_utils.checkpoints import (atomic_checkpoint, check_budget, check_name, checkpoint_path, ensure_new,
                                      free_name, release_name, reserve_name, reserved_names)
 from model_utils.devices import training_device
@@ -512,7 +512,7 @@ def save_checkpoint(result: dict, name: str, data: DataArguments, model_args: Mo
     """Write the trained model atomically as checkpoint ``name`` (weights, tokenizer, card, log).
 
     A LoRA run over a bundled or Hub base is saved as a small delta over that base
-    (:mod:`model_utils.adapters`), anything else in full. ``owner``: the session that made it
+    (:mod:`model_utils.delta_checkpoints`), anything else in full. ``owner``: the session that made it
     (None: the command line). ``result["removed"]`` lists checkpoints removed to make room.
     """
     trainer = result["trainer"]

@@ -30,8 +30,7 @@ from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, P
                           get_linear_schedule_with_warmup)
 
 from model_utils.data import Document, cap_source, read_documents
-from model_utils.adapters import (add_encoder_adapter, apply_delta, artifact_of, load_delta_for_training, minilm_dir,
-                                  save_delta)
+from model_utils.adapters import add_encoder_adapter, apply_delta, load_delta_for_training, minilm_dir, save_delta
 from model_utils.inputs import clip_cell
 from model_utils.devices import training_device
 from model_utils.knobs import KnobParser, check_ranges, knob
@@ -339,6 +338,15 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, masker, step: int, 
 
         shutil.rmtree(path)
     tmp.rename(path)
+
+
+def artifact_of(name: str) -> Path:
+    """The delta folder of a bundled model name, or ``name`` itself as a folder."""
+    if name.startswith("bundled:"):
+        from model_utils.bundled import artifact_dir
+
+        return artifact_dir(name)
+    return Path(name)
 
 
 def load_checkpoint(path: Path, model, optimizer, scheduler, masker) -> tuple[int, list[dict]]:
