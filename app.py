@@ -19,6 +19,7 @@ from demo import finetune_tab
 from demo import pretrain_tab
 from demo import classroom_tab
 from demo import gradio_sessions
+from demo import job_panel
 from demo.common import is_offline, localized_on_load, refresh_pickers, tab_from_url
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
@@ -57,6 +58,8 @@ def build_demo() -> gr.Blocks:
             for label_key, module in TABS:
                 with gr.Tab(I18N(label_key), id=label_key) as tab:
                     part = module.build_tab()
+                if part.on_select:
+                    tab.select(**{"api_visibility": "private", **part.on_select})
                 if part.on_open:
                     tab.select(**part.on_open)
                     demo.load(**part.on_open)
@@ -67,6 +70,7 @@ def build_demo() -> gr.Blocks:
             event.then(refresh, outputs=[dropdown for _, dropdown in pickers], api_visibility="private", queue=False)
         openers = {part.opens_from_url: key for (key, _), part in zip(TABS, parts) if part.opens_from_url}
         demo.load(tab_from_url(openers), outputs=tabs, api_visibility="private", queue=False)
+        demo.unload(job_panel.leave)  # a closed tab's training job is dropped or stopped: nobody waits on an orphan
         localize, localized = localized_on_load(demo)
         demo.load(localize, outputs=localized, api_visibility="private", queue=False)
     return demo

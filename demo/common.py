@@ -158,6 +158,7 @@ class TabParts:
     pickers: list[tuple[str, gr.Dropdown]] = field(default_factory=list)
     changes_checkpoints: list[Any] = field(default_factory=list)
     on_open: dict[str, Any] | None = None
+    on_select: dict[str, Any] | None = None  # an event (``fn``, ``inputs``, ``outputs``...) run when the tab is opened
     # A query parameter that, when the page's URL has it, opens this tab (the Classroom's ``?room=``).
     opens_from_url: str | None = None
 

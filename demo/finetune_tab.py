@@ -12,6 +12,7 @@ dataclasses that define them (:mod:`demo.forms`). At the end the new checkpoint 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 from pathlib import Path
@@ -25,9 +26,10 @@ from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, guess_c
 from demo.common import TabParts, clear_on_failure, examples, model_dropdown, user_errors
 from demo.forms import number_inputs, values_of
 from demo.i18n import I18N, add_messages, add_strings
-from demo.messages import say
+from demo.messages import markdown_text, say, translate
 from model_utils import finetune
 from model_utils.bundled import SAMPLE_SENTIMENT_CSV
+from model_utils.checkpoints import dated_name
 from model_utils.errors import UserError, define
 from model_utils.jobs import Job, get_runner
 from model_utils.knobs import form
@@ -44,7 +46,9 @@ SAMPLE_LIMITS = Limits(max_bytes=20 * 2**20, max_rows=20_000)  # the bundled sam
 KNOBS = [(finetune.RecipeArguments, name) for name in ("num_train_epochs", "per_device_train_batch_size",
                                                        "learning_rate", "warmup_steps", "weight_decay")] + [
     (finetune.DataArguments, "max_length"), (finetune.RecipeArguments, "max_steps"), (finetune.RecipeArguments, "seed"),
-    (finetune.ModelArguments, "lora_rank"), (finetune.ModelArguments, "compare_from_scratch")]
+    (finetune.ModelArguments, "lora_rank"), (finetune.ModelArguments, "compare_from_scratch"),
+    (finetune.DataArguments, "max_train_rows"), (finetune.DataArguments, "max_validation_rows")]
+PRESETS = ("quick", "full")
 
 STRINGS = {
     "en": {
@@ -70,6 +74,10 @@ STRINGS = {
         "knob_seed": "Seed",
         "knob_lora_rank": "LoRA rank (0: train all weights)",
         "knob_compare_from_scratch": "Also train from scratch (same architecture, random weights) for comparison",
+        "knob_max_train_rows": "Training rows used (0: all)",
+        "knob_max_validation_rows": "Validation rows used (0: all)",
+        "finetune_preset": "Run size (the estimate is for this machine)",
+        "finetune_plan": "What will run",
         "finetune_start": "Start",
         "finetune_stop": "Stop",
         "finetune_status": "Status",
@@ -100,6 +108,10 @@ STRINGS = {
         "knob_seed": "随机种子",
         "knob_lora_rank": "LoRA 秩（0：训练全部权重）",
         "knob_compare_from_scratch": "同时从头训练（相同结构、随机初始化）以作对比",
+        "knob_max_train_rows": "使用的训练行数（0：全部）",
+        "knob_max_validation_rows": "使用的验证行数（0：全部）",
+        "finetune_preset": "运行规模（估计时间按本机计算）",
+        "finetune_plan": "将要运行的内容",
         "finetune_start": "开始",
         "finetune_stop": "停止",
         "finetune_status": "状态",
@@ -114,10 +126,31 @@ MESSAGES = {
     "en": {
         "finetune.done": "✅ Done.",
         "finetune.stopped": "⏹ Stopped{reason}.",
+        "finetune.preset.quick": "Quick: {rows} rows, about {time}",
+        "finetune.preset.full": "Full: every row ({rows}), about {time}",
+        "finetune.plan": "📋 Trains on **{train}** of {available} training rows and checks on {validation} of "
+                         "{available_validation} validation rows: {epochs:g} epochs, **{steps} steps** (batch {batch}, "
+                         "up to {max_length} tokens per row). ⏱ Estimated time: **{time}** on this machine ({device}).",
+        "finetune.plan_steps": "📋 Trains on **{train}** of {available} training rows and checks on {validation} of "
+                               "{available_validation} validation rows: **{steps} steps** (batch {batch}, up to "
+                               "{max_length} tokens per row). ⏱ Estimated time: **{time}** on this machine ({device}).",
+        "finetune.name_taken": "💡 `local:{requested}` already exists, so this run will be saved as `local:{name}` "
+                               "(or type another name).",
+        "finetune.saved_as": "Saved as `local:{name}` (`local:{requested}` already existed).",
     },
     "zh-CN": {
         "finetune.done": "✅ 完成。",
         "finetune.stopped": "⏹ 已停止{reason}。",
+        "finetune.preset.quick": "快速：{rows} 行，大约 {time}",
+        "finetune.preset.full": "完整：全部 {rows} 行，大约 {time}",
+        "finetune.plan": "📋 在 {available} 行训练数据中取 **{train}** 行训练，在 {available_validation} 行验证数据中取 {validation} "
+                         "行验证：{epochs:g} 个轮次，**{steps} 步**（批大小 {batch}，每行最多 {max_length} 个词元）。⏱ 估计用时："
+                         "本机（{device}）上约 **{time}**。",
+        "finetune.plan_steps": "📋 在 {available} 行训练数据中取 **{train}** 行训练，在 {available_validation} 行验证数据中取 "
+                               "{validation} 行验证：**{steps} 步**（批大小 {batch}，每行最多 {max_length} 个词元）。⏱ 估计用时："
+                               "本机（{device}）上约 **{time}**。",
+        "finetune.name_taken": "💡 `local:{requested}` 已经存在，本次运行将保存为 `local:{name}`（也可以输入别的名称）。",
+        "finetune.saved_as": "已保存为 `local:{name}`（`local:{requested}` 已经存在）。",
         "finetune.upload_or_sample": "请上传 CSV、TSV 或 JSONL 文件，或勾选示例数据。",
         "finetune.one_class": "至少需要两个类别；标签列只有 {count} 个：{values}。",
         "finetune.too_many_labels": "标签列有 {count} 个不同的值（上限 {limit}）；它真的是标签列吗？",
@@ -149,17 +182,31 @@ def preview(path: str | None) -> tuple[Any, dict, dict, bool]:
             gr.update(choices=columns, value=label), False)
 
 
+@functools.lru_cache(maxsize=1)
+def _sample_rows() -> tuple[dict[str, str], ...]:
+    """The bundled sample's rows, read once (every plan of every session reads them)."""
+    return tuple(read_table(SAMPLE_SENTIMENT_CSV, SAMPLE_LIMITS)[1])
+
+
 def _rows(path: str | None, use_sample: bool) -> tuple[list[dict[str, str]], str]:
     """Rows to train on and their source: the upload (the upload limits) or the bundled sample."""
     if use_sample:
-        return read_table(SAMPLE_SENTIMENT_CSV, SAMPLE_LIMITS)[1], ""
+        return [dict(row) for row in _sample_rows()], ""
     if not path:
         raise UserError("finetune.upload_or_sample")
     return read_table(path)[1], path
 
 
-def _plan(values: dict[str, Any]) -> finetune.Plan:
-    """The run the form describes, checked from end to end (nothing is queued when this fails)."""
+def preset_form(name: str, use_sample: bool = True, upload: str | None = None, **values: Any) -> dict[str, Any]:
+    """The form's values with preset ``name`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
+    knobs = {field: spec.default for cls, field in KNOBS for spec in form(cls, [field])}
+    return {"upload": upload, "use_sample": use_sample, "text_column": "text", "label_column": "label", "base": "",
+            "name": "", **knobs, **finetune.preset(name), **values}
+
+
+def plan_of(values: dict[str, Any], reserve: bool = False) -> finetune.Plan:
+    """The run the form describes, checked from end to end (nothing is queued when this fails); ``reserve``
+    promises its checkpoint name to it (released when the job ends)."""
     rows, source = _rows(values["upload"], bool(values["use_sample"]))
     knobs = {cls: {name: values[name] for c, name in KNOBS if c is cls} for cls, _ in KNOBS}
     data = {"train_file": source, "text_column": values["text_column"] or "text",
@@ -169,22 +216,77 @@ def _plan(values: dict[str, Any]) -> finetune.Plan:
     training = {**knobs[finetune.RecipeArguments], "eval_strategy": "steps", "eval_steps": EVAL_TIMES,
                 "logging_steps": LOG_TIMES, "disable_tqdm": True}
     training["per_device_eval_batch_size"] = training["per_device_train_batch_size"]
-    return finetune.plan(rows, data, model, training)
+    return finetune.plan(rows, data, model, training, reserve=reserve)
+
+
+def plan_markdown(summary: dict[str, Any]) -> str:
+    """What the run will do (rows, steps, estimated time), and the name it will be saved as if the one asked
+    for is taken, in the request's language."""
+    time_text, device = job_panel.estimate_words(summary["estimate"])
+    code = "finetune.plan_steps" if summary["max_steps"] > 0 else "finetune.plan"
+    line = say(code, train=summary["train_rows"], available=summary["available_train_rows"],
+               validation=summary["validation_rows"], available_validation=summary["available_validation_rows"],
+               epochs=summary["epochs"], steps=summary["steps"], batch=summary["batch_size"],
+               max_length=summary["max_length"], time=time_text, device=device)
+    if summary["requested_name"]:
+        line += "  \n" + say("finetune.name_taken", requested=markdown_text(summary["requested_name"]),
+                             name=markdown_text(summary["checkpoint"]))
+    return line
+
+
+def _preset_choices(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """The preset picker's labels for the chosen data: rows and estimated time of each preset."""
+    choices = []
+    for name in PRESETS:
+        summary = plan_of({**values, **finetune.preset(name), "name": ""}).summary()
+        choices.append((say(f"finetune.preset.{name}", rows=summary["train_rows"],
+                            time=job_panel.estimate_words(summary["estimate"])[0]), name))
+    return choices
+
+
+def describe(data: dict, inputs: dict[str, Any]) -> tuple[str, Any, Any]:
+    """API ``finetune_plan``: the plan's text, the rows it trains on (first few), the presets with their times.
+    A form that cannot run says why in the plan's place (the run itself is refused the same way)."""
+    values = values_of(data, inputs)
+    try:
+        checked = plan_of(values)
+        choices = _preset_choices(values)
+    except UserError as err:
+        return f"⚠️ {translate(err)}", gr.update(), gr.update()
+    rows = checked.prepared.train_rows[:PREVIEW_ROWS]
+    columns = list(rows[0]) if rows else []
+    table = gr.update(value=[[row.get(c, "") for c in columns] for row in rows], headers=columns)
+    return plan_markdown(checked.summary()), table, gr.update(choices=choices)
+
+
+def apply_preset(name: str) -> tuple:
+    """The knob values of preset ``name`` for this machine, in :data:`PRESET_FIELDS` order."""
+    values = finetune.preset(name or "quick")
+    return tuple(values[field] for field in PRESET_FIELDS)
+
+
+PRESET_FIELDS = list(finetune.PRESETS["cpu"]["quick"])
 
 
 def _submit(values: dict[str, Any], owner: str) -> Job:
     """Check the run, then queue it; the job builds its training arguments itself (accelerate's state)."""
-    checked = _plan(values)
+    checked = plan_of(values, reserve=True)
 
     def work(job: Job) -> dict:  # runs in the job's thread, holding the only training slot
         output_dir = tempfile.mkdtemp(prefix="plm-finetune-")
         try:
-            return finetune.summarize(finetune.run_plan(checked, output_dir, job.emit, job.should_stop, job.owner))
+            summary = finetune.summarize(finetune.run_plan(checked, output_dir, job.emit, job.should_stop, job.owner))
+            return {**summary, "requested_name": checked.requested_name}
         finally:
             shutil.rmtree(output_dir, ignore_errors=True)
 
     description = f"{checked.model.base_model or finetune.default_base_model()} → local:{checked.model.checkpoint_name}"
-    return get_runner().submit(JOB_KIND, description, work, owner=owner)
+    try:
+        return get_runner().submit(JOB_KIND, description, work, owner=owner, estimate_s=checked.estimate().seconds,
+                                   on_end=lambda job: checked.release())
+    except UserError:
+        checked.release()
+        raise
 
 
 def _live(job: Job, status: str) -> tuple:
@@ -199,6 +301,9 @@ def _final(job: Job) -> tuple:
         return say("job.stopped_before"), gr.update(), gr.update(), "", None
     evaluation = summary["evaluation"]
     status = job_panel.stopped_line(job, "finetune.stopped", say("finetune.done"))
+    if summary.get("requested_name") and summary.get("checkpoint"):
+        status += " " + say("finetune.saved_as", name=markdown_text(summary["checkpoint"].removeprefix("local:")),
+                            requested=markdown_text(summary["requested_name"]))
     return (status, plots.loss_figure(job.events), plots.validation_figure(job.events),
             plots.summary_markdown(summary), classify_plots.confusion_figure(evaluation) if evaluation else None)
 
@@ -234,9 +339,15 @@ def build_tab() -> TabParts:
     table = gr.Dataframe(label=I18N("finetune_preview"), interactive=False, wrap=True, elem_id="finetune-preview")
     with gr.Row():
         base = model_dropdown(TASK, elem_id="finetune-base")
-        name = gr.Textbox(value="my-classifier", label=I18N("finetune_name"), elem_id="finetune-name", max_length=128)
+        name = gr.Textbox(value=lambda: dated_name("classifier"), label=I18N("finetune_name"), elem_id="finetune-name",
+                          max_length=128)
+    preset = gr.Radio(choices=[(name, name) for name in PRESETS], value="quick", label=I18N("finetune_preset"),
+                      elem_id="finetune-preset")
     with gr.Accordion(I18N("finetune_hyper"), open=False):
         knobs = number_inputs([form(cls, [name])[0] for cls, name in KNOBS], "finetune")
+    for field, value in finetune.preset("quick").items():
+        knobs[field].value = value  # the form opens on the quick preset
+    plan_box = gr.Markdown(elem_id="finetune-plan", label=I18N("finetune_plan"))
     with gr.Row():
         run = gr.Button(I18N("finetune_start"), variant="primary", elem_id="finetune-start")
         halt = gr.Button(I18N("finetune_stop"), variant="stop", elem_id="finetune-stop")
@@ -253,7 +364,14 @@ def build_tab() -> TabParts:
                          outputs=[status, loss, validation, summary, confusion], api_name="finetune",
                          concurrency_limit=None)
     clear_on_failure(training, [status, loss, validation, summary, confusion])
-    clear_on_failure(upload.change(preview, inputs=[upload], outputs=[table, text_column, label_column, use_sample],
-                                   api_name="finetune_preview"), [table], keep=[text_column, label_column, use_sample])
-    halt.click(stop, outputs=[status], api_name="finetune_stop", queue=False)
-    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training])
+    planned = dict(fn=lambda data: describe(data, inputs), inputs=set(inputs.values()),
+                   outputs=[plan_box, table, preset], concurrency_limit=4, trigger_mode="always_last")
+    uploaded = upload.change(preview, inputs=[upload], outputs=[table, text_column, label_column, use_sample],
+                             api_name="finetune_preview")
+    clear_on_failure(uploaded, [table], keep=[text_column, label_column, use_sample])
+    uploaded.success(**planned, api_visibility="private")
+    preset.input(apply_preset, inputs=[preset], outputs=[knobs[f] for f in PRESET_FIELDS], queue=False,
+                 api_visibility="private").then(**planned, api_visibility="private")
+    gr.on([use_sample.input, text_column.input, label_column.input, base.input, name.input,
+           *[k.input for k in knobs.values()]], **planned, api_name="finetune_plan")
+    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training], on_select=planned)

@@ -16,6 +16,7 @@ import gradio as gr
 from demo.common import ui_error
 from demo.i18n import add_messages
 from demo.messages import say, translate
+from model_utils.errors import UserError
 from model_utils.jobs import DONE, FAILED, WAITING, Job, get_runner
 
 MESSAGES = {
@@ -41,6 +42,9 @@ MESSAGES = {
         "job.kind.pretrain": "pretraining",
         "job.minutes": "{minutes} min {seconds} s",
         "job.seconds": "{seconds} s",
+        "job.device.cpu": "CPU, {threads} threads",
+        "job.device.cuda": "GPU",
+        "job.device.other": "{device}",
     },
     "zh-CN": {
         "job.waiting": "⏳ 等待中：排在第 {position} 位{wait}；前面的任务结束后开始。",
@@ -63,6 +67,12 @@ MESSAGES = {
         "job.kind.pretrain": "预训练",
         "job.minutes": "{minutes} 分 {seconds} 秒",
         "job.seconds": "{seconds} 秒",
+        "job.device.cpu": "CPU，{threads} 个线程",
+        "job.device.cuda": "GPU",
+        "job.device.other": "{device}",
+        "jobs.session_ended": "启动它的浏览器会话已结束",
+        "jobs.stopped_by_admin": "管理员停止了它",
+        "jobs.not_yours": "任务 {job_id} 不是在本浏览器会话中启动的；只有管理员（PLM_ADMIN_TOKEN）可以停止它。",
         "jobs.one_per_session": "你已经有一个{kind}任务在等待或运行（{description}）；请先停止它，或等它结束。",
         "jobs.time_limit": "已达到 {minutes:g} 分钟的时间上限",
         "jobs.not_found": "没有未结束的任务 {job_id}。",
@@ -84,6 +94,22 @@ def duration(seconds: float) -> str:
     if seconds < 60:
         return say("job.seconds", seconds=seconds)
     return say("job.minutes", minutes=seconds // 60, seconds=seconds % 60)
+
+
+def estimate_words(estimate: dict) -> tuple[str, str]:
+    """``(time, device)`` of a plan's estimate (:func:`model_utils.duration.describe`), in the request's language."""
+    device = estimate["device"]
+    where = say("job.device.cpu", threads=estimate["threads"]) if device == "cpu" else \
+        say("job.device.cuda") if device == "cuda" else say("job.device.other", device=device)
+    return duration(estimate["seconds"]), where
+
+
+def leave(request: gr.Request | None) -> None:
+    """The page's ``unload`` event: the session ended (tab closed, connection lost), so its waiting job is
+    dropped and its running one stopped, as by Stop."""
+    owner = owner_of(request)
+    if owner:
+        get_runner().stop_owner(owner, UserError("jobs.session_ended"))
 
 
 def status_line(job: Job) -> str:

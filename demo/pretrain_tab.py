@@ -71,6 +71,8 @@ STRINGS = {
         "pt_masking_tokens": "Tokens (original→input where masking changed them)",
         "pt_position": "Masked position",
         "pt_raw": "Run summary (JSON)",
+        "pt_preset": "Run size (the estimate is for this machine)",
+        "pt_plan": "What will run",
     },
     "zh-CN": {
         "tab_pretrain": "预训练",
@@ -108,6 +110,8 @@ STRINGS = {
         "pt_masking_tokens": "词元（被掩码改变处显示 原词→输入）",
         "pt_position": "被选中的位置",
         "pt_raw": "运行摘要（JSON）",
+        "pt_preset": "运行规模（估计时间按本机计算）",
+        "pt_plan": "将要运行的内容",
     },
 }
 
@@ -120,6 +124,13 @@ MESSAGES = {
         "pretrain.done": "✅ Done: {steps} steps in {seconds:.0f} s. Saved as `{checkpoint}`, now listed in Fill-Mask, "
                          "Next Sentence, Attention and Fine-tune.",
         "pretrain.stopped": "⏹ Stopped{reason}; nothing was saved (no checkpoint is half-written).",
+        "pretrain.preset.quick": "Quick: {steps} steps, about {time}",
+        "pretrain.preset.full": "Full: {steps} steps, about {time}",
+        "pretrain.plan": "📋 **{steps} steps** of {batch} sequences (up to {max_length} tokens) drawn from "
+                         "{sequences} training sequences of {documents} documents; {heldout} held-out sequences "
+                         "evaluated {evaluations} times. ⏱ Estimated time: **{time}** on this machine ({device}).",
+        "pretrain.name_taken": "💡 `local:{requested}` already exists, so this run will be saved as `local:{name}` "
+                               "(or type another name).",
     },
     "zh-CN": {
         "pretrain.enough": "✅ 足够用来训练。",
@@ -127,6 +138,12 @@ MESSAGES = {
         "pretrain.done": "✅ 完成：{steps} 步，用时 {seconds:.0f} 秒。已保存为 `{checkpoint}`，现已出现在掩码填充、下一句预测、"
                          "注意力和微调页中。",
         "pretrain.stopped": "⏹ 已停止{reason}；没有保存任何内容（不会留下写了一半的检查点）。",
+        "pretrain.preset.quick": "快速：{steps} 步，大约 {time}",
+        "pretrain.preset.full": "完整：{steps} 步，大约 {time}",
+        "pretrain.plan": "📋 **{steps} 步**，每步 {batch} 个序列（每个最多 {max_length} 个词元），取自 {documents} 篇文档的 "
+                         "{sequences} 个训练序列；{heldout} 个留出序列评估 {evaluations} 次。⏱ 估计用时：本机（{device}）上约 "
+                         "**{time}**。",
+        "pretrain.name_taken": "💡 `local:{requested}` 已经存在，本次运行将保存为 `local:{name}`（也可以输入别的名称）。",
         "pretrain.not_txt": "{name}：请上传纯文本 .txt 文件（文档之间用空行分隔）。",
         "pretrain.file_too_big": "{name} 有 {size_mb:.1f} MB；上限为 {limit_mb:.0f} MB。",
         "pretrain.binary": "{name} 看起来是二进制文件，不是文本。",
@@ -179,6 +196,7 @@ simmered. Herbs are added near the end. The soup is seasoned with salt and peppe
 Pasta is cooked in plenty of salted water. It should still be firm when bitten. The sauce is made while the \
 pasta cooks. Tomatoes, garlic and olive oil make a simple sauce. Grated cheese is added at the table."""
 
+PROBE = "The patient was given [MASK] for the pain."
 EXAMPLES = [
     [MEDICINE, "The patient was given [MASK] for the pain.", "my-medical-bert"],
     [COOKING, "The dough is left to [MASK] for an hour.", "my-cooking-bert"],
@@ -212,16 +230,75 @@ def corpus_info(text: str, files: Any, use_bundled: bool) -> str:
                sentences=counts["sentences"], words=counts["words"], verdict=verdict)
 
 
+PRESETS = ("quick", "full")
+PRESET_FIELDS = list(S.PRESETS["cpu"]["quick"])
+
+
+def preset_form(name: str, use_bundled: bool = True, text: str = "", **values: Any) -> dict[str, Any]:
+    """The form's values with preset ``name`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
+    defaults = S.app_arguments()
+    knobs = {spec.name: spec.default for spec in form(defaults, S.APP_KNOBS) + form(S.SessionOptions, S.SESSION_KNOBS)}
+    return {"text": text, "files": [], "use_bundled": use_bundled, "base": "", "name": "", "probe": PROBE, **knobs,
+            **S.preset(name), **values}
+
+
+def plan_of(values: dict[str, Any], reserve: bool = False) -> S.Plan:
+    """The run the form describes, checked from end to end; ``reserve`` promises its checkpoint name to it."""
+    return S.plan(values["text"], _file_paths(values["files"]), bool(values["use_bundled"]), values["base"],
+                  values["name"], values["probe"], {k: values[k] for k in S.APP_KNOBS + S.SESSION_KNOBS},
+                  reserve=reserve)
+
+
+def plan_markdown(summary: dict[str, Any]) -> str:
+    """What the run will do (steps, sequences, estimated time), and the name it is saved as when the one asked
+    for is taken, in the request's language."""
+    time_text, device = job_panel.estimate_words(summary["estimate"])
+    line = say("pretrain.plan", steps=summary["steps"], batch=summary["batch_size"],
+               max_length=summary["max_seq_length"], sequences=summary["train_sequences"],
+               documents=summary["documents"], heldout=summary["heldout_sequences"],
+               evaluations=summary["evaluations"], time=time_text, device=device)
+    if summary["requested_name"]:
+        line += "  \n" + say("pretrain.name_taken", requested=markdown_text(summary["requested_name"]),
+                             name=markdown_text(summary["checkpoint"]))
+    return line
+
+
+def describe(data: dict, inputs: dict[str, Any]) -> tuple[str, Any]:
+    """API ``pretrain_plan``: the plan's text and the presets with their estimated times; a form that cannot run
+    says why in the plan's place."""
+    values = values_of(data, inputs)
+    try:
+        checked = plan_of(values)
+        choices = []
+        for name in PRESETS:
+            summary = plan_of({**values, **S.preset(name), "name": ""}).summary()
+            choices.append((say(f"pretrain.preset.{name}", steps=summary["steps"],
+                                time=job_panel.estimate_words(summary["estimate"])[0]), name))
+    except UserError as err:
+        return f"⚠️ {translate(err)}", gr.update()
+    return plan_markdown(checked.summary()), gr.update(choices=choices)
+
+
+def apply_preset(name: str) -> tuple:
+    """The knob values of preset ``name`` for this machine, in :data:`PRESET_FIELDS` order."""
+    values = S.preset(name or "quick")
+    return tuple(values[field] for field in PRESET_FIELDS)
+
+
 def _submit(values: dict[str, Any], owner: str) -> Job:
     """Check the run once (model layer), then queue it on the shared job runner."""
-    checked = S.plan(values["text"], _file_paths(values["files"]), bool(values["use_bundled"]), values["base"],
-                     values["name"], values["probe"], {k: values[k] for k in S.APP_KNOBS + S.SESSION_KNOBS})
+    checked = plan_of(values, reserve=True)
 
     def work(job: Job) -> dict:
         return S.run_plan(checked, job.emit, job.should_stop, owner=job.owner)
 
     description = f"{checked.options.base_model} → local:{checked.options.checkpoint_name}"
-    return get_runner().submit(JOB_KIND, description, work, owner=owner)
+    try:
+        return get_runner().submit(JOB_KIND, description, work, owner=owner, estimate_s=checked.estimate().seconds,
+                                   on_end=lambda job: checked.release())
+    except UserError:
+        checked.release()
+        raise
 
 
 def _view(job: Job) -> dict | None:
@@ -296,19 +373,24 @@ def build_tab() -> TabParts:
             with gr.Row():
                 files = gr.File(label=I18N("pt_files"), file_count="multiple", file_types=[".txt"],
                                 type="filepath", elem_id="pt-files")
-                use_bundled = gr.Checkbox(False, label=I18N("pt_bundled"), elem_id="pt-bundled")
+                use_bundled = gr.Checkbox(True, label=I18N("pt_bundled"), elem_id="pt-bundled")
             corpus = gr.Markdown(elem_id="pt-corpus")
         with gr.Column(scale=2):
             base = model_dropdown(TASK, elem_id="pt-base")
             base.label = I18N("pt_base")
             name = gr.Textbox(label=I18N("pt_name"), elem_id="pt-name", max_length=128)
-            probe = gr.Textbox("The patient was given [MASK] for the pain.", label=I18N("pt_probe"), elem_id="pt-probe",
+            probe = gr.Textbox(PROBE, label=I18N("pt_probe"), elem_id="pt-probe",
                                max_length=text_limit())
             defaults = S.app_arguments()
+            preset = gr.Radio(choices=[(p, p) for p in PRESETS], value="quick", label=I18N("pt_preset"),
+                              elem_id="pt-preset")
             knobs = number_inputs(form(S.SessionOptions, ["probe_every"]), "pt", label_prefix="pt_knob_")
             with gr.Accordion(I18N("pt_hyper"), open=True):
                 knobs.update(number_inputs(form(defaults, S.APP_KNOBS) + form(S.SessionOptions, ["example_index"]),
                                            "pt", per_row=3, label_prefix="pt_knob_"))
+            for field, value in S.preset("quick").items():
+                knobs[field].value = value  # the form opens on the quick preset
+    plan_box = gr.Markdown(elem_id="pt-plan", label=I18N("pt_plan"))
     with gr.Row():
         run = gr.Button(I18N("pt_start"), variant="primary", elem_id="pt-start")
         halt = gr.Button(I18N("pt_stop"), variant="stop", elem_id="pt-stop")
@@ -332,7 +414,15 @@ def build_tab() -> TabParts:
                          concurrency_limit=None)
     clear_on_failure(training, [o for o in outputs if not isinstance(o, gr.State)])
     halt.click(stop, outputs=[status], api_name="pretrain_stop", queue=False)
-    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training])
+    text_box.change(lambda typed: gr.update(value=False) if (typed or "").strip() else gr.update(), inputs=[text_box],
+                   outputs=[use_bundled], queue=False, api_visibility="private")  # typed text is what trains
+    planned = dict(fn=lambda data: describe(data, inputs), inputs=set(inputs.values()), outputs=[plan_box, preset],
+                   concurrency_limit=4, trigger_mode="always_last")
+    preset.input(apply_preset, inputs=[preset], outputs=[knobs[f] for f in PRESET_FIELDS], queue=False,
+                 api_visibility="private").then(**planned, api_visibility="private")
+    gr.on([text_box.change, files.change, use_bundled.change, base.input, name.input, probe.input,
+           *[k.input for k in knobs.values()]], **planned, api_name="pretrain_plan")
+    return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training], on_select=planned)
 
 
 def _masking_panel() -> list[gr.components.Component]:
