@@ -87,7 +87,7 @@ def model_dropdown(task: str, *, multiselect: bool = False, max_choices: int | N
         max_choices=max_choices,
         allow_custom_value=True,
         label=I18N("model"),
-        info=I18N("models_info"),
+        info=I18N("models_info_offline" if is_offline() else "models_info"),
         elem_id=elem_id,
     )
 

@@ -33,6 +33,8 @@ COMMON_STRINGS: dict[str, dict[str, str]] = {
                               "their results; everything else works. The Models tab says why.",
         "model": "Model",
         "models_info": "Pick a model or type a Hub id (org/name) or local:<name>.",
+        "models_info_offline": "Offline: Hub models that are not in the local cache are not listed (the Hugging Face "
+                               "Hub is unreachable). Pick a bundled or local:<name> model.",
         "run": "Run",
         "clear": "Clear",
         "examples": "Examples",
@@ -58,6 +60,8 @@ COMMON_STRINGS: dict[str, dict[str, str]] = {
                               "因此“微调”和“预训练”无法保存结果；其他功能不受影响。原因见“模型”页。",
         "model": "模型",
         "models_info": "选择模型，或输入 Hub 模型名（组织/名称）或 local:<名称>。",
+        "models_info_offline": "离线：无法访问 Hugging Face Hub，本地缓存中没有的 Hub 模型不会列出。请选择内置模型或 "
+                               "local:<名称> 模型。",
         "run": "运行",
         "clear": "清除",
         "examples": "示例",

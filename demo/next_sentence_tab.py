@@ -32,10 +32,13 @@ STRINGS = {
         "ns_result": "Does B follow A?",
         "ns_chart": "Probabilities",
         "ns_paragraph_text": "Paragraph (several sentences)",
-        "ns_paragraph_info": "Each consecutive pair is scored, and the same sentences shuffled as a control.",
-        "ns_seed": "Shuffle seed",
+        "ns_paragraph_info": "Each consecutive pair is scored. Control: each sentence followed by a sentence of "
+                             "another text (on another topic), the way BERT's pretraining made its \"not next\" "
+                             "pairs; a model that learned next-sentence prediction scores the real order high and "
+                             "the control low.",
+        "ns_seed": "Control seed (which sentences of the other text)",
         "ns_paragraph_run": "Score the paragraph",
-        "ns_paragraph_chart": "P(IsNext) per consecutive pair vs shuffled control",
+        "ns_paragraph_chart": "P(IsNext) per consecutive pair vs the control (a sentence of another text)",
         "ns_paragraph_table": "Pairs",
         "ns_raw": "Raw output (JSON)",
         "ns_col_order": "order", "ns_col_pair": "pair", "ns_col_p": "P(IsNext)",
@@ -52,10 +55,11 @@ STRINGS = {
         "ns_result": "B 是否接在 A 之后？",
         "ns_chart": "概率",
         "ns_paragraph_text": "段落（多个句子）",
-        "ns_paragraph_info": "为每对相邻句子打分，并以打乱顺序的同一组句子作为对照。",
-        "ns_seed": "打乱随机种子",
+        "ns_paragraph_info": "为每对相邻句子打分。对照：每个句子后面接一个来自另一篇文本（另一个话题）的句子，"
+                             "这正是 BERT 预训练构造“不是下一句”样本的方式；学会了下一句预测的模型会给真实顺序高分、给对照低分。",
+        "ns_seed": "对照随机种子（选用另一篇文本的哪些句子）",
         "ns_paragraph_run": "计算段落",
-        "ns_paragraph_chart": "相邻句子对的 P(IsNext) 与打乱对照",
+        "ns_paragraph_chart": "相邻句子对的 P(IsNext) 与对照（另一篇文本的句子）",
         "ns_paragraph_table": "句子对",
         "ns_raw": "原始输出 (JSON)",
         "ns_col_order": "顺序", "ns_col_pair": "句对", "ns_col_p": "P(IsNext)",
@@ -103,9 +107,19 @@ def render_pair(output: dict) -> tuple[dict, Any]:
 
 PARAGRAPH_HEADERS = ["ns_col_order", "ns_col_pair", "ns_first", "ns_second", "ns_col_p"]
 MESSAGES = {
-    "en": {"next_sentence.original": "original", "next_sentence.shuffled": "shuffled"},
+    "en": {"next_sentence.original": "original", "next_sentence.shuffled": "control",
+           "next_sentence.contrast": "**Real order:** mean P(IsNext) {real:.0%} · **control** (each sentence "
+                                     "followed by a sentence of another text): {control:.0%} · **contrast:** "
+                                     "{contrast:+.0%}"},
     "zh-CN": {
-        "next_sentence.original": "原顺序", "next_sentence.shuffled": "打乱",
+        "next_sentence.original": "原顺序", "next_sentence.shuffled": "对照",
+        "next_sentence.contrast": "**真实顺序：** 平均 P(IsNext) {real:.0%} · **对照**（每个句子后接另一篇文本的句子）："
+                                  "{control:.0%} · **差距：** {contrast:+.0%}",
+        "vocabulary.unreadable": "这段文本有 {share:.0%} 的词元是 {name} 不认识的（[UNK]）：它的词表不覆盖这种文字，"
+                                 "所以它在这里的回答没有多大意义。请使用能读懂它的模型，例如 {suggestion}。",
+        "vocabulary.unreadable_offline": "这段文本有 {share:.0%} 的词元是 {name} 不认识的（[UNK]）：它的词表不覆盖这种文字，"
+                                         "所以它在这里的回答没有多大意义。能读懂它的模型（例如 {suggestion}）需要访问 "
+                                         "Hugging Face Hub（现在无法访问）或本地缓存中的副本。",
         "next_sentence.no_pairs": "没有要打分的句子对。",
         "next_sentence.paragraph_short": "段落模式至少需要两个句子（以 . ! 或 ? 结尾）。",
         "next_sentence.pair_cut": "这对句子有 {length} 个词元，而模型最多读 {limit} 个；较长的句子被截短了。",
@@ -120,7 +134,9 @@ def render_paragraph(output: dict) -> tuple[Any, dict, str]:
     """(chart, pair table, notices) of a paragraph result."""
     orders = (say("next_sentence.original"), "pairs"), (say("next_sentence.shuffled"), "control")
     rows = [[kind, r["index"], r["first"], r["second"], round(r["is_next"], 4)] for kind, key in orders for r in output[key]]
-    notices = "\n".join(f"⚠️ {markdown_text(n)}" for n in output["notices"])
+    contrast = say("next_sentence.contrast", real=output["mean_is_next"], control=output["mean_control"],
+                   contrast=output["mean_is_next"] - output["mean_control"])
+    notices = "\n\n".join([contrast] + [f"⚠️ {markdown_text(n)}" for n in output["notices"]])
     return plots.paragraph_chart(output), table(rows, PARAGRAPH_HEADERS), notices
 
 
@@ -147,7 +163,7 @@ def _paragraph_panel(model: gr.Dropdown) -> None:
     with gr.Row():
         seed = gr.Number(value=0, precision=0, label=I18N("ns_seed"), minimum=0, elem_id="ns-seed")
         run = gr.Button(I18N("ns_paragraph_run"), variant="primary", elem_id="ns-paragraph-run")
-    notices = gr.Markdown()
+    notices = gr.Markdown(elem_id="ns-paragraph-notes")
     chart = gr.Plot(label=I18N("ns_paragraph_chart"), elem_id="ns-paragraph-chart")
     pairs_table = table_output(PARAGRAPH_HEADERS, label=I18N("ns_paragraph_table"), wrap=True)
     with gr.Accordion(I18N("ns_raw"), open=False):

@@ -19,12 +19,12 @@ CONTROL_COLOR = "#f97316"
 MESSAGES = {
     "en": {
         "plots.mask_title": "{model} · mask {number}", "plots.probability": "probability",
-        "plots.original_order": "original order", "plots.shuffled_control": "shuffled control",
+        "plots.original_order": "original order", "plots.shuffled_control": "control: sentence of another text",
         "plots.mean": "mean {value:.2f}", "plots.sentence_pair": "sentence pair",
     },
     "zh-CN": {
         "plots.mask_title": "{model} · 第 {number} 个掩码", "plots.probability": "概率",
-        "plots.original_order": "原始顺序", "plots.shuffled_control": "打乱后的对照",
+        "plots.original_order": "原始顺序", "plots.shuffled_control": "对照：另一篇文本的句子",
         "plots.mean": "平均 {value:.2f}", "plots.sentence_pair": "句子对",
     },
 }

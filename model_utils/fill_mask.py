@@ -26,6 +26,7 @@ from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define, error_record, raise_if_error
 from model_utils.inputs import check_text
 from model_utils.manager import LoadedModel, get_manager, gpu_task
+from model_utils.vocabulary import unreadable_notice
 
 MASK_PATTERN = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
 
@@ -299,13 +300,14 @@ def run_fill_mask(texts: Sequence[str], model: str | None = None, top_k: int = 5
         probs = iter(_forward(loaded, good)) if good else iter(())
         joints = iter(_joint(loaded, [p for p in good if len(p.mask_positions) > 1]) if joint else [])
         records = []
-        for p in prepared:
+        for text, p in zip(texts, prepared):
             if not isinstance(p, Prepared):
                 records.append({"model": loaded.checkpoint, **error_record(p)})
                 continue
+            unreadable = unreadable_notice(tokenizer, text, p.input_ids, loaded.checkpoint)
             records.append({"model": loaded.checkpoint, "predictions": postprocess(p, next(probs), tokenizer, top_k, ids),
                             "joint": next(joints) if joint and len(p.mask_positions) > 1 else None,
-                            "notices": p.notices + target_notices})
+                            "notices": p.notices + target_notices + ([unreadable] if unreadable else [])})
     return records
 
 

@@ -4,7 +4,8 @@
 (the only device code) -> :func:`postprocess` (``{"is_next": p, "not_next": 1 - p}``).
 Public API: :func:`next_sentence` for one pair, :func:`score_pairs` for many, and
 :func:`score_paragraph`, which scores each consecutive pair of a paragraph's sentences
-against a shuffled control.
+against a control that differs by construction: each sentence followed by a sentence of another
+text (:data:`OTHER_TEXT`), the way BERT's pretraining built its "not next" pairs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text, fit_pair
+from model_utils.vocabulary import unreadable_notice
 from model_utils.manager import LoadedModel, get_manager, gpu_task
 
 MAX_PARAGRAPH_SENTENCES = 32
@@ -85,6 +87,10 @@ def score_pairs(pairs: Sequence[tuple[str, str]], model: str | None = None) -> l
     with loaded.lock:
         prepared = [preprocess(a, b, loaded.tokenizer) for a, b in pairs]
         probs = _forward(loaded, [encoding for encoding, _ in prepared])
+        for (first, second), (encoding, notices) in zip(pairs, prepared):
+            unreadable = unreadable_notice(loaded.tokenizer, f"{first} {second}", encoding["input_ids"],
+                                           loaded.checkpoint)
+            notices.extend([unreadable] if unreadable else [])
     return [{**postprocess(p), "notices": notices} for p, (_, notices) in zip(probs.tolist(), prepared)]
 
 
@@ -110,11 +116,47 @@ def shuffled_order(count: int, seed: int = 0) -> list[int]:
     return best
 
 
-def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> dict:
-    """Score each consecutive sentence pair of ``paragraph`` and the same sentences shuffled.
+# Sentences of other texts on unrelated topics: the second half of each control pair. Shuffling the
+# paragraph's own sentences made pairs on the same topic that an NSP head scores as "next" anyway (no
+# contrast); a sentence from another text is "not next" by construction, as in BERT's pretraining.
+OTHER_TEXT = {
+    "en": ["The comet's tail always points away from the sun.",
+           "Add the butter to the flour and rub it in with your fingertips.",
+           "The striker scored twice in the last ten minutes of the match.",
+           "Granite forms when magma cools slowly deep underground.",
+           "The orchestra tuned to the oboe before the overture began.",
+           "Tax returns must be filed by the end of April.",
+           "Penguins huddle together to survive the Antarctic winter.",
+           "The printer on the third floor is out of toner again.",
+           "Medieval castles were built with thick walls and narrow windows.",
+           "Water the tomato plants early in the morning, before the heat.",
+           "The train to the airport leaves every fifteen minutes.",
+           "A chess player loses on time if the flag falls first."],
+    "zh": ["彗星的尾巴总是背向太阳。", "把黄油加入面粉里，用手指搓匀。", "这名前锋在比赛最后十分钟内进了两个球。",
+           "花岗岩是岩浆在地下深处慢慢冷却形成的。", "乐团在序曲开始前按双簧管定音。", "企鹅挤在一起度过南极的冬天。",
+           "三楼的打印机又没有墨粉了。", "去机场的火车每十五分钟一班。"],
+}
 
-    Returns ``{"sentences", "pairs": [{"index", "first", "second", "is_next"}], "control":
-    [...same for the shuffled order], "mean_is_next", "mean_control", "notices"}``.
+
+def control_pairs(sentences: Sequence[str], seed: int = 0) -> list[tuple[str, str]]:
+    """For each consecutive pair of ``sentences``, the same first sentence followed by a sentence of another
+    text (:data:`OTHER_TEXT`, Chinese ones for Chinese text): pairs that are "not next" by construction. The
+    other text's sentences sharing the fewest words with the paragraph are used, their order set by ``seed``."""
+    text = " ".join(sentences)
+    pool = OTHER_TEXT["zh" if re.search(r"[\u3400-\u9fff]", text) else "en"]
+    words = set(re.findall(r"\w+", text.lower()))
+    ranked = sorted(pool, key=lambda other: len(words & set(re.findall(r"\w+", other.lower()))))
+    chosen = ranked[:max(2, len(pool) // 2)]
+    random.Random(seed).shuffle(chosen)
+    return [(first, chosen[i % len(chosen)]) for i, first in enumerate(sentences[:-1])]
+
+
+def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> dict:
+    """Score each consecutive sentence pair of ``paragraph`` and a control (:func:`control_pairs`): each of
+    its sentences followed by a sentence of another text.
+
+    Returns ``{"sentences", "pairs": [{"index", "first", "second", "is_next"}], "control": [...same for the
+    control pairs], "mean_is_next", "mean_control", "contrast" (mean_is_next - mean_control), "notices"}``.
     """
     sentences = split_sentences(check_text(paragraph, "paragraph"))
     if len(sentences) < 2:
@@ -123,21 +165,22 @@ def score_paragraph(paragraph: str, model: str | None = None, seed: int = 0) -> 
     if len(sentences) > MAX_PARAGRAPH_SENTENCES:
         notices.append(Notice("next_sentence.paragraph_cut", kept=MAX_PARAGRAPH_SENTENCES, total=len(sentences)))
         sentences = sentences[:MAX_PARAGRAPH_SENTENCES]
-    shuffled = [sentences[i] for i in shuffled_order(len(sentences), seed)]
     original = list(zip(sentences, sentences[1:]))
-    control = list(zip(shuffled, shuffled[1:]))
+    control = control_pairs(sentences, seed)
     scores = score_pairs(original + control, model)
     for result in scores:
-        notices.extend(n for n in result["notices"] if n not in notices)
+        for notice in result["notices"]:  # once per kind (the shares of unknown tokens differ by pair)
+            if getattr(notice, "code", notice) not in {getattr(n, "code", n) for n in notices}:
+                notices.append(notice)
 
     def records(pairs: list[tuple[str, str]], results: list[dict]) -> list[dict]:
         return [{"index": i + 1, "first": a, "second": b, "is_next": r["is_next"]}
                 for i, ((a, b), r) in enumerate(zip(pairs, results))]
 
     pairs = records(original, scores[:len(original)])
-    shuffled_pairs = records(control, scores[len(original):])
-    return {"sentences": sentences, "pairs": pairs, "control": shuffled_pairs,
-            "mean_is_next": sum(p["is_next"] for p in pairs) / len(pairs),
-            "mean_control": sum(p["is_next"] for p in shuffled_pairs) / len(shuffled_pairs),
-            "notices": notices}
+    control_records = records(control, scores[len(original):])
+    mean_is_next = sum(p["is_next"] for p in pairs) / len(pairs)
+    mean_control = sum(p["is_next"] for p in control_records) / len(control_records)
+    return {"sentences": sentences, "pairs": pairs, "control": control_records, "mean_is_next": mean_is_next,
+            "mean_control": mean_control, "contrast": mean_is_next - mean_control, "notices": notices}
 

@@ -245,6 +245,16 @@ def resolve(checkpoint: str) -> CheckpointInfo:
     return _resolve_hub(name)
 
 
+def within_reach(info: CheckpointInfo) -> bool:
+    """False for a Hub model while the Hub is out of reach and the model is not in the local cache (it would
+    fail to load); True for everything else."""
+    try:
+        check_within_reach(info)
+    except UserError:
+        return False
+    return True
+
+
 def check_within_reach(info: CheckpointInfo) -> None:
     """UserError ``model.hub_offline`` for a Hub model while the Hub is out of reach and the model is not in
     the local cache: what a job checks before it is queued (loading would fail only once it runs)."""
@@ -268,10 +278,11 @@ def default_checkpoint(task: str) -> str:
 
 
 def choices(task: str) -> list[str]:
-    """Dropdown choices for ``task``: bundled models, popular Hub models, then local checkpoints."""
+    """Dropdown choices for ``task``: bundled models, popular Hub models (only those in the local cache while the
+    Hub is out of reach: the others could not load), then local checkpoints."""
     if task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}")
     bundled = [name for name, meta in _bundled_models().items() if task in meta.get("tasks", ())]
-    hub = [name for name, info in HUB_MODELS.items() if task in info.tasks]
+    hub = [name for name, info in HUB_MODELS.items() if task in info.tasks and within_reach(info)]
     local = [info.name for info in local_checkpoints() if task in info.tasks]
     return bundled + hub + local

@@ -9,7 +9,8 @@ import torch
 from transformers import AutoTokenizer, BertForNextSentencePrediction
 
 import model_utils
-from model_utils.next_sentence import score_pairs, score_paragraph, shuffled_order, split_sentences
+from model_utils.next_sentence import (OTHER_TEXT, control_pairs, score_pairs, score_paragraph, shuffled_order,
+                                      split_sentences)
 from conftest import require_bundled
 
 PAIRS = [("the cat sat on the mat .", "then it ate dinner ."),
@@ -65,10 +66,30 @@ def test_paragraph_mode(tiny_env: Path) -> None:
     for record in result["pairs"]:
         expected = model_utils.next_sentence(record["first"], record["second"], "local:tiny-bert")["is_next"]
         assert record["is_next"] == pytest.approx(expected, abs=1e-5)
-    control_sentences = [result["control"][0]["first"]] + [r["second"] for r in result["control"]]
-    assert sorted(control_sentences) == sorted(result["sentences"])
-    assert control_sentences != result["sentences"]
+    # The control differs by construction: each first sentence is the paragraph's, each second one of another text.
+    assert [r["first"] for r in result["control"]] == result["sentences"][:-1]
+    assert all(r["second"] in OTHER_TEXT["en"] and r["second"] not in result["sentences"] for r in result["control"])
+    for record in result["control"]:
+        expected = model_utils.next_sentence(record["first"], record["second"], "local:tiny-bert")["is_next"]
+        assert record["is_next"] == pytest.approx(expected, abs=1e-5)
     assert result["mean_is_next"] == pytest.approx(sum(r["is_next"] for r in result["pairs"]) / 3)
+    assert result["contrast"] == pytest.approx(result["mean_is_next"] - result["mean_control"])
+
+
+def test_control_pairs_use_the_other_text_in_the_paragraphs_script() -> None:
+    chinese = control_pairs(["今天天气很好。", "我们去公园散步。", "公园里有很多人。"], seed=1)
+    assert [a for a, _ in chinese] == ["今天天气很好。", "我们去公园散步。"]
+    assert all(b in OTHER_TEXT["zh"] for _, b in chinese)
+    assert control_pairs(["a b.", "c d.", "e f."], seed=2) == control_pairs(["a b.", "c d.", "e f."], seed=2)
+
+
+def test_bundled_model_scores_the_real_order_above_the_control() -> None:
+    """The demo's point: on the bundled NSP model the real order and the control are far apart."""
+    from demo.next_sentence_tab import PARAGRAPH_EXAMPLES
+
+    for (paragraph, *_rest) in PARAGRAPH_EXAMPLES:
+        result = score_paragraph(paragraph, "bundled:minilm-pretrained")
+        assert result["contrast"] > 0.15, (paragraph[:40], result["mean_is_next"], result["mean_control"])
 
 
 def test_long_pair_is_truncated_with_notice(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,27 @@ def test_popular_hub_models_are_known_with_family_and_mask() -> None:
     assert HUB_MODELS["bert-base-chinese"].family == "bert"
 
 
-def test_choices_follow_tasks(tiny_env: Path) -> None:
+@pytest.fixture
+def online(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub within reach (the tests run offline): every Hub model is offered."""
+    import model_utils.config
+
+    monkeypatch.setattr(model_utils.config, "hub_offline", lambda *args: False)
+
+
+def test_offline_choices_list_only_hub_models_in_the_local_cache(tiny_env: Path, monkeypatch) -> None:
+    import huggingface_hub
+
+    assert not any(name in HUB_MODELS for name in choices("fill-mask"))  # offline, nothing cached
+    cached = {"bert-base-uncased"}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
+                        lambda repo, filename, **kw: f"/cache/{repo}/{filename}" if repo in cached else None)
+    fill = choices("fill-mask")
+    assert "bert-base-uncased" in fill and not ({"roberta-base", "bert-base-chinese"} & set(fill))
+    assert fill[0] == "bundled:minilm-pretrained" and "local:tiny-bert" in fill
+
+
+def test_choices_follow_tasks(tiny_env: Path, online: None) -> None:
     fill = choices("fill-mask")
     nsp = choices("next-sentence")
     cls = choices("text-classification")
@@ -36,7 +56,7 @@ def test_choices_follow_tasks(tiny_env: Path) -> None:
         choices("translation")
 
 
-def test_text_generation_choices_are_causal_models(tiny_env: Path) -> None:
+def test_text_generation_choices_are_causal_models(tiny_env: Path, online: None) -> None:
     generate = choices("text-generation")
     assert generate[:3] == ["bundled:minilm-causal", "gpt2", "distilgpt2"]
     assert not {"local:tiny-bert", "bundled:minilm-pretrained", "bert-base-uncased"} & set(generate)
