@@ -26,7 +26,7 @@ from demo.classify_tab import LABEL_COLUMN_GUESSES, TEXT_COLUMN_GUESSES, guess_c
 from demo.common import TabParts, clear_on_failure, examples, model_dropdown, user_errors
 from demo.forms import number_inputs, values_of
 from demo.i18n import I18N, add_messages, add_strings
-from demo.messages import markdown_text, say, translate
+from demo.messages import say, translate
 from model_utils import finetune
 from model_utils.bundled import SAMPLE_SENTIMENT_CSV
 from model_utils.checkpoints import dated_name
@@ -229,8 +229,8 @@ def plan_markdown(summary: dict[str, Any]) -> str:
                epochs=summary["epochs"], steps=summary["steps"], batch=summary["batch_size"],
                max_length=summary["max_length"], time=time_text, device=device)
     if summary["requested_name"]:
-        line += "  \n" + say("finetune.name_taken", requested=markdown_text(summary["requested_name"]),
-                             name=markdown_text(summary["checkpoint"]))
+        line += "  \n" + say("finetune.name_taken", requested=summary["requested_name"],
+                             name=summary["checkpoint"])  # checked names: no Markdown in them
     return line
 
 
@@ -302,8 +302,8 @@ def _final(job: Job) -> tuple:
     evaluation = summary["evaluation"]
     status = job_panel.stopped_line(job, "finetune.stopped", say("finetune.done"))
     if summary.get("requested_name") and summary.get("checkpoint"):
-        status += " " + say("finetune.saved_as", name=markdown_text(summary["checkpoint"].removeprefix("local:")),
-                            requested=markdown_text(summary["requested_name"]))
+        status += " " + say("finetune.saved_as", name=summary["checkpoint"].removeprefix("local:"),
+                            requested=summary["requested_name"])
     return (status, plots.loss_figure(job.events), plots.validation_figure(job.events),
             plots.summary_markdown(summary), classify_plots.confusion_figure(evaluation) if evaluation else None)
 

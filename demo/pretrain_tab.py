@@ -258,8 +258,8 @@ def plan_markdown(summary: dict[str, Any]) -> str:
                documents=summary["documents"], heldout=summary["heldout_sequences"],
                evaluations=summary["evaluations"], time=time_text, device=device)
     if summary["requested_name"]:
-        line += "  \n" + say("pretrain.name_taken", requested=markdown_text(summary["requested_name"]),
-                             name=markdown_text(summary["checkpoint"]))
+        line += "  \n" + say("pretrain.name_taken", requested=summary["requested_name"],
+                             name=summary["checkpoint"])  # checked names: no Markdown in them
     return line
 
 
