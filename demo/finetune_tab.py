@@ -197,11 +197,11 @@ def _rows(path: str | None, use_sample: bool) -> tuple[list[dict[str, str]], str
     return read_table(path)[1], path
 
 
-def preset_form(name: str, use_sample: bool = True, upload: str | None = None, **values: Any) -> dict[str, Any]:
-    """The form's values with preset ``name`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
+def preset_form(which: str, /, use_sample: bool = True, upload: str | None = None, **values: Any) -> dict[str, Any]:
+    """The form's values with preset ``which`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
     knobs = {field: spec.default for cls, field in KNOBS for spec in form(cls, [field])}
     return {"upload": upload, "use_sample": use_sample, "text_column": "text", "label_column": "label", "base": "",
-            "name": "", **knobs, **finetune.preset(name), **values}
+            "name": "", **knobs, **finetune.preset(which), **values}
 
 
 def plan_of(values: dict[str, Any], reserve: bool = False) -> finetune.Plan:
@@ -371,7 +371,7 @@ def build_tab() -> TabParts:
     clear_on_failure(uploaded, [table], keep=[text_column, label_column, use_sample])
     uploaded.success(**planned, api_visibility="private")
     preset.input(apply_preset, inputs=[preset], outputs=[knobs[f] for f in PRESET_FIELDS], queue=False,
-                 api_visibility="private").then(**planned, api_visibility="private")
-    gr.on([use_sample.input, text_column.input, label_column.input, base.input, name.input,
-           *[k.input for k in knobs.values()]], **planned, api_name="finetune_plan")
+                 api_visibility="private")  # the knobs' change events re-plan
+    gr.on([use_sample.input, text_column.change, label_column.change, base.change, name.change,
+           *[k.change for k in knobs.values()]], **planned, api_name="finetune_plan")
     return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training], on_select=planned)

@@ -234,12 +234,12 @@ PRESETS = ("quick", "full")
 PRESET_FIELDS = list(S.PRESETS["cpu"]["quick"])
 
 
-def preset_form(name: str, use_bundled: bool = True, text: str = "", **values: Any) -> dict[str, Any]:
-    """The form's values with preset ``name`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
+def preset_form(which: str, /, use_bundled: bool = True, text: str = "", **values: Any) -> dict[str, Any]:
+    """The form's values with preset ``which`` ("quick", "full") for this machine, the knobs' defaults elsewhere."""
     defaults = S.app_arguments()
     knobs = {spec.name: spec.default for spec in form(defaults, S.APP_KNOBS) + form(S.SessionOptions, S.SESSION_KNOBS)}
     return {"text": text, "files": [], "use_bundled": use_bundled, "base": "", "name": "", "probe": PROBE, **knobs,
-            **S.preset(name), **values}
+            **S.preset(which), **values}
 
 
 def plan_of(values: dict[str, Any], reserve: bool = False) -> S.Plan:
@@ -419,9 +419,9 @@ def build_tab() -> TabParts:
     planned = dict(fn=lambda data: describe(data, inputs), inputs=set(inputs.values()), outputs=[plan_box, preset],
                    concurrency_limit=4, trigger_mode="always_last")
     preset.input(apply_preset, inputs=[preset], outputs=[knobs[f] for f in PRESET_FIELDS], queue=False,
-                 api_visibility="private").then(**planned, api_visibility="private")
-    gr.on([text_box.change, files.change, use_bundled.change, base.input, name.input, probe.input,
-           *[k.input for k in knobs.values()]], **planned, api_name="pretrain_plan")
+                 api_visibility="private")  # the knobs' change events re-plan
+    gr.on([text_box.change, files.change, use_bundled.change, base.change, name.change, probe.change,
+           *[k.change for k in knobs.values()]], **planned, api_name="pretrain_plan")
     return TabParts(pickers=[(TASK, base)], changes_checkpoints=[training], on_select=planned)
 
 
