@@ -254,7 +254,8 @@ def describe(data: dict, inputs: dict[str, Any]) -> tuple[str, Any, Any]:
     except UserError as err:
         return f"⚠️ {translate(err)}", gr.update(), gr.update()
     rows = checked.prepared.train_rows[:PREVIEW_ROWS]
-    columns = list(rows[0]) if rows else []
+    chosen = [checked.data.label_column, checked.data.text_column]  # the label first: long texts push the rest off
+    columns = chosen + [c for c in (rows[0] if rows else {}) if c not in chosen] if rows else []
     table = gr.update(value=[[row.get(c, "") for c in columns] for row in rows], headers=columns)
     return plan_markdown(checked.summary()), table, gr.update(choices=choices)
 
