@@ -4,8 +4,9 @@ Each preset of the Fine-tune tab (on the bundled sample reviews, bundled MiniLM 
 (on the bundled corpus sample) is planned exactly as the app plans it, its estimate printed (what a fresh app
 shows: the calibration's defaults), then run from start to end (loading, tokenising, training, evaluating,
 saving into a scratch checkpoints folder) and timed. The ratio measured / estimated is the reference check;
-``pace`` is the seconds per GFLOP times CPU threads that this run implies, the figure
-``model_utils.duration.DEFAULTS`` holds.
+``pace`` is the seconds per GFLOP times CPU threads that this run implies on free cores (its time divided
+by the contention the estimate assumed from the load average), the figure ``model_utils.duration.DEFAULTS``
+holds.
 
     python benchmarks/bench_presets.py                       # both tabs' quick presets (a few minutes)
     python benchmarks/bench_presets.py --presets quick full  # and the full ones (tens of minutes on 2 cores)
@@ -45,7 +46,8 @@ def run(tab: str, name: str) -> dict:
 
     duration._calibration = duration.Calibration()  # the estimate a fresh app shows
     checked = finetune_plan(name) if tab == "finetune" else pretrain_plan(name)
-    shown = checked.estimate().seconds
+    estimate = checked.estimate()
+    shown = estimate.seconds
     load = os.getloadavg()[0]
     started = time.perf_counter()
     if tab == "finetune":
@@ -60,9 +62,9 @@ def run(tab: str, name: str) -> dict:
     checked.release()
     pace, fixed = duration.DEFAULTS[(checked.workload.kind, "cpu")]
     threads = duration.where()[1]
-    implied = (seconds - fixed) / checked.workload.gflop * threads
+    implied = (seconds - fixed) / checked.workload.gflop * threads / estimate.contention  # on free cores
     return {"tab": tab, "preset": name, "steps": checked.workload.steps, "shown": shown, "measured": seconds,
-            "load": (load, os.getloadavg()[0]), "pace": implied, "default_pace": pace, "quality": quality}
+            "load": (load, os.getloadavg()[0]), "contention": estimate.contention, "pace": implied, "default_pace": pace, "quality": quality}
 
 
 def main() -> None:
@@ -77,7 +79,8 @@ def main() -> None:
                 r = run(tab, name)
                 print(f"{r['tab']:9s} {r['preset']:6s} {r['steps']:5d} steps: measured {r['measured']:7.1f} s, "
                       f"estimate shown {r['shown']:7.1f} s, ratio {r['measured'] / r['shown']:.2f}; implied pace "
-                      f"{r['pace']:.4f} (default {r['default_pace']:.4f}); load {r['load'][0]:.1f}->{r['load'][1]:.1f}; "
+                      f"{r['pace']:.4f} (default {r['default_pace']:.4f}); load {r['load'][0]:.1f}->{r['load'][1]:.1f} "
+                      f"(estimate stretched x{r['contention']:.2f}); "
                       f"{r['quality']}", flush=True)
 
 

@@ -43,6 +43,7 @@ MESSAGES = {
         "job.minutes": "{minutes} min {seconds} s",
         "job.seconds": "{seconds} s",
         "job.device.cpu": "CPU, {threads} threads",
+        "job.device.cpu_busy": "CPU, {threads} threads, shared with other work: about {factor:.1f}× slower than free",
         "job.device.cuda": "GPU",
         "job.device.other": "{device}",
     },
@@ -68,6 +69,7 @@ MESSAGES = {
         "job.minutes": "{minutes} 分 {seconds} 秒",
         "job.seconds": "{seconds} 秒",
         "job.device.cpu": "CPU，{threads} 个线程",
+        "job.device.cpu_busy": "CPU，{threads} 个线程，与其他任务共用：比空闲时慢约 {factor:.1f} 倍",
         "job.device.cuda": "GPU",
         "job.device.other": "{device}",
         "jobs.session_ended": "启动它的浏览器会话已结束",
@@ -99,7 +101,9 @@ def duration(seconds: float) -> str:
 def estimate_words(estimate: dict) -> tuple[str, str]:
     """``(time, device)`` of a plan's estimate (:func:`model_utils.duration.describe`), in the request's language."""
     device = estimate["device"]
-    where = say("job.device.cpu", threads=estimate["threads"]) if device == "cpu" else \
+    busy = estimate.get("contention", 1.0)
+    where = say("job.device.cpu_busy", threads=estimate["threads"], factor=busy) if device == "cpu" and busy >= 1.2 \
+        else say("job.device.cpu", threads=estimate["threads"]) if device == "cpu" else \
         say("job.device.cuda") if device == "cuda" else say("job.device.other", device=device)
     return duration(estimate["seconds"]), where
 

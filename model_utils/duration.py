@@ -7,13 +7,16 @@ pass, 2 for a forward pass); :class:`Calibration` turns that into seconds with t
 run and device: seconds per GFLOP (per CPU thread on a CPU) and fixed seconds (loading, tokenising,
 saving). The defaults were measured with ``benchmarks/bench_presets.py`` on a 2-core CPU; every run
 that finishes in this process corrects them (:func:`observe`), so the estimate follows the machine
-it actually runs on, including how busy it is.
+it actually runs on. On a CPU shared with other work (other processes, a class's requests) a run gets
+only its share of the cores: :func:`contention` stretches the estimate by the machine's current
+demand (1-minute load average, without this process's own running training job) over its cores.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import threading
@@ -124,6 +127,7 @@ class Estimate:
     device: str  # "cpu", "cuda", ...
     threads: int  # CPU threads (torch's), 0 on an accelerator
     measured: bool  # corrected by a run that finished in this process, not only the defaults
+    contention: float = 1.0  # how many times slower than on free cores (CPU shared with other work)
 
 
 class Calibration:
@@ -139,19 +143,21 @@ class Calibration:
         with self._lock:
             return self._pace.get((kind, device), pace), fixed
 
-    def estimate(self, workload: Workload, device: str, threads: int) -> Estimate:
-        """How long ``workload`` takes on ``device`` (``threads`` CPU threads)."""
+    def estimate(self, workload: Workload, device: str, threads: int, contention: float = 1.0) -> Estimate:
+        """How long ``workload`` takes on ``device`` (``threads`` CPU threads, ``contention`` times slower than on
+        free cores)."""
         pace, fixed = self._figures(workload.kind, device)
-        per_gflop = pace / max(1, threads) if device == "cpu" else pace
+        per_gflop = pace / max(1, threads) * contention if device == "cpu" else pace
         return Estimate(fixed + workload.gflop * per_gflop, device, threads if device == "cpu" else 0,
-                        (workload.kind, device) in self._measured)
+                        (workload.kind, device) in self._measured, contention if device == "cpu" else 1.0)
 
-    def observe(self, workload: Workload, device: str, threads: int, seconds: float) -> None:
-        """Correct the calibration with a run of ``workload`` that took ``seconds`` from start to end."""
+    def observe(self, workload: Workload, device: str, threads: int, seconds: float, contention: float = 1.0) -> None:
+        """Correct the calibration with a run of ``workload`` that took ``seconds`` from start to end while the
+        CPU was ``contention`` times busier than free."""
         pace, fixed = self._figures(workload.kind, device)
         if workload.gflop <= 0 or seconds <= fixed:
             return
-        seen = (seconds - fixed) / workload.gflop * (max(1, threads) if device == "cpu" else 1)
+        seen = (seconds - fixed) / workload.gflop * (max(1, threads) / contention if device == "cpu" else 1)
         seen = min(max(seen, pace / MAX_CORRECTION), pace * MAX_CORRECTION)
         with self._lock:
             self._pace[(workload.kind, device)] = CORRECTION_WEIGHT * seen + (1 - CORRECTION_WEIGHT) * pace
@@ -170,19 +176,45 @@ def where() -> tuple[str, int]:
     return training_device().type, torch.get_num_threads()
 
 
+def contention(threads: int, running_here: int = 0, load: float | None = None, cores: int | None = None) -> float:
+    """How many times slower than on free cores a run of ``threads`` threads goes now: the demand on the CPU
+    (``load``, default the 1-minute load average, less ``running_here`` threads of this process's own
+    training that will have ended, plus the run's own threads) over the cores, at least 1."""
+    cores = cores or os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # no load average on this system
+            return 1.0
+    others = max(0.0, load - running_here)
+    # Beyond the cores, every runnable thread gets cores / demand of one.
+    return max(1.0, (others + threads) / cores)
+
+
+def _contention_now(threads: int, exclude_running: bool) -> float:
+    from model_utils.jobs import get_runner
+
+    running = threads if exclude_running and get_runner().running() is not None else 0
+    return contention(threads, running)
+
+
 def estimate(workload: Workload) -> Estimate:
-    """How long ``workload`` should take on the training device of this process."""
+    """How long ``workload`` should take on the training device of this process, as busy as the CPU is now
+    (a training job of this process that is running is left out: a waiting run starts after it)."""
     device, threads = where()
-    return _calibration.estimate(workload, device, threads)
+    busy = _contention_now(threads, exclude_running=True) if device == "cpu" else 1.0
+    return _calibration.estimate(workload, device, threads, busy)
 
 
 def observe(workload: Workload, seconds: float) -> None:
-    """Tell the calibration that a run of ``workload`` took ``seconds`` (a finished, not a stopped, run)."""
+    """Tell the calibration that a run of ``workload`` took ``seconds`` (a finished, not a stopped, run), with
+    the CPU as busy as it is now (the run itself counted once: it is this process's running job)."""
     device, threads = where()
-    _calibration.observe(workload, device, threads, seconds)
+    busy = _contention_now(threads, exclude_running=True) if device == "cpu" else 1.0
+    _calibration.observe(workload, device, threads, seconds, busy)
 
 
 def describe(value: Any) -> dict:
     """An :class:`Estimate` as plain data for the UI and the API."""
     return {"seconds": round(value.seconds, 1), "device": value.device, "threads": value.threads,
-            "measured": value.measured}
+            "measured": value.measured, "contention": round(value.contention, 2)}

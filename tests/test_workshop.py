@@ -73,6 +73,7 @@ def test_quick_preset_on_the_sample_is_a_few_hundred_rows_and_minutes(monkeypatc
     from demo import finetune_tab
 
     monkeypatch.setattr(duration, "where", lambda: ("cpu", 2))  # the 2-vCPU box the presets are sized for
+    monkeypatch.setattr(duration, "_contention_now", lambda threads, exclude_running: 1.0)  # and nothing else on it
     quick = finetune_tab.plan_of(finetune_tab.preset_form("quick")).summary()
     full = finetune_tab.plan_of(finetune_tab.preset_form("full")).summary()
     assert 200 <= quick["train_rows"] <= 1000 and quick["available_train_rows"] > 5000
@@ -192,3 +193,16 @@ def _until(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_busy_cpu_stretches_the_estimate_by_its_demand_over_its_cores():
+    assert duration.contention(2, load=0.0, cores=2) == 1.0  # free cores
+    assert duration.contention(2, load=6.0, cores=2) == pytest.approx(4.0)  # 6 others + 2 of ours on 2 cores
+    assert duration.contention(2, running_here=2, load=2.5, cores=2) == pytest.approx(1.25)  # our job will be gone
+    calibration = duration.Calibration()
+    work = duration.Workload("pretrain", 10_000_000, 40, 100_000, 0)
+    free, busy = calibration.estimate(work, "cpu", 2), calibration.estimate(work, "cpu", 2, contention=3.0)
+    fixed = duration.DEFAULTS[("pretrain", "cpu")][1]
+    assert busy.seconds - fixed == pytest.approx(3 * (free.seconds - fixed)) and busy.contention == 3.0
+    calibration.observe(work, "cpu", 2, busy.seconds, contention=3.0)  # as expected for that load: unchanged
+    assert calibration.estimate(work, "cpu", 2).seconds == pytest.approx(free.seconds)
