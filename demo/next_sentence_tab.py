@@ -87,9 +87,9 @@ def _model_name(model: str | None) -> str:
 
 @user_errors
 def score_pair(first: str, second: str, model: str | None) -> dict:
-    """API ``next_sentence``: ``{"model", "is_next", "not_next"}`` for one pair."""
+    """API ``next_sentence``: ``{"model", "is_next", "not_next", "notices"}`` for one pair."""
     result = next_sentence(first, second, model or None)
-    return {"model": _model_name(model), **result}
+    return {"model": _model_name(model), **result, "notices": [translate(n) for n in result["notices"]]}
 
 
 @user_errors
@@ -99,10 +99,11 @@ def score_paragraph_event(paragraph: str, model: str | None, seed: float | None)
     return {"model": _model_name(model), **result, "notices": [translate(n) for n in result["notices"]]}
 
 
-def render_pair(output: dict) -> tuple[dict, Any]:
-    """(gr.Label value, bar chart) of a pair result."""
+def render_pair(output: dict) -> tuple[dict, Any, str]:
+    """(gr.Label value, bar chart, notices) of a pair result."""
     probs = {PAIR_LABELS[0]: output["is_next"], PAIR_LABELS[1]: output["not_next"]}
-    return probs, plots.probability_bars(probs)
+    notices = "\n\n".join(f"⚠️ {markdown_text(n)}" for n in output.get("notices", []))
+    return probs, plots.probability_bars(probs), notices
 
 
 PARAGRAPH_HEADERS = ["ns_col_order", "ns_col_pair", "ns_first", "ns_second", "ns_col_p"]
@@ -148,13 +149,15 @@ def _pair_panel(model: gr.Dropdown) -> None:
     with gr.Row():
         label = gr.Label(label=I18N("ns_result"), num_top_classes=2, elem_id="ns-label")
         chart = gr.Plot(label=I18N("ns_chart"), elem_id="ns-chart")
+    pair_notes = gr.Markdown(elem_id="ns-notes")
     with gr.Accordion(I18N("ns_raw"), open=False):
         raw = gr.JSON(elem_id="ns-raw")
     examples(PAIR_EXAMPLES, inputs=[first, second])
     event = gr.on([run.click, second.submit], score_pair, inputs=[first, second, model], outputs=[raw],
                   api_name="next_sentence")
-    event.success(render_pair, inputs=[raw], outputs=[label, chart], api_visibility="private", queue=False)
-    clear_on_failure(event, [raw, label, chart])
+    event.success(render_pair, inputs=[raw], outputs=[label, chart, pair_notes], api_visibility="private",
+                  queue=False)
+    clear_on_failure(event, [raw, label, chart, pair_notes])
 
 
 def _paragraph_panel(model: gr.Dropdown) -> None:

@@ -95,9 +95,10 @@ def score_pairs(pairs: Sequence[tuple[str, str]], model: str | None = None) -> l
 
 
 def next_sentence(first: str, second: str, model: str | None = None) -> dict:
-    """Probability that ``second`` follows ``first``: ``{"is_next": p, "not_next": 1 - p}``."""
+    """Probability that ``second`` follows ``first``: ``{"is_next": p, "not_next": 1 - p, "notices"}`` (a cut
+    pair, text the model cannot read)."""
     result = score_pairs([(first, second)], model)[0]
-    return {"is_next": result["is_next"], "not_next": result["not_next"]}
+    return {"is_next": result["is_next"], "not_next": result["not_next"], "notices": result["notices"]}
 
 
 def shuffled_order(count: int, seed: int = 0) -> list[int]:

@@ -31,7 +31,7 @@ def test_equals_direct_computation(tiny_env: Path, first: str, second: str) -> N
     result = model_utils.next_sentence(first, second, "local:tiny-bert")
     assert result["is_next"] == pytest.approx(direct_is_next(tiny_env / "tiny-bert", first, second), abs=1e-6)
     assert result["is_next"] + result["not_next"] == pytest.approx(1.0)
-    assert set(result) == {"is_next", "not_next"}
+    assert set(result) == {"is_next", "not_next", "notices"} and result["notices"] == []
 
 
 def test_batch_equals_single(tiny_env: Path) -> None:

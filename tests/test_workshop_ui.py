@@ -152,6 +152,10 @@ def test_offline_pickers_partial_comparisons_and_unreadable_text(browser, app_se
     shot(page, language, "fill_mask_unreadable")
 
     tab(page, "tab_next_sentence", language)
+    page.locator("#ns-first textarea").fill("今天天气很好。")
+    page.locator("#ns-second textarea").fill("我们去公园散步。")
+    page.locator("#ns-run").click()
+    expect(page.locator("#ns-notes")).to_contain_text("bert-base-chinese", timeout=120_000)
     tab(page, "ns_paragraph", language)
     page.locator("#ns-paragraph-run").click()
     contrast = "contrast" if language == "en" else "差距"
