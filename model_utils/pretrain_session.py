@@ -410,10 +410,10 @@ _MASKS = re.compile(r"\[MASK\]|<mask>", re.IGNORECASE)
 # Presets of the app's form (APP_KNOBS values) per training device: "quick" finishes in about two minutes on
 # 2 CPU cores with the bundled corpus sample (benchmarks/bench_presets.py measures it); "full" trains longer.
 PRESETS: dict[str, dict[str, dict]] = {
-    "cpu": {"quick": {"max_steps": 40, "batch_size": 16, "max_seq_length": 128},
-            "full": {"max_steps": 300, "batch_size": 16, "max_seq_length": 128}},
-    "gpu": {"quick": {"max_steps": 200, "batch_size": 32, "max_seq_length": 128},
-            "full": {"max_steps": 2000, "batch_size": 32, "max_seq_length": 128}},
+    "cpu": {"quick": {"max_steps": 150, "batch_size": 16, "max_seq_length": 128},
+            "full": {"max_steps": 600, "batch_size": 16, "max_seq_length": 128}},
+    "gpu": {"quick": {"max_steps": 600, "batch_size": 32, "max_seq_length": 128},
+            "full": {"max_steps": 3000, "batch_size": 32, "max_seq_length": 128}},
 }
 
 
