@@ -78,7 +78,7 @@ def test_quick_preset_on_the_sample_is_a_few_hundred_rows_and_minutes(monkeypatc
     full = finetune_tab.plan_of(finetune_tab.preset_form("full")).summary()
     assert 200 <= quick["train_rows"] <= 1000 and quick["available_train_rows"] > 5000
     assert quick["steps"] == 3 * -(-quick["train_rows"] // quick["batch_size"])  # 3 epochs of batches
-    assert 60 <= quick["estimate"]["seconds"] <= 240  # "about 2-3 minutes"
+    assert 30 <= quick["estimate"]["seconds"] <= 180  # a minute or so on free cores, minutes under a class
     assert full["train_rows"] == full["available_train_rows"] and full["estimate"]["seconds"] > 5 * 60
 
 
