@@ -140,6 +140,8 @@ class Settings:
     lab_corpus_sentences: int = 2000
     # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
     lab_cache_bytes: int = 256 * 2**20
+    # Attention tab: memory for cached forward passes, one per (model, input), in bytes (PLM_ATTENTION_CACHE_MB).
+    attention_cache_bytes: int = 64 * 2**20
     # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
     data_dir: Path = Path("data")
     # Classroom database URL; None = SQLite at data_dir/classroom.sqlite3 (PLM_CLASSROOM_DB, e.g. postgresql://...).
@@ -194,6 +196,7 @@ def get_settings() -> Settings:
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
         lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
+        attention_cache_bytes=max(0, _env_int("PLM_ATTENTION_CACHE_MB", 64)) * 2**20,
         data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
         classroom_db=_env_str("PLM_CLASSROOM_DB"),
         room_ttl_s=int(max(0.01, float(_env_str("PLM_ROOM_TTL_HOURS") or 12)) * 3600),

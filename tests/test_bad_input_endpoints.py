@@ -100,7 +100,9 @@ def check_result(endpoint: str, output) -> None:
     elif endpoint == "attention":
         assert len(output) == 12 and output[1]["maximum"] == 1 and output[2]["maximum"] == 3  # 2 layers, 4 heads
         assert 2 <= len(output[3]["choices"]) <= 64  # query tokens, within the tiny model's 64 positions
-        assert all(plot["type"] == "plotly" for plot in output[8:])
+        assert output[8]["type"] == "plotly"  # the open view (the heatmap); the others are drawn when opened
+        assert output[4] is output[5] is output[6] is output[9] is output[10] is output[11] is None
+        assert output[7]["data"] == []  # the head summary table, filled when its sub-tab is opened
 
 
 def text_requests(text) -> dict[str, tuple]:

@@ -121,9 +121,14 @@ def test_every_tab_in_chinese_shows_no_english_of_the_app(page, tiny_env: Path) 
 
     open_tab(page, "tab_attention")
     page.locator("#attn-run").click()
-    expect(page.locator("#attn-head-html iframe")).to_be_attached(timeout=120_000)
-    found += inner_tabs(page, ["attn_head_view", "attn_model_view", "attn_heatmaps", "attn_summary", "attn_rollout"],
-                        "attention", phrases)
+    expect(page.locator("#attn-heatmap .js-plotly-plot")).to_be_attached(timeout=120_000)
+    found += scan(page, "attention_attn_heatmaps", phrases)
+    for key, drawn in (("attn_grid", "#attn-grid .js-plotly-plot"), ("attn_rollout", "#attn-rollout-plot .js-plotly-plot"),
+                       ("attn_summary", "#attn-summary-plot .js-plotly-plot"), ("attn_head_view", "#attn-head-html iframe"),
+                       ("attn_model_view", "#attn-model-html iframe")):  # each view is drawn when opened
+        open_tab(page, key)
+        expect(page.locator(drawn)).to_be_attached(timeout=60_000)
+        found += scan(page, f"attention_{key}", phrases)
     open_tab(page, "attn_math")
     page.locator("#attn-explain").click()
     expect(page.locator("#attn-math-md")).to_contain_text("softmax", timeout=60_000)
