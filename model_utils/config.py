@@ -140,6 +140,9 @@ class Settings:
     lab_corpus_sentences: int = 2000
     # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
     lab_cache_bytes: int = 256 * 2**20
+    # int8 CPU path for the prediction models served (Fill-Mask, Next Sentence, Classify): "auto" (on when
+    # serving on the CPU), "int8" or "off" (PLM_QUANTIZE). Training and the Attention/Contextual views stay float32.
+    quantize: str = "auto"
     # Attention tab: memory for cached forward passes, one per (model, input), in bytes (PLM_ATTENTION_CACHE_MB).
     attention_cache_bytes: int = 64 * 2**20
     # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
@@ -196,6 +199,7 @@ def get_settings() -> Settings:
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
         lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
+        quantize=(_env_str("PLM_QUANTIZE") or "auto").lower(),
         attention_cache_bytes=max(0, _env_int("PLM_ATTENTION_CACHE_MB", 64)) * 2**20,
         data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
         classroom_db=_env_str("PLM_CLASSROOM_DB"),
