@@ -30,6 +30,7 @@ from model_utils.config import Settings, get_settings, hub_offline
 from model_utils.devices import pick_device, pick_dtype
 from model_utils.errors import UserError, define
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
+from model_utils.quantize import quantize_int8, quantized_bytes, wants_int8
 from model_utils.registry import CheckpointInfo, default_checkpoint, model_name, resolve
 
 HEADS: tuple[str, ...] = (
@@ -100,6 +101,7 @@ class LoadedModel:
     approx_bytes: int = 0
     attn_implementation: str | None = None
     info: CheckpointInfo | None = None
+    quantized: bool = False  # nn.Linear weights in int8 (PLM_QUANTIZE), the rest float32
     last_used: float = field(default_factory=time.monotonic)  # when a request last asked for it
 
     def idle_for(self) -> float:
@@ -260,12 +262,17 @@ class ModelManager:
         return default_checkpoint(task)
 
     def get(self, checkpoint: str | None, head: str, *, task: str | None = None,
-            attn_implementation: str | None = None) -> LoadedModel:
-        """Return the cached model for (checkpoint, head), loading it on first use."""
+            attn_implementation: str | None = None, full_precision: bool = False) -> LoadedModel:
+        """Return the cached model for (checkpoint, head), loading it on first use.
+
+        Prediction heads served on the CPU are int8 when ``PLM_QUANTIZE`` asks for it, unless
+        ``full_precision`` (gradients, as in explanations, need the float32 model; it is cached apart).
+        """
         if head not in HEADS:
             raise ValueError(f"Unknown model head {head!r}; expected one of {', '.join(HEADS)}")
         name = self.resolve_checkpoint(checkpoint, task, head)
-        key = (name, head, attn_implementation)
+        int8 = not full_precision and wants_int8(get_settings().quantize, self.device, head)
+        key = (name, head, attn_implementation) + (("int8",) if int8 else ())
         with self._lock:
             if key in self._models:
                 return self._touch(key)
@@ -275,6 +282,8 @@ class ModelManager:
                 if key in self._models:
                     return self._touch(key)
             loaded = self._loader(name, head, attn_implementation)
+            if int8:
+                loaded = _quantized(loaded)
             with self._lock:
                 self._models[key] = loaded
                 self._key_locks.pop(key, None)
@@ -317,8 +326,9 @@ class ModelManager:
         """One plain dict per loaded model, most recently used last."""
         with self._lock:
             return [{"checkpoint": m.checkpoint, "head": m.head, "device": str(m.device),
-                     "dtype": str(next(m.model.parameters()).dtype).replace("torch.", ""),
-                     "attn_implementation": m.attn_implementation or "default",
+                     "dtype": ("int8/" if m.quantized else "") + str(next(m.model.parameters()).dtype).replace(
+                         "torch.", ""),
+                     "attn_implementation": m.attn_implementation or "default", "int8": m.quantized,
                      "approx_bytes": m.approx_bytes, "approx_mb": round(m.approx_bytes / 2**20, 1)}
                     for m in self._models.values()]
 
@@ -336,6 +346,14 @@ class ModelManager:
         if keys:
             _free_memory()
         return len(keys)
+
+
+def _quantized(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` with its model's ``nn.Linear`` layers dynamically quantized to int8 (float32 freed)."""
+    model = quantize_int8(loaded.model)
+    loaded.model, loaded.quantized = model, True
+    loaded.approx_bytes = model_bytes(model) + quantized_bytes(model)
+    return loaded
 
 
 def _not_in_use(loaded: LoadedModel) -> bool:
