@@ -151,6 +151,9 @@ class Settings:
     # missed the agreement targets on the bundled models, benchmarks/README.md), "int8", or "auto" (int8 when serving
     # on the CPU) (PLM_QUANTIZE). Training, explanations and the Attention/Contextual views always stay float32.
     quantize: str = "off"
+    # Load the first tab's default models in the background at launch, so the first answer does not wait for
+    # them (PLM_WARM_START, on by default).
+    warm_start: bool = True
     # Attention tab: memory for cached forward passes, one per (model, input), in bytes (PLM_ATTENTION_CACHE_MB).
     attention_cache_bytes: int = 64 * 2**20
     # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
@@ -207,6 +210,7 @@ def get_settings() -> Settings:
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
         lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
+        warm_start=_env_bool("PLM_WARM_START", True),
         quantize=_env_choice("PLM_QUANTIZE", ("off", "int8", "auto"), "off"),
         attention_cache_bytes=max(0, _env_int("PLM_ATTENTION_CACHE_MB", 64)) * 2**20,
         data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),

@@ -12,8 +12,10 @@ elsewhere it returns the function unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -54,6 +56,7 @@ _TASK_HEADS = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 
 define({
     "model.untrained_head": "{name} has no trained {head_words} head (missing weights: {missing}); choose another "
@@ -346,6 +349,26 @@ class ModelManager:
         if keys:
             _free_memory()
         return len(keys)
+
+
+def warm_up(tasks: list[str], nice: int = 5) -> threading.Thread:
+    """Load the default model of each task in a background thread and run one short forward pass through it
+    (torch's first call is slow), at a lower CPU priority so the server answering its first page goes first.
+    Failures are logged and left for the first request to report. Returns the started thread."""
+    def load_all() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread can have its own nice value
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        for task in tasks:
+            try:
+                loaded = get_manager().get(None, _TASK_HEADS[task], task=task)
+                with loaded.lock, torch.inference_mode():
+                    loaded.model(**loaded.tokenizer("Warm up.", return_tensors="pt").to(loaded.device))
+            except Exception:  # noqa: BLE001 - the first request shows the error in the user's language
+                logger.warning("warm start: the default model of %s did not load", task, exc_info=True)
+
+    thread = threading.Thread(target=load_all, name="plm-warm-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def _quantized(loaded: LoadedModel) -> LoadedModel:
