@@ -80,44 +80,68 @@ def chart_title(page, elem_id: str) -> str:
     return page.locator(f"#{elem_id} .gtitle").first.text_content() or ""
 
 
+def slide(page, elem_id: str, fraction: float) -> None:
+    """Drag the slider ``elem_id`` with the mouse to ``fraction`` (0 = left end, 1 = right end) and let go."""
+    box = page.locator(f"#{elem_id} input[type=range]").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 2 + fraction * (box["width"] - 4), y, steps=5)
+    page.mouse.up()
+
+
+def catalogue(language: str, code: str, **params: object) -> str:
+    """The text of message ``code`` in ``language``, as the server writes it."""
+    from demo import attention_tab  # noqa: F401 - registers the tab's messages
+    from demo.i18n import MESSAGES
+
+    return MESSAGES[language][code].format(**params)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian chromium is not installed")
-def test_layer_and_head_pickers_redraw_on_every_change(app_server: str) -> None:
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_layer_and_head_pickers_redraw_on_every_change(app_server: str, language: str) -> None:
     """Typing a number, arrow keys and the slider each redraw the open chart for the chosen layer/head, from
-    the session's state (no new forward pass), the latest change only."""
+    the session's state (no new forward pass), the latest change only; in both UI languages."""
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
+    heatmap = lambda layer, head: catalogue(language, "attention.heatmap_title", layer=layer, head=head)  # noqa: E731
+    grid = lambda layer: catalogue(language, "attention.plot.layer_heads", layer=layer)  # noqa: E731
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page = browser.new_page(locale=language, viewport={"width": 1300, "height": 1000})
             page.goto(app_server)
             open_tab(page, "tab_attention")
             page.locator("#attn-text textarea").fill("The cat sat on the mat.")
             page.locator("#attn-run").click()
             title = page.locator("#attn-heatmap .gtitle").first
-            expect(title).to_have_text("Layer 0, head 0", timeout=90_000)
+            expect(title).to_have_text(heatmap(0, 0), timeout=90_000)
             runs: list[str] = []
             page.on("request", lambda r: runs.append(r.url) if "queue/join" in r.url else None)
 
             page.locator("#attn-layer input[type=number]").fill("1")  # typing a number
-            expect(title).to_have_text("Layer 1, head 0", timeout=30_000)
+            expect(title).to_have_text(heatmap(1, 0), timeout=30_000)
             head_range = page.locator("#attn-head input[type=range]")
             head_range.focus()
             for _ in range(3):  # arrow keys, pressed faster than the charts are drawn
                 head_range.press("ArrowRight")
-            expect(title).to_have_text("Layer 1, head 3", timeout=30_000)
+            expect(title).to_have_text(heatmap(1, 3), timeout=30_000)
             head_range.press("ArrowLeft")
-            expect(title).to_have_text("Layer 1, head 2", timeout=30_000)
-            assert 2 <= len(runs) <= 5  # at most one redraw per change (stale ones are dropped)
+            expect(title).to_have_text(heatmap(1, 2), timeout=30_000)
+            slide(page, "attn-layer", 0.0)  # the slider itself, by the mouse
+            expect(title).to_have_text(heatmap(0, 2), timeout=30_000)
+            expect(page.locator("#attn-layer input[type=number]")).to_have_value("0")
+            assert 3 <= len(runs) <= 6  # at most one redraw per change (stale ones are dropped)
 
             open_tab(page, "attn-grid")  # another view follows the pickers too
             grid_title = page.locator("#attn-grid .gtitle").first
-            expect(grid_title).to_have_text("All heads of layer 1", timeout=30_000)
-            page.locator("#attn-layer input[type=number]").fill("0")
-            expect(grid_title).to_have_text("All heads of layer 0", timeout=30_000)
+            expect(grid_title).to_have_text(grid(0), timeout=30_000)
+            slide(page, "attn-layer", 1.0)
+            expect(grid_title).to_have_text(grid(1), timeout=30_000)
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "attention_pickers.png"), full_page=False)
+            page.screenshot(path=str(ARTIFACTS / f"attention_pickers_{language}.png"), full_page=False)
         finally:
             browser.close()
 
