@@ -110,7 +110,6 @@ MESSAGES = {
                                        "responsive; pick another layer or shorten the text to see the others.",
         "attention.run_first": "Press Run first, then pick a query token.",
         "attention.progress_load": "Loading the model and computing attention…",
-        "attention.progress_summary": "Summarising heads and rolling out attention…",
         "attention.progress_views": "Rendering the views…",
         "attention.heatmap_title": "Layer {layer}, head {head}",
         "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — layer {layer}, head {head}, "
@@ -133,7 +132,6 @@ MESSAGES = {
         "attention.model_view_layers": "为了页面流畅，模型视图只显示第 {first}–{last} 层（共 0–{top} 层）；选择其他层或缩短文本可查看其余各层。",
         "attention.run_first": "请先点击运行，再选择查询词元。",
         "attention.progress_load": "正在加载模型并计算注意力…",
-        "attention.progress_summary": "正在统计注意力头并计算 rollout…",
         "attention.progress_views": "正在绘制视图…",
         "attention.heatmap_title": "第 {layer} 层，第 {head} 个注意力头",
         "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — 第 {layer} 层，第 {head} 个注意力头，"
@@ -246,12 +244,13 @@ def chart_values(state: dict | None, layer: Any, head: Any, image_format: str, v
         values[2] = plots.with_export(plots.layer_grid(weights[layer], tokens, layer), image_format,
                                       f"attention_layer{layer}_heads")
     elif view == "attn-rollout":
-        values[3] = plots.with_export(plots.rollout_heatmap(state["rollout"][layer], tokens, layer), image_format,
+        values[3] = plots.with_export(plots.rollout_heatmap(_derived(state, "rollout")[layer], tokens, layer), image_format,
                                       f"attention_rollout_L{layer}")
     else:
-        summary = plots.summary_chart(state["summary"], result["num_layers"], result["num_heads"])
+        rows = _derived(state, "summary")
+        summary = plots.summary_chart(rows, result["num_layers"], result["num_heads"])
         values[4] = plots.with_export(summary, image_format, "attention_head_summary")
-        values[0] = _summary_table(state["summary"])
+        values[0] = _summary_table(rows)
     return tuple(values)
 
 
@@ -268,6 +267,15 @@ def open_view(view: str) -> Any:
 
     show.__name__ = f"open_{view.replace('-', '_')}"
     return user_errors(show)
+
+
+def _derived(state: dict, name: str) -> Any:
+    """The run's attention rollout or per-head summary, computed on first use and kept in the session's state."""
+    if name not in state:
+        weights, result = state["weights"], state["result"]
+        state[name] = (np.asarray(attention_rollout(weights), dtype=np.float32) if name == "rollout" else
+                       head_summary(weights, result["cls_positions"], result["sep_positions"]))
+    return state[name]
 
 
 def _summary_table(rows: list[dict]) -> dict:
@@ -288,11 +296,9 @@ def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: 
     weights = result.pop("weights")
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
-    progress(0.6, desc=say("attention.progress_summary"))
+    # rollout and the per-head summary are computed when their view is first drawn (~70 ms at 128 tokens)
     state = {"result": result, "weights": weights, "text": text, "text_pair": text_pair or None,
-             "checkpoint": result["checkpoint"],
-             "rollout": np.asarray(attention_rollout(weights), dtype=np.float32),
-             "summary": head_summary(weights, result["cls_positions"], result["sep_positions"])}
+             "checkpoint": result["checkpoint"]}
     progress(0.8, desc=say("attention.progress_views"))
     view = view if view in CHART_VIEWS + BERTVIZ_VIEWS else DEFAULT_VIEW
     frames: tuple = (None, None, None)
