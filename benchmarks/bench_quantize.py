@@ -15,7 +15,7 @@ Measured in one run, the float32 model as the reference for every ratio:
    points);
 5. memory of the weights, float32 and int8.
 
-    python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao]
+    python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao] [--speed-only]
 
 ``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` to the speed comparison
 (when torchao is installed), the alternative weighed when the int8 library was chosen.
@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--examples", type=int, default=2000, help="held-out pretraining examples (masks)")
     parser.add_argument("--torchao", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="skip the agreement measurements")
     args = parser.parse_args()
 
     from model_utils.bundled import load_bundled
@@ -154,6 +155,8 @@ def main() -> None:
     if args.torchao and (variant := torchao_variant(fp32)) is not None:
         models["int8 (torchao)"] = variant
     speed(models, tokenizer, args.repeat)
+    if args.speed_only:
+        return
 
     agreement, masks = heldout_agreement(fp32, int8, args.examples)
     print(f"Fill-Mask top-1 agreement int8 vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
