@@ -292,11 +292,6 @@ def attention_from_model(model: Any, tokenizer: Any, text: str, text_pair: str |
     return {**record.result, "attentions": record.weights.tolist()}
 
 
-def compact_matrix(matrix: Any, decimals: int = 4) -> list:
-    """A weights array as nested lists rounded to ``decimals`` (what the charts show), for small answers."""
-    return np.round(np.asarray(matrix, dtype=np.float64), decimals).tolist()
-
-
 # ---------------------------------------------------------------------------- statistics
 
 
