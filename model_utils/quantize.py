@@ -1,33 +1,32 @@
 """The int8 CPU path for serving: PyTorch dynamic quantization of every ``nn.Linear``.
 
 ``PLM_QUANTIZE`` (settings ``quantize``): ``int8`` quantizes the prediction models the app serves on the
-CPU, ``auto`` does so when the serving device is the CPU, ``off`` (the default) never: on the bundled models
-int8 agreed with float32 on only ~73-80% of held-out Fill-Mask top-1 predictions and cost ~0.5 points of
-sentiment accuracy (targets: 99% and 0.5), so it is an opt-in speed/memory trade, not the default. The weights of each
-``nn.Linear`` become int8 (per-tensor scale) and activations are quantized on the fly, row by row of the
-batch, by ``torch.ao.quantization.quantize_dynamic``; embeddings, LayerNorms and softmax stay float32.
-Chosen by measurement against torchao's eager ``Int8DynamicActivationInt8WeightConfig`` (no faster on
-CPU without ``torch.compile``) and ONNX Runtime (an export per head and model): see
-``benchmarks/bench_quantize.py`` and ``benchmarks/README.md`` for speed and agreement with float32.
+CPU, ``auto`` does so when the serving device is the CPU (both leave a GPU model alone: these kernels are
+CPU-only), ``off`` (the default) never. The weights of each ``nn.Linear`` become int8 (per-tensor scale) and
+activations are quantized on the fly by ``torch.ao.quantization.quantize_dynamic``; embeddings, LayerNorms
+and softmax stay float32. It is built into PyTorch (no extra dependency, no export per model); torchao and
+ONNX Runtime were not installed here and were not measured.
+
+Measured on the bundled models (``benchmarks/bench_quantize.py``, figures in ``benchmarks/README.md``):
+about 2x faster forward passes on an idle CPU, but only ~73% of held-out Fill-Mask top-1 predictions equal
+float32's (per-channel weights ~80%) and sentiment accuracy drops ~0.55 points, against targets of 99% and
+0.5: the bundled MiniLM's word distributions are flat, so small rounding flips the top word. Hence opt-in.
 
 Only heads that predict are quantized (:data:`QUANTIZED_HEADS`): the Attention tab and the Contextual lab
-show the model's internals and keep float32, and so does anything that needs gradients (Integrated
-Gradients explanations) or trains (fine-tuning and pretraining load their models themselves, never
-through the serving cache).
+show the model's internals and keep float32, and so does anything that needs gradients (explanations ask
+the manager for ``full_precision``) or trains (fine-tuning and pretraining load their models themselves,
+never through the serving cache).
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
-from typing import Any
 
 import torch
 
-logger = logging.getLogger(__name__)
 
 MODES = ("auto", "int8", "off")
-# Heads whose outputs are predictions (probabilities), where int8 agrees with float32 within the targets.
+# Heads whose outputs are predictions (probabilities), not internals shown as they are.
 QUANTIZED_HEADS = frozenset({"masked-lm", "next-sentence", "sequence-classification"})
 
 
