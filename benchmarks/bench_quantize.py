@@ -18,7 +18,7 @@ Measured in one run, the float32 model as the reference for every ratio:
     python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao] [--speed-only]
 
 ``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` to the speed comparison
-(when torchao is installed), the alternative weighed when the int8 library was chosen.
+(when torchao is installed; it was not for the figures in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
