@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -203,8 +204,10 @@ def score_text(text: str, model: str | None = None, method: str = "auto",
 
 
 def words_of(text: str) -> list[tuple[str, int, int]]:
-    """The words and punctuation marks of ``text`` with their character spans."""
-    return [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
+    """The words and punctuation marks of ``text`` with their character spans (control and format
+    characters, such as a zero-width space, are neither)."""
+    return [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)
+            if not unicodedata.category(m.group(0)[0]).startswith("C")]
 
 
 def _word_tokens(offsets: Sequence[tuple[int, int]], words: Sequence[tuple[str, int, int]]) -> list[list[int]]:
