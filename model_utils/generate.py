@@ -366,8 +366,8 @@ def next_token(text: str, model: str | None = None, top_k: int = 10, temperature
     """The next-token distribution of ``model`` after ``text`` (+ the token ids ``continuation``), before and
     after each filter.
 
-    Returns ``{"model", "context", "prompt_tokens", "continuation", "temperature", "top_k", "top_p",
-    "candidates": [{"token_id", "token", "text", "rank", "probability", "after_temperature", "after_top_k",
+    Returns ``{"model", "prompt", "prompt_tokens", "tokens" (the continuation's tokens, as :func:`generate`
+    gives them), "temperature", "top_k", "top_p", "candidates": [{"token_id", "token", "text", "rank", "probability", "after_temperature", "after_top_k",
     "after_top_p", "removed_by"}], "rest": {same four for every other token}, "kept", "vocab_size",
     "notices"}``. Candidates are the most likely tokens under the model (every one the filters keep, up to
     40, and a few they remove); ``after_top_p`` is what sampling draws from.
@@ -376,15 +376,20 @@ def next_token(text: str, model: str | None = None, top_k: int = 10, temperature
     loaded = _load(model)
     with loaded.lock:
         prompt = encode_prompt(loaded, text, continuation)
-        stages = filter_stages(_forward(loaded, prompt.ids)[-1], temperature, top_k, top_p)
+        logits = _forward(loaded, prompt.ids)
         tokenizer = loaded.tokenizer
+        added = prompt.ids[prompt.start:]
+        tokens = [token_record(tokenizer, logits[position - 1].softmax(-1), prompt.ids[position], "given")
+                  for position in range(prompt.start, len(prompt.ids))]
+        for token, piece in zip(tokens, _piece_texts(tokenizer, prompt.ids[:prompt.start], added)):
+            token["text"] = piece
         return {
             "model": loaded.checkpoint,
-            "context": tokenizer.decode(prompt.ids, skip_special_tokens=True),
+            "prompt": tokenizer.decode(prompt.ids[:prompt.start], skip_special_tokens=True),
             "prompt_tokens": tokenizer.convert_ids_to_tokens(prompt.ids[:prompt.start]),
-            "continuation": prompt.ids[prompt.start:],
+            "tokens": tokens,
             "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            **_candidates(tokenizer, stages),
+            **_candidates(tokenizer, stages=filter_stages(logits[-1], temperature, top_k, top_p)),
             "notices": prompt.notices,
         }
 

@@ -184,7 +184,7 @@ def score_text(text: str, model: str | None = None, method: str = "auto",
 
     ``method``: "causal" (a left-to-right model: each token from the ones before it), "masked" (a masked
     LM: each token masked in turn, its pseudo-log-likelihood) or "auto" (what the model is). Returns
-    ``{"model", "method", "tokens": [{"token", "text", "start", "end", "logprob", "probability", "rank"}],
+    ``{"model", "method", "text", "tokens": [{"token", "text", "start", "end", "logprob", "probability", "rank"}],
     "scored", "logprob", "mean_logprob", "perplexity", "notices"}``; perplexity = exp(-mean log-probability)
     over the scored tokens (a left-to-right model without a start token cannot score the first one).
     ``progress(done, total)`` follows the masked scorer's passes.
@@ -197,7 +197,7 @@ def score_text(text: str, model: str | None = None, method: str = "auto",
         record["probability"] = None if record["logprob"] is None else math.exp(record["logprob"])
     if not any(r["logprob"] is not None for r in result["tokens"]):
         raise UserError("perplexity.nothing_to_score", name=loaded.checkpoint)
-    return {"model": loaded.checkpoint, "method": chosen, **result, **_summary(result["tokens"])}
+    return {"model": loaded.checkpoint, "method": chosen, "text": text, **result, **_summary(result["tokens"])}
 
 
 # ---------------------------------------------------------------------------- BERT vs GPT
