@@ -16,8 +16,9 @@ Four panels share the causal model picker (the last has its own two):
 from __future__ import annotations
 
 import html
+import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -39,6 +40,7 @@ SENTENCES = [["The cat sat on the mat because it was tired."], ["I drank a cup o
              ["She went to the bank to deposit her money."]]
 COMPARE_HEADERS = ["gen_col_strategy", "gen_col_tokens", "gen_col_logprob", "gen_col_perplexity", "gen_col_ended"]
 WORD_HEADERS = ["gen_col_word", "gen_col_masked_p", "gen_col_masked_guess", "gen_col_causal_p", "gen_col_causal_guess"]
+UPDATE_EVERY_S = 0.1  # the streamed text is redrawn at most 10 times a second, however fast the model is
 TEXT_STYLE = "white-space:pre-wrap;line-height:2;font-size:1.05em;padding:6px 2px"
 
 STRINGS = {
@@ -302,6 +304,48 @@ def undo_token(model: str | None, prompt: str, temperature: float, top_k: float,
     return _moved(model, prompt, (temperature, top_k, top_p), ids[:-1], chosen_by[:-1])
 
 
+def paced(produce: Callable[[Callable[[], bool]], Iterator[dict]], interval: float = UPDATE_EVERY_S) -> Iterator[dict]:
+    """The records of ``produce(should_stop)``, run in a worker thread, the newest one at most every ``interval``
+    seconds (the first as soon as it exists, the last always).
+
+    The model then generates at its own speed: the browser's updates (each re-sends the coloured text and the
+    record) no longer wait between tokens. When the consumer stops iterating (Stop cancels the event), the
+    worker is told to stop after its current token.
+    """
+    lock, ready, stop = threading.Lock(), threading.Event(), threading.Event()
+    box: dict[str, Any] = {"record": None, "done": False, "error": None}
+
+    def work() -> None:
+        try:
+            for record in produce(stop.is_set):
+                with lock:
+                    box["record"] = record
+                ready.set()
+        except BaseException as err:  # noqa: BLE001 - raised again in the consumer's thread
+            box["error"] = err
+        finally:
+            with lock:
+                box["done"] = True
+            ready.set()
+
+    threading.Thread(target=work, name="generate", daemon=True).start()
+    try:
+        while True:
+            ready.wait()
+            with lock:
+                record, box["record"], done = box["record"], None, box["done"]
+                ready.clear()
+            if box["error"] is not None:
+                raise box["error"]
+            if record is not None:
+                yield record
+            if done:
+                return
+            time.sleep(interval)
+    finally:
+        stop.set()
+
+
 def _stream(inputs: dict, continue_steps: bool):
     """The function of the ``generate`` (from the prompt) or ``generate_continue`` (after the steps) event."""
     @user_errors
@@ -309,9 +353,13 @@ def _stream(inputs: dict, continue_steps: bool):
         values = values_of(data, inputs)
         model, prompt = values["model"], values["prompt"]
         ids, chosen_by = _steps(values["state"], prompt, model) if continue_steps else ([], [])
-        for record in generate_stream(prompt, model or None, values["max_new_tokens"], values["strategy"],
-                                      values["temperature"], values["top_k"], values["top_p"], seed=values["seed"],
-                                      continuation=ids):
+
+        def produce(should_stop: Callable[[], bool]) -> Iterator[dict]:
+            return generate_stream(prompt, model or None, values["max_new_tokens"], values["strategy"],
+                                   values["temperature"], values["top_k"], values["top_p"], seed=values["seed"],
+                                   continuation=ids, should_stop=should_stop)
+
+        for record in paced(produce):
             added = chosen_by + ["model"] * (len(record["tokens"]) - len(chosen_by))
             state = _state(prompt, model, [t["token_id"] for t in record["tokens"]], added)
             yield render_text(record, added), status_line(record), state, _translated(record)

@@ -58,7 +58,7 @@ def tiny_bpe_tokenizer():
                             show_progress=False)
     end = "<|endoftext|>"
     return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=end, eos_token=end, unk_token=end,
-                             model_max_length=64)
+                             model_max_length=256)
 
 
 def _tiny_causal(kind: str):
@@ -68,7 +68,7 @@ def _tiny_causal(kind: str):
 
     if kind == "gpt2":
         tokenizer = tiny_bpe_tokenizer()
-        config = tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=64,
+        config = tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=256,
                                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
         return tf.GPT2LMHeadModel(config), tokenizer
     tokenizer = tiny_tokenizer()

@@ -207,13 +207,13 @@ def test_min_new_tokens_forbids_the_end_token_like_transformers(models: dict) ->
 
 
 def test_a_long_prompt_keeps_its_end_and_generation_stops_at_the_context(tiny_env: Path) -> None:
-    long_prompt = "the cat sat on the mat . " * 20  # far past the tiny models' 64 positions
+    long_prompt = "the cat sat on the mat . " * 40  # past the tiny models' positions (64, and 256 for GPT-2)
     result = model_utils.next_token(long_prompt, "local:tiny-decoder")
     assert len(result["prompt_tokens"]) == 63 and result["prompt_tokens"][0] == "[CLS]"
     assert "only its last 62 are used" in result["notices"][0]
     generated = model_utils.generate(long_prompt, "local:tiny-gpt2", 5, min_new_tokens=5)
     assert generated["finished"] == "context" and generated["generated"] == 1
-    assert "context length (64 tokens)" in generated["notices"][-1]
+    assert "context length (256 tokens)" in generated["notices"][-1]
 
 
 def test_generation_is_bounded_in_time(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,7 +243,7 @@ def test_generation_is_bounded_in_time(tiny_env: Path, monkeypatch: pytest.Monke
     ({"continuation": [1, 10**6]}, "the model's token ids (0 to 299)"),
     ({"continuation": "1,2"}, "must be a list"),
     ({"continuation": [1] * 201}, "201 tokens were already added"),
-    ({"continuation": [1] * 63}, "fills the model's context (64 tokens)"),
+    ({"continuation": [1] * 63, "model": "local:tiny-decoder"}, "fills the model's context (64 tokens)"),
     ({"model": "local:tiny-bert"}, "reads the words on both sides"),
     ({"model": "bundled:minilm-pretrained"}, "has no causal-language-model head"),
 ])
