@@ -416,7 +416,7 @@ def _candidates(tokenizer: Any, stages: dict[str, torch.Tensor]) -> dict:
 # ---------------------------------------------------------------------------- generation
 
 
-def _eos_ids(loaded: LoadedModel) -> set[int]:
+def eos_token_ids(loaded: LoadedModel) -> set[int]:
     """Tokens that end a text for this model (its config's, else its tokenizer's end token)."""
     eos = getattr(loaded.model.generation_config, "eos_token_id", None)
     if eos is None:
@@ -500,7 +500,7 @@ def _step_loop(run: _Run, should_stop: Callable[[], bool] | None, every_token: b
     why it ended."""
     loaded, request, prompt = run.loaded, run.request, run.prompt
     decoder = _Decoder(loaded, prompt.ids)
-    eos = _eos_ids(loaded)
+    eos = eos_token_ids(loaded)
     limit_s = get_settings().generate_time_limit_s
     for step in range(request.max_new_tokens):
         if len(decoder.ids) >= prompt.limit:
@@ -532,7 +532,7 @@ def _beam_search(run: _Run) -> dict:
     loaded, request, prompt = run.loaded, run.request, run.prompt
     new = min(request.max_new_tokens, prompt.limit - len(prompt.ids))
     pad = loaded.tokenizer.pad_token_id
-    eos = _eos_ids(loaded)
+    eos = eos_token_ids(loaded)
     with loaded.lock, torch.inference_mode():
         out = loaded.model.generate(
             torch.tensor([prompt.ids], device=loaded.device), do_sample=False, num_beams=request.num_beams,

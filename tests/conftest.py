@@ -141,7 +141,6 @@ def tiny_env(tiny_checkpoints_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     for var in ("PLM_DEFAULT_FILL_MASK", "PLM_DEFAULT_NEXT_SENTENCE", "PLM_DEFAULT_ATTENTION", "PLM_DEFAULT_CONTEXTUAL"):
         monkeypatch.setenv(var, "local:tiny-bert")
     monkeypatch.setenv("PLM_DEFAULT_TEXT_CLASSIFICATION", "local:tiny-classifier")
-    monkeypatch.setenv("PLM_DEFAULT_TEXT_GENERATION", "local:tiny-gpt2")
     monkeypatch.setenv("PLM_DEVICE", "cpu")
     monkeypatch.setattr(manager, "_manager", manager.ModelManager())
     return tiny_checkpoints_dir
