@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any
 
 import plotly.graph_objects as go
 
@@ -172,8 +171,9 @@ def scored_html(text: str, tokens: list[dict]) -> str:
         if start < cursor:
             continue
         parts.append(html.escape(text[cursor:start]))
-        parts.append(f'<span class="gen-token" style="{TOKEN_STYLE};background:{probability_color(token.get("probability"))}" '
-                     f'title="{html.escape(_hover(token, False), quote=True)}">{html.escape(text[start:end])}</span>')
+        style = f"{TOKEN_STYLE};background:{probability_color(token.get('probability'))}"
+        hover = html.escape(_hover(token, False), quote=True)
+        parts.append(f'<span class="gen-token" style="{style}" title="{hover}">{html.escape(text[start:end])}</span>')
         cursor = end
     parts.append(html.escape(text[cursor:]))
     return "".join(parts)

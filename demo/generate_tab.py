@@ -18,6 +18,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator
 
 import gradio as gr
@@ -30,7 +31,6 @@ from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import markdown_text, say, table, translate
 from model_utils import bert_vs_gpt, generate, generate_stream, next_token, score_text
 from model_utils.config import get_settings
-from model_utils.errors import UserError
 
 TASK = "text-generation"
 PROMPTS = [["The weather today is"], ["I was very hungry after work, so I"], ["Once upon a time, a little"],
@@ -517,71 +517,85 @@ def _sampling_knobs(prefix: str) -> dict[str, gr.components.Component]:
     return knobs
 
 
-def _steps_panel(model: gr.Dropdown) -> None:
-    prompt = gr.Textbox(label=I18N("gen_prompt"), value=PROMPTS[0][0], lines=2, elem_id="gen-prompt",
-                        max_length=text_limit())
-    knobs = _sampling_knobs("gen")
-    settings = get_settings()
+def _steps_layout(model: gr.Dropdown) -> SimpleNamespace:
+    """The components of the step-by-step panel (``ui.model`` ... ``ui.raw``)."""
+    ui = SimpleNamespace(model=model, state=gr.State(None))
+    ui.prompt = gr.Textbox(label=I18N("gen_prompt"), value=PROMPTS[0][0], lines=2, elem_id="gen-prompt",
+                           max_length=text_limit())
+    ui.knobs = _sampling_knobs("gen")
+    limit = get_settings().max_new_tokens
     with gr.Row():
-        strategy = gr.Radio([(I18N("gen_greedy"), "greedy"), (I18N("gen_sample"), "sample")], value="sample",
-                            label=I18N("gen_strategy"), elem_id="gen-strategy")
-        seed = gr.Number(value=0, precision=0, minimum=0, label=I18N("gen_seed"), elem_id="gen-seed")
-        max_new = gr.Slider(1, settings.max_new_tokens, value=min(30, settings.max_new_tokens), step=1,
-                            label=I18N("gen_max_new"), elem_id="gen-max-new")
-    state = gr.State(None)
+        ui.strategy = gr.Radio([(I18N("gen_greedy"), "greedy"), (I18N("gen_sample"), "sample")], value="sample",
+                               label=I18N("gen_strategy"), elem_id="gen-strategy")
+        ui.seed = gr.Number(value=0, precision=0, minimum=0, label=I18N("gen_seed"), elem_id="gen-seed")
+        ui.max_new = gr.Slider(1, limit, value=min(30, limit), step=1, label=I18N("gen_max_new"),
+                               elem_id="gen-max-new")
     with gr.Row():
-        show = gr.Button(I18N("gen_show"), elem_id="gen-show")
-        step = gr.Button(I18N("gen_step"), variant="primary", elem_id="gen-step")
-        undo = gr.Button(I18N("gen_undo"), elem_id="gen-undo")
-        restart = gr.Button(I18N("gen_restart"), elem_id="gen-restart")
+        ui.show, ui.step, ui.undo, ui.restart = (
+            gr.Button(I18N(key), elem_id=elem_id, variant=variant) for key, elem_id, variant in (
+                ("gen_show", "gen-show", "secondary"), ("gen_step", "gen-step", "primary"),
+                ("gen_undo", "gen-undo", "secondary"), ("gen_restart", "gen-restart", "secondary")))
     with gr.Row():
-        candidate = gr.Dropdown(choices=[], label=I18N("gen_candidate"), scale=3, elem_id="gen-candidate",
-                                allow_custom_value=True)  # any token id: the model layer checks it
-        add = gr.Button(I18N("gen_add"), scale=1, elem_id="gen-add")
+        ui.candidate = gr.Dropdown(choices=[], label=I18N("gen_candidate"), scale=3, elem_id="gen-candidate",
+                                   allow_custom_value=True)  # any token id: the model layer checks it
+        ui.add = gr.Button(I18N("gen_add"), scale=1, elem_id="gen-add")
     with gr.Row():
-        run = gr.Button(I18N("gen_run"), variant="primary", elem_id="gen-run")
-        more = gr.Button(I18N("gen_continue"), elem_id="gen-continue")
-        stop = gr.Button(I18N("gen_stop"), variant="stop", elem_id="gen-stop")
+        ui.run = gr.Button(I18N("gen_run"), variant="primary", elem_id="gen-run")
+        ui.more = gr.Button(I18N("gen_continue"), elem_id="gen-continue")
+        ui.stop = gr.Button(I18N("gen_stop"), variant="stop", elem_id="gen-stop")
     gr.Markdown(I18N("gen_legend"))
-    text = gr.HTML(elem_id="gen-text")
-    status = gr.Markdown(elem_id="gen-status")
-    notices = gr.Markdown(elem_id="gen-notices")
-    chart = gr.Plot(show_label=False, elem_id="gen-chart")
-    raw = gr.JSON(visible=False)
-    examples(PROMPTS, inputs=[prompt])
+    ui.text = gr.HTML(elem_id="gen-text")
+    ui.status = gr.Markdown(elem_id="gen-status")
+    ui.notices = gr.Markdown(elem_id="gen-notices")
+    ui.chart = gr.Plot(show_label=False, elem_id="gen-chart")
+    ui.raw = gr.JSON(visible=False)
+    examples(PROMPTS, inputs=[ui.prompt])
+    return ui
 
-    knob_inputs = [knobs["temperature"], knobs["top_k"], knobs["top_p"]]
-    draw = dict(fn=render_next, inputs=[raw, state], outputs=[text, chart, candidate, notices],
-                api_visibility="private", queue=False)
-    shown = gr.on([show.click, prompt.submit, *(k.change for k in knob_inputs)], show_next_token,
-                  inputs=[model, prompt, *knob_inputs, state], outputs=[raw], api_name="next_token",
+
+def _wire_steps(ui: SimpleNamespace) -> None:
+    """The next-token chart and the one-token steps: each answers (new state, next-token result), then redraws."""
+    knobs = [ui.knobs["temperature"], ui.knobs["top_k"], ui.knobs["top_p"]]
+    ui.draw = dict(fn=render_next, inputs=[ui.raw, ui.state], outputs=[ui.text, ui.chart, ui.candidate, ui.notices],
+                   api_visibility="private", queue=False)
+    shown = gr.on([ui.show.click, ui.prompt.submit, *(k.change for k in knobs)], show_next_token,
+                  inputs=[ui.model, ui.prompt, *knobs, ui.state], outputs=[ui.raw], api_name="next_token",
                   trigger_mode="always_last")
-    shown.success(**draw)
-    clear_on_failure(shown, [chart, notices])
-    gr.on([prompt.change, model.change], lambda: None, outputs=[state], api_visibility="private", queue=False)
-    for event in (
-            step.click(add_model_choice, inputs=[model, prompt, strategy, *knob_inputs, seed, state],
-                       outputs=[state, raw], api_name="generate_step", concurrency_id="generate"),
-            add.click(add_chosen_token, inputs=[model, prompt, *knob_inputs, candidate, state], outputs=[state, raw],
-                      api_name="choose_token"),
-            undo.click(undo_token, inputs=[model, prompt, *knob_inputs, state], outputs=[state, raw],
-                       api_name="undo_token")):
-        event.success(**draw)
-    restart.click(lambda: (None, "", None, gr.Dropdown(choices=[], value=None), "", ""),
-                  outputs=[state, text, chart, candidate, status, notices], api_visibility="private", queue=False)
+    shown.success(**ui.draw)
+    clear_on_failure(shown, [ui.chart, ui.notices])
+    gr.on([ui.prompt.change, ui.model.change], lambda: None, outputs=[ui.state], api_visibility="private",
+          queue=False)  # the steps belong to one prompt and one model
+    steps = ((ui.step, add_model_choice, [ui.strategy, *knobs, ui.seed], "generate_step"),
+             (ui.add, add_chosen_token, [*knobs, ui.candidate], "choose_token"),
+             (ui.undo, undo_token, knobs, "undo_token"))
+    for button, fn, values, name in steps:
+        button.click(fn, inputs=[ui.model, ui.prompt, *values, ui.state], outputs=[ui.state, ui.raw], api_name=name,
+                     concurrency_id="generate").success(**ui.draw)
+    ui.restart.click(lambda: (None, "", None, gr.Dropdown(choices=[], value=None), "", ""),
+                     outputs=[ui.state, ui.text, ui.chart, ui.candidate, ui.status, ui.notices],
+                     api_visibility="private", queue=False)
 
-    inputs = {"model": model, "prompt": prompt, "max_new_tokens": max_new, "strategy": strategy, **knobs,
-              "seed": seed, "state": state}
+
+def _wire_streams(ui: SimpleNamespace) -> None:
+    """Generate from the prompt, continue the steps (both streamed), Stop; the chart follows the text."""
+    inputs = {"model": ui.model, "prompt": ui.prompt, "max_new_tokens": ui.max_new, "strategy": ui.strategy,
+              **ui.knobs, "seed": ui.seed, "state": ui.state}
     streams = [button.click(_stream(inputs, continue_steps), inputs=set(inputs.values()),
-                            outputs=[text, status, state, raw], api_name=name, concurrency_id="generate")
-               for button, continue_steps, name in ((run, False, "generate"), (more, True, "generate_continue"))]
-    refresh = dict(fn=show_next_token, inputs=[model, prompt, *knob_inputs, state], outputs=[raw],
+                            outputs=[ui.text, ui.status, ui.state, ui.raw], api_name=name, concurrency_id="generate")
+               for button, continue_steps, name in ((ui.run, False, "generate"), (ui.more, True, "generate_continue"))]
+    refresh = dict(fn=show_next_token, inputs=[ui.model, ui.prompt, *ui.knobs.values(), ui.state], outputs=[ui.raw],
                    api_visibility="private")
     for stream in streams:
-        stream.success(**refresh).success(**draw)
-        clear_on_failure(stream, [text, status])
-    stop.click(stopped_line, inputs=[state], outputs=[status], cancels=streams, api_visibility="private",
-               queue=False).then(**refresh).success(**draw)
+        stream.success(**refresh).success(**ui.draw)
+        clear_on_failure(stream, [ui.text, ui.status])
+    ui.stop.click(stopped_line, inputs=[ui.state], outputs=[ui.status], cancels=streams, api_visibility="private",
+                  queue=False).then(**refresh).success(**ui.draw)
+
+
+def _steps_panel(model: gr.Dropdown) -> None:
+    ui = _steps_layout(model)
+    _wire_steps(ui)
+    _wire_streams(ui)
 
 
 def _compare_panel(model: gr.Dropdown) -> None:

@@ -367,10 +367,11 @@ def next_token(text: str, model: str | None = None, top_k: int = 10, temperature
     after each filter.
 
     Returns ``{"model", "prompt", "prompt_tokens", "tokens" (the continuation's tokens, as :func:`generate`
-    gives them), "temperature", "top_k", "top_p", "candidates": [{"token_id", "token", "text", "rank", "probability", "after_temperature", "after_top_k",
-    "after_top_p", "removed_by"}], "rest": {same four for every other token}, "kept", "vocab_size",
-    "notices"}``. Candidates are the most likely tokens under the model (every one the filters keep, up to
-    40, and a few they remove); ``after_top_p`` is what sampling draws from.
+    gives them), "temperature", "top_k", "top_p", "candidates": [{"token_id", "token", "text", "rank",
+    "probability", "after_temperature", "after_top_k", "after_top_p", "removed_by"}], "rest": {same four for
+    every other token}, "kept", "vocab_size", "notices"}``. Candidates are the most likely tokens under the
+    model (every one the filters keep, up to 40, and a few they remove); ``after_top_p`` is what sampling
+    draws from.
     """
     temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     loaded = _load(model)

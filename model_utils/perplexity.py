@@ -223,7 +223,8 @@ def _word_tokens(offsets: Sequence[tuple[int, int]], words: Sequence[tuple[str, 
     return owned
 
 
-def _masked_words(loaded: LoadedModel, text: str, words: list, progress: Callable | None) -> tuple[list, list, _Encoded]:
+def _masked_words(loaded: LoadedModel, text: str, words: list,
+                  progress: Callable | None) -> tuple[list, list, _Encoded]:
     """Per word: log P(word | both sides) (its tokens masked, scored left to right) and the top guess."""
     encoded = _Encoded(loaded, text, with_suffix=True)
     owned = _word_tokens(encoded.offsets, words)

@@ -57,7 +57,7 @@ def test_a_long_text_is_cut_with_a_notice_and_progress_is_reported(tiny_env: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLM_MAX_SCORE_TOKENS", "8")
     seen = []
-    result = model_utils.score_text(TEXT * 3, "local:tiny-bert", progress=lambda done, total: seen.append((done, total)))
+    result = model_utils.score_text(TEXT * 3, "local:tiny-bert", progress=lambda *done_total: seen.append(done_total))
     assert result["scored"] == 8 and "only the first 8 were scored" in result["notices"][0]
     assert seen[-1] == (8, 8)
 
