@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model_utils import pretrain as P  # noqa: E402
+from model_utils import adapters, pretrain as P  # noqa: E402
 from model_utils.data import read_documents, wordnet_documents  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     docs = read_documents(args.corpus) if args.corpus.exists() else wordnet_documents()[:5000]
     torch.manual_seed(0)
     model, tokenizer = P.load_base("minilm")
-    P.add_encoder_adapter(model, rank=32, alpha=64)
+    adapters.add_encoder_adapter(model, rank=32, alpha=64)
     model.train()
     examples = P.build_examples(P.tokenize_documents(docs, tokenizer), tokenizer, args.max_len, random.Random(0))
     masker = P.make_masker(tokenizer, 0.15, seed=0)

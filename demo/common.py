@@ -1,4 +1,6 @@
-"""UI helpers shared by every tab: error conversion and model dropdowns built from the registry."""
+"""UI helpers shared by every tab: error conversion, model dropdowns built from the registry, examples and
+result tables whose headers follow the page's language, clearing stale results, and ``TabParts`` (what a tab
+gives app.py to wire across tabs)."""
 
 from __future__ import annotations
 

@@ -23,14 +23,15 @@ from model_utils.attention import attention, attention_math
 from model_utils.classify import classify
 from model_utils.contextual import (explore_word, find_examples, nearest_neighbours, sense_probe,
                                     sentence_similarity, similarity_by_layer, word_vectors)
+from model_utils.errors import Notice, UserError
 from model_utils.explain import explain
-from model_utils.fill_mask import fill_mask, fill_masks_jointly
+from model_utils.fill_mask import fill_mask, fill_mask_requests, fill_masks_jointly
 from model_utils.generate import generate, generate_stream, next_token
 from model_utils.perplexity import bert_vs_gpt, score_text
 from model_utils.next_sentence import next_sentence, score_paragraph
 
-__all__ = ["attention", "attention_math", "classify", "explain", "fill_mask", "fill_masks_jointly",
-           "next_sentence", "score_paragraph",
+__all__ = ["Notice", "UserError", "attention", "attention_math", "classify", "explain", "fill_mask",
+           "fill_mask_requests", "fill_masks_jointly", "next_sentence", "score_paragraph",
            "explore_word", "find_examples", "nearest_neighbours", "sense_probe", "sentence_similarity",
            "similarity_by_layer", "word_vectors",
            "bert_vs_gpt", "generate", "generate_stream", "next_token", "score_text"]

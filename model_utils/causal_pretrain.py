@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertLMHeadModel, HfArgumentParser, PreTrainedTokenizerBase
 
 from model_utils.data import Document, cap_source, read_documents
-from model_utils.pretrain import batches, make_optimizer, minilm_dir, tidy_adapter, tokenize_documents
+from model_utils.adapters import minilm_dir, tidy_adapter
+from model_utils.pretrain import batches, make_optimizer, tokenize_documents
 
 LORA_TARGETS = r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"
 

@@ -32,8 +32,9 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           TrainerCallback, TrainingArguments, set_seed)
 
 from model_utils import registry
-from model_utils.adapters import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
-                                  load_delta_checkpoint, save_delta_checkpoint)
+from model_utils.adapters import add_encoder_adapter, merge_adapter, minilm_dir, save_delta
+from model_utils.delta_checkpoints import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
+                                           load_delta_checkpoint, save_delta_checkpoint)
 from model_utils.checkpoints import atomic_checkpoint, check_budget, checkpoint_path, ensure_new
 from model_utils.data import stable_bucket
 from model_utils.inputs import clip_cell, fit_pairs, model_token_limit
@@ -228,8 +229,6 @@ def resolve_base(name: str) -> tuple[str, str]:
     """
     name = (name or "").strip() or default_base_model()
     if name == "minilm":
-        from model_utils.pretrain import minilm_dir
-
         return "folder", str(minilm_dir())
     if name.startswith(FOLDER_PREFIXES) and Path(name).expanduser().is_dir():
         return "folder", str(Path(name).expanduser())
@@ -303,8 +302,6 @@ def load_model(args: ModelArguments, labels: list[str]):
     if args.from_scratch:
         model = type(model)(model.config)
     if args.lora_rank:
-        from model_utils.pretrain import add_encoder_adapter
-
         if not hasattr(model, "bert"):
             raise UserError("finetune.lora_bert_only")
         add_encoder_adapter(model, args.lora_rank, args.lora_alpha)
@@ -444,15 +441,6 @@ def finetune(data: DataArguments, model_args: ModelArguments, training: Training
             "train_rows": len(prepared.train_rows), "validation_rows": len(prepared.valid_rows)}
 
 
-def merged_model(model):
-    """The model with a LoRA adapter merged into the encoder (a plain transformers model)."""
-    from peft import PeftModel
-
-    if isinstance(getattr(model, "bert", None), PeftModel):
-        model.bert = model.bert.merge_and_unload()
-    return model
-
-
 def hyperparameters(data: DataArguments, model_args: ModelArguments, training: TrainingArguments) -> dict:
     """The knobs that define a run, for the model card (plain data)."""
     return {"base_model": model_args.base_model or default_base_model(), "from_scratch": model_args.from_scratch,
@@ -489,13 +477,13 @@ def save_checkpoint(result: dict, name: str, data: DataArguments, model_args: Mo
     """Write the trained model atomically as checkpoint ``name`` (weights, tokenizer, card, log).
 
     A LoRA run over a bundled or Hub base is saved as a small delta over that base
-    (:mod:`model_utils.adapters`), anything else in full. ``owner``: the session that made it
+    (:mod:`model_utils.delta_checkpoints`), anything else in full. ``owner``: the session that made it
     (None: the command line). ``result["removed"]`` lists checkpoints removed to make room.
     """
     trainer = result["trainer"]
     source, location = resolve_base(model_args.base_model)
     base = None if model_args.from_scratch else delta_base(location, source, trainer.model)
-    model = trainer.model if base else merged_model(trainer.model)
+    model = trainer.model if base else merge_adapter(trainer.model)
     card = model_card(result, data, model_args, training, name)
     model.config.plm_description = f"fine-tuned from {hyperparameters(data, model_args, training)['base_model']}"
     result["removed"] = []
@@ -632,8 +620,6 @@ def main(argv: list[str] | None = None) -> None:
     if not model_args.checkpoint_name:
         model = result["trainer"].model
         if model_args.lora_rank:
-            from model_utils.pretrain import save_delta
-
             save_delta(model, out / "final")
         else:
             model.save_pretrained(str(out / "final"), safe_serialization=True)

@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
+from model_utils.delta_checkpoints import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.config import Settings, get_settings, hub_offline
 from model_utils.devices import pick_device, pick_dtype
 from model_utils.errors import UserError, define

@@ -124,7 +124,8 @@ def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: floa
     calibrated delta (same adapter, rewritten ``cls.seq_relationship``) to ``out``; returns the fit."""
     from safetensors.torch import load_file, save_file
 
-    from model_utils.pretrain import PretrainArguments, build_delta_model, documents_to_examples
+    from model_utils.adapters import build_delta_model
+    from model_utils.pretrain import PretrainArguments, documents_to_examples
     from model_utils.data import cap_source
     import random
 

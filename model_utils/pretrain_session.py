@@ -35,7 +35,7 @@ import torch
 
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
-from model_utils.adapters import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
+from model_utils.delta_checkpoints import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
 from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text
 from model_utils.devices import training_device
@@ -231,7 +231,7 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
 
 def expected_bytes(base_model: str) -> int:
     """About how large the checkpoint of a run from ``base_model`` will be (runs use a LoRA adapter)."""
-    from model_utils.adapters import estimate_checkpoint_bytes
+    from model_utils.delta_checkpoints import estimate_checkpoint_bytes
     from model_utils.registry import resolve
 
     info = resolve(base_model)
@@ -601,18 +601,18 @@ def model_card(summary: dict, options: SessionOptions, name: str) -> str:
 def save_adapted(model, tokenizer, options: SessionOptions, summary: dict, owner: str | None = None) -> str:
     """Write the adapted model atomically as ``local:<name>``; returns that name.
 
-    Over a bundled or Hub base only the LoRA delta is saved (:mod:`model_utils.adapters`); over a
+    Over a bundled or Hub base only the LoRA delta is saved (:mod:`model_utils.delta_checkpoints`); over a
     local base the merged model in full (that base may be deleted later). Checkpoints removed to make
     room are listed in ``summary["removed"]``.
     """
-    from model_utils.adapters import delta_base, save_delta_checkpoint
+    from model_utils.adapters import merge_adapter
+    from model_utils.delta_checkpoints import delta_base, save_delta_checkpoint
     from model_utils.checkpoints import atomic_checkpoint
-    from model_utils.finetune import merged_model
     from model_utils.registry import LOCAL_PREFIX, resolve
 
     info = resolve(options.base_model)
     base = delta_base(info.location, info.source, model)
-    model = model if base else merged_model(model)
+    model = model if base else merge_adapter(model)
     name = options.checkpoint_name.strip().removeprefix(LOCAL_PREFIX)
     model.config.plm_description = f"continued pretraining of {options.base_model} on {options.corpus_name}"
     model.config.architectures = ["BertForPreTraining"]

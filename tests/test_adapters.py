@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model_utils import finetune, pretrain_session as S
-from model_utils.adapters import DELTA_FILE, is_delta_checkpoint
+from model_utils.delta_checkpoints import DELTA_FILE, is_delta_checkpoint
 from model_utils.checkpoints import MARKER, folder_bytes
 from model_utils.manager import ModelManager
 from test_pretrain_session import TEXT, tiny_args

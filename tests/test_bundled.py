@@ -215,7 +215,7 @@ def _hand_built_causal():
     from transformers import BertLMHeadModel
 
     from model_utils.loading import quiet_transformers
-    from model_utils.pretrain import minilm_dir
+    from model_utils.adapters import minilm_dir
 
     folder = bundled.artifact_dir(CAUSAL)
     with quiet_transformers():

@@ -12,7 +12,7 @@ from transformers import BertConfig, BertLMHeadModel
 
 from model_utils import causal_pretrain as C
 from model_utils.data import Document
-from model_utils.pretrain import apply_delta
+from model_utils.adapters import apply_delta
 
 SENTENCES = ["the cat sat on the mat .", "the dog ran in the park .", "she ate dinner at night .",
              "they love the film .", "paris is the capital of france .", "i hate rain in the morning ."]

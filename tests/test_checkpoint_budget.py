@@ -129,8 +129,8 @@ def test_hidden_leftovers_do_not_count_and_sizes_are_read(root: Path) -> None:
 
 
 def test_estimates_before_a_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from model_utils.adapters import DELTA_ESTIMATE_BYTES, estimate_checkpoint_bytes
-    from model_utils.pretrain import minilm_dir
+    from model_utils.delta_checkpoints import DELTA_ESTIMATE_BYTES, estimate_checkpoint_bytes
+    from model_utils.adapters import minilm_dir
 
     full = sum(p.stat().st_size for p in minilm_dir().glob("*.safetensors"))
     assert estimate_checkpoint_bytes("bundled", "bundled:minilm-pretrained", delta=False) == full > 80 * MB

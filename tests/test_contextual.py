@@ -311,7 +311,7 @@ def test_senses_separate_with_depth_and_random_labels_stay_at_chance(bundled: st
 def test_sentence_similarity_matches_sentence_transformers(bundled: str) -> None:
     st = pytest.importorskip("sentence_transformers")
     from model_utils.manager import get_manager
-    from model_utils.pretrain import minilm_dir
+    from model_utils.adapters import minilm_dir
 
     sentences = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell sharply.",
                  "Interest rates went up at the bank."]

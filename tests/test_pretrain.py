@@ -10,7 +10,7 @@ import torch
 from conftest import build_tiny_model, tiny_tokenizer
 from transformers import BertForPreTraining
 
-from model_utils import pretrain as P
+from model_utils import adapters, pretrain as P
 from model_utils.data import Document
 
 SENTENCES = [
@@ -135,7 +135,7 @@ def test_training_reduces_loss_and_delta_reassembles(tiny_dir: Path, tmp_path: P
     # Reassemble: fresh base + stored delta gives the trained model's outputs.
     trained = result["model"].eval()
     fresh, tok = load_tiny(tiny_dir)
-    rebuilt = P.apply_delta(fresh, Path(result["output"])).eval()
+    rebuilt = adapters.apply_delta(fresh, Path(result["output"])).eval()
     enc = tok(["the cat sat on the [MASK]"], ["she ate dinner"], return_tensors="pt")
     with torch.no_grad():
         a, b = trained(**enc), rebuilt(**enc)

@@ -96,7 +96,7 @@ def load_tokenizer():
     """The packaged MiniLM WordPiece tokenizer (uncased, 30,522 tokens)."""
     from transformers import AutoTokenizer
 
-    from model_utils.pretrain import minilm_dir
+    from model_utils.adapters import minilm_dir
 
     with _tokenizer_lock:
         return AutoTokenizer.from_pretrained(str(minilm_dir()))
@@ -112,7 +112,7 @@ def load_bundled(name: str, head: str, attn_implementation: str | None = None):
     """
     import transformers
 
-    from model_utils.pretrain import apply_delta, minilm_dir
+    from model_utils.adapters import apply_delta, minilm_dir
 
     if head not in HEAD_CLASSES:
         raise ValueError(f"Unknown head {head!r}; choose one of {', '.join(HEAD_CLASSES)}.")
