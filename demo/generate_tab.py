@@ -40,6 +40,11 @@ SENTENCES = [["The cat sat on the mat because it was tired."], ["I drank a cup o
              ["She went to the bank to deposit her money."]]
 COMPARE_HEADERS = ["gen_col_strategy", "gen_col_tokens", "gen_col_logprob", "gen_col_perplexity", "gen_col_ended"]
 WORD_HEADERS = ["gen_col_word", "gen_col_masked_p", "gen_col_masked_guess", "gen_col_causal_p", "gen_col_causal_guess"]
+# app.py's id of the Attention tab: the BERT vs GPT panel's link selects it in the browser (no server round trip)
+OPEN_ATTENTION_JS = """() => {
+    document.querySelector('button[data-tab-id="tab_attention"]')?.click();
+    window.scrollTo({top: 0});
+}"""
 UPDATE_EVERY_S = 0.1  # the streamed text is redrawn at most 10 times a second, however fast the model is
 TEXT_STYLE = "white-space:pre-wrap;line-height:2;font-size:1.05em;padding:6px 2px"
 
@@ -101,6 +106,7 @@ STRINGS = {
         "gen_col_causal_p": "causal LM: P(word)", "gen_col_causal_guess": "causal LM guess",
         "gen_bvg_masks": "The attention masks, read from the models' own attention weights. Every layer and "
                          "head of either model: open the **Attention** tab and choose the model there.",
+        "gen_open_attention": "Open the Attention tab",
         "gen_raw": "Raw output (JSON)",
     },
     "zh-CN": {
@@ -155,6 +161,7 @@ STRINGS = {
         "gen_col_word": "词", "gen_col_masked_p": "掩码模型：P(词)", "gen_col_masked_guess": "掩码模型的猜测",
         "gen_col_causal_p": "因果模型：P(词)", "gen_col_causal_guess": "因果模型的猜测",
         "gen_bvg_masks": "注意力掩码，取自模型自己的注意力权重。想看任一模型的每一层、每个注意力头：打开**注意力**页并在那里选择该模型。",
+        "gen_open_attention": "打开注意力页",
         "gen_raw": "原始输出 (JSON)",
     },
 }
@@ -659,7 +666,10 @@ def _bert_vs_gpt_panel() -> list[tuple[str, gr.Dropdown]]:
     notices = gr.Markdown()
     chart = gr.Plot(show_label=False, elem_id="gen-bvg-chart")
     words = table_output(WORD_HEADERS, elem_id="gen-bvg-table")
-    gr.Markdown(I18N("gen_bvg_masks"))
+    with gr.Row():
+        gr.Markdown(I18N("gen_bvg_masks"))
+        gr.Button(I18N("gen_open_attention"), size="sm", scale=0, min_width=200,
+                  elem_id="gen-bvg-open-attention").click(None, js=OPEN_ATTENTION_JS, api_visibility="private")
     with gr.Row():
         full, causal_mask = gr.Plot(show_label=False, elem_id="gen-bvg-mask-masked"), \
             gr.Plot(show_label=False, elem_id="gen-bvg-mask-causal")

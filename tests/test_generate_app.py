@@ -20,6 +20,7 @@ from demo.generate_tab import paced
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+LOCAL = ("http://127.0.0.1", "http://localhost", "about:", "data:", "blob:")
 GPT, BERT = "local:tiny-gpt2", "local:tiny-bert"
 PROMPT = "the cat sat on the mat. then"
 
@@ -81,6 +82,18 @@ def test_api_compare_perplexity_and_bert_vs_gpt(client, tiny_env: Path) -> None:
     assert compared["masks"]["causal"]["causal"] and not compared["masks"]["masked"]["causal"]
 
 
+def test_api_attention_tab_serves_a_causal_model_with_its_mask(app_server: str, tiny_env: Path) -> None:
+    from gradio_client import Client
+
+    session = Client(app_server, verbose=False)  # its own session: the formula reads the session's last run
+    session.predict(GPT, PROMPT, "", 0, 1, "svg", api_name="/attention")
+    _, table, _ = session.predict(0, 1, 2, "svg", api_name="/attention_math")  # layer 0, head 1, the third token
+    masked = [row[3] for row in table["data"]]
+    weights = [row[4] for row in table["data"]]
+    assert masked[:3] == [False] * 3 and all(masked[3:]) and len(masked) > 3  # it sees itself and the tokens before
+    assert sum(weights[:3]) == pytest.approx(1.0, abs=1e-5) and not any(weights[3:])
+
+
 @pytest.mark.parametrize("endpoint, args, message", [
     ("/next_token", (GPT, "   ", 1.0, 10, 1.0), "The text is empty"),
     ("/next_token", (BERT, PROMPT, 1.0, 10, 1.0), "reads the words on both sides"),
@@ -138,11 +151,21 @@ def test_browser_steps_filters_streaming_and_bert_vs_gpt(app_server: str) -> Non
     sync_api = pytest.importorskip("playwright.sync_api")
     expect = sync_api.expect
     ARTIFACTS.mkdir(exist_ok=True)
+    blocked: list[str] = []
+
+    def only_local(route) -> None:  # as on a workshop laptop without internet
+        if route.request.url.startswith(LOCAL):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
     with sync_api.sync_playwright() as play:
         browser = play.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         try:
             page = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1100})
             page.set_default_timeout(60_000)
+            page.route("**/*", only_local)
             page.goto(app_server, timeout=120_000)
             page.locator('button[data-tab-id="tab_generate"]').first.dispatch_event("click")
             page.locator("#gen-prompt textarea").fill(PROMPT)
@@ -185,5 +208,8 @@ def test_browser_steps_filters_streaming_and_bert_vs_gpt(app_server: str) -> Non
             expect(page.locator("#gen-bvg-mask-masked .gtitle")).to_contain_text("every token sees every token")
             expect(page.locator("#gen-bvg-table")).to_contain_text("causal LM guess")
             page.screenshot(path=str(ARTIFACTS / "generate_bert_vs_gpt_en.png"), full_page=True)
+            page.locator("#gen-bvg-open-attention").click()  # the link to every layer and head
+            expect(page.locator("#attn-run")).to_be_visible()
         finally:
             browser.close()
+    assert all(not url.startswith(LOCAL) for url in blocked)
