@@ -1,6 +1,6 @@
 """Generate tab: GPT-style next-token prediction, sampling made visible, and BERT vs GPT side by side.
 
-Four panels share the causal model picker (the last has its own two):
+Four panels; the first two share the causal model picker, the last two have their own:
 
 * **Next token, step by step**: the next-token bars before and after temperature, top-k and top-p
   (API ``next_token``, redrawn as the sliders move); add the model's choice (``generate_step``), any
@@ -10,11 +10,14 @@ Four panels share the causal model picker (the last has its own two):
 * **Greedy vs sampling vs beam** on one prompt and seed (``compare_strategies``).
 * **Perplexity** of any text under a causal or a masked LM (``score_text``).
 * **BERT vs GPT**: word by word, a masked LM (both sides) against a causal LM (left side only), with both
-  attention masks (``bert_vs_gpt``).
+  attention masks (``bert_vs_gpt``) and a link to the Attention tab.
+
+The step handlers take their values by name (``by_name``: the event's inputs are a set of components).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import threading
 import time
@@ -270,45 +273,59 @@ def _translated(result: dict) -> dict:
 # ---------------------------------------------------------------------------- handlers (API)
 
 
+def _next_after(values: dict, ids: list[int]) -> dict:
+    """The ``next_token`` result (notices translated) after the prompt and the token ids ``ids``."""
+    return _translated(next_token(values["prompt"], values["model"] or None, values["top_k"], values["temperature"],
+                                  values["top_p"], continuation=ids))
+
+
 @user_errors
-def show_next_token(model: str | None, prompt: str, temperature: float, top_k: float, top_p: float,
-                    state: dict | None) -> dict:
-    """API ``next_token``: the next-token distribution after the prompt (and the tokens added so far), before
-    and after temperature, top-k and top-p."""
-    ids, _ = _steps(state, prompt, model)
-    return _translated(next_token(prompt, model or None, top_k, temperature, top_p, continuation=ids))
+def show_next_token(values: dict) -> dict:
+    """API ``next_token`` (model, prompt, temperature, top_k, top_p): the next-token distribution after the
+    prompt (and the tokens added so far), before and after temperature, top-k and top-p."""
+    ids, _ = _steps(values["state"], values["prompt"], values["model"])
+    return _next_after(values, ids)
 
 
-def _moved(model: str | None, prompt: str, knobs: tuple, ids: list[int], chosen_by: list[str]) -> tuple[dict, dict]:
+def _moved(values: dict, ids: list[int], chosen_by: list[str]) -> tuple[dict, dict]:
     """(the new state, the next-token result after it): the tokens are checked before the state changes."""
-    result = next_token(prompt, model or None, knobs[1], knobs[0], knobs[2], continuation=ids)
-    return _state(prompt, model, ids, chosen_by), _translated(result)
+    result = _next_after(values, ids)
+    return _state(values["prompt"], values["model"], ids, chosen_by), result
 
 
 @user_errors
-def add_model_choice(model: str | None, prompt: str, strategy: str, temperature: float, top_k: float, top_p: float,
-                     seed: float, state: dict | None) -> tuple[dict, dict]:
-    """API ``generate_step``: add one token chosen by the model (greedy or seeded sampling, as a full run would)."""
-    ids, chosen_by = _steps(state, prompt, model)
-    record = generate(prompt, model or None, 1, strategy, temperature, top_k, top_p, seed=seed, continuation=ids)
-    chosen = record["tokens"][-1]["token_id"]
-    return _moved(model, prompt, (temperature, top_k, top_p), ids + [chosen], chosen_by + ["model"])
+def add_model_choice(values: dict) -> tuple[dict, dict]:
+    """API ``generate_step`` (model, prompt, temperature, top_k, top_p, strategy, seed): add one token chosen
+    by the model (greedy or seeded sampling, as a full run would)."""
+    ids, chosen_by = _steps(values["state"], values["prompt"], values["model"])
+    record = generate(values["prompt"], values["model"] or None, 1, values["strategy"], values["temperature"],
+                      values["top_k"], values["top_p"], seed=values["seed"], continuation=ids)
+    return _moved(values, ids + [record["tokens"][-1]["token_id"]], chosen_by + ["model"])
 
 
 @user_errors
-def add_chosen_token(model: str | None, prompt: str, temperature: float, top_k: float, top_p: float, token_id: Any,
-                     state: dict | None) -> tuple[dict, dict]:
-    """API ``choose_token``: add the token the user picked (its id, one of the candidates or any other)."""
-    ids, chosen_by = _steps(state, prompt, model)
-    return _moved(model, prompt, (temperature, top_k, top_p), ids + [token_id], chosen_by + ["user"])
+def add_chosen_token(values: dict) -> tuple[dict, dict]:
+    """API ``choose_token`` (model, prompt, temperature, top_k, top_p, token id): add the token the user picked
+    (one of the candidates or any other id)."""
+    ids, chosen_by = _steps(values["state"], values["prompt"], values["model"])
+    return _moved(values, ids + [values["candidate"]], chosen_by + ["user"])
 
 
 @user_errors
-def undo_token(model: str | None, prompt: str, temperature: float, top_k: float, top_p: float,
-               state: dict | None) -> tuple[dict, dict]:
-    """API ``undo_token``: remove the last token added."""
-    ids, chosen_by = _steps(state, prompt, model)
-    return _moved(model, prompt, (temperature, top_k, top_p), ids[:-1], chosen_by[:-1])
+def undo_token(values: dict) -> tuple[dict, dict]:
+    """API ``undo_token`` (model, prompt, temperature, top_k, top_p): remove the last token added."""
+    ids, chosen_by = _steps(values["state"], values["prompt"], values["model"])
+    return _moved(values, ids[:-1], chosen_by[:-1])
+
+
+def by_name(handler: Callable[[dict], Any], inputs: dict[str, Any]) -> Callable[[dict], Any]:
+    """``handler(values by name)`` as the function of an event whose ``inputs`` is the set of ``inputs``'s
+    components (Gradio passes a dict keyed by component)."""
+    @functools.wraps(handler)
+    def event(data: dict) -> Any:
+        return handler(values_of(data, inputs))
+
+    return event
 
 
 def paced(produce: Callable[[Callable[[], bool]], Iterator[dict]], interval: float = UPDATE_EVERY_S) -> Iterator[dict]:
@@ -565,18 +582,19 @@ def _wire_steps(ui: SimpleNamespace) -> None:
     knobs = [ui.knobs["temperature"], ui.knobs["top_k"], ui.knobs["top_p"]]
     ui.draw = dict(fn=render_next, inputs=[ui.raw, ui.state], outputs=[ui.text, ui.chart, ui.candidate, ui.notices],
                    api_visibility="private", queue=False)
-    shown = gr.on([ui.show.click, ui.prompt.submit, *(k.change for k in knobs)], show_next_token,
-                  inputs=[ui.model, ui.prompt, *knobs, ui.state], outputs=[ui.raw], api_name="next_token",
-                  trigger_mode="always_last")
+    ui.form = {"model": ui.model, "prompt": ui.prompt, **ui.knobs, "state": ui.state}
+    shown = gr.on([ui.show.click, ui.prompt.submit, *(k.change for k in knobs)], by_name(show_next_token, ui.form),
+                  inputs=set(ui.form.values()), outputs=[ui.raw], api_name="next_token", trigger_mode="always_last")
     shown.success(**ui.draw)
     clear_on_failure(shown, [ui.chart, ui.notices])
     gr.on([ui.prompt.change, ui.model.change], lambda: None, outputs=[ui.state], api_visibility="private",
           queue=False)  # the steps belong to one prompt and one model
-    steps = ((ui.step, add_model_choice, [ui.strategy, *knobs, ui.seed], "generate_step"),
-             (ui.add, add_chosen_token, [*knobs, ui.candidate], "choose_token"),
-             (ui.undo, undo_token, knobs, "undo_token"))
-    for button, fn, values, name in steps:
-        button.click(fn, inputs=[ui.model, ui.prompt, *values, ui.state], outputs=[ui.state, ui.raw], api_name=name,
+    steps = ((ui.step, add_model_choice, {"strategy": ui.strategy, "seed": ui.seed}, "generate_step"),
+             (ui.add, add_chosen_token, {"candidate": ui.candidate}, "choose_token"),
+             (ui.undo, undo_token, {}, "undo_token"))
+    for button, fn, extra, name in steps:
+        form = {**ui.form, **extra}
+        button.click(by_name(fn, form), inputs=set(form.values()), outputs=[ui.state, ui.raw], api_name=name,
                      concurrency_id="generate").success(**ui.draw)
     ui.restart.click(lambda: (None, "", None, gr.Dropdown(choices=[], value=None), "", ""),
                      outputs=[ui.state, ui.text, ui.chart, ui.candidate, ui.status, ui.notices],
@@ -590,7 +608,7 @@ def _wire_streams(ui: SimpleNamespace) -> None:
     streams = [button.click(_stream(inputs, continue_steps), inputs=set(inputs.values()),
                             outputs=[ui.text, ui.status, ui.state, ui.raw], api_name=name, concurrency_id="generate")
                for button, continue_steps, name in ((ui.run, False, "generate"), (ui.more, True, "generate_continue"))]
-    refresh = dict(fn=show_next_token, inputs=[ui.model, ui.prompt, *ui.knobs.values(), ui.state], outputs=[ui.raw],
+    refresh = dict(fn=by_name(show_next_token, ui.form), inputs=set(ui.form.values()), outputs=[ui.raw],
                    api_visibility="private")
     for stream in streams:
         stream.success(**refresh).success(**ui.draw)

@@ -53,7 +53,7 @@ def test_api_step_by_step_then_continue_equals_one_full_run(app_server: str, tin
     from gradio_client import Client
 
     session = Client(app_server, verbose=False)  # its own session: the steps live in the session's state
-    first = session.predict(GPT, PROMPT, "sample", 1.0, 10, 1.0, 5, api_name="/generate_step")
+    first = session.predict(GPT, PROMPT, 1.0, 10, 1.0, "sample", 5, api_name="/generate_step")
     assert len(first["tokens"]) == 1 and first["candidates"]
     other = first["candidates"][3]["token_id"]
     chosen = session.predict(GPT, PROMPT, 1.0, 10, 1.0, other, api_name="/choose_token")
