@@ -246,6 +246,7 @@ MESSAGES = {
                                        "请写长一些。",
         "perplexity.no_words": "这段文本里没有可以比较的词。",
         "perplexity.text_cut": "这段文本有 {total} 个词元，只给前 {kept} 个打了分（PLM_MAX_SCORE_TOKENS）。",
+        "perplexity.text_cut_model": "这段文本有 {total} 个词元，而 {name} 一次最多读 {limit} 个，因此只给前 {kept} 个打了分。",
     },
 }
 add_strings(STRINGS)

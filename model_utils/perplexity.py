@@ -26,7 +26,7 @@ import torch
 from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define
 from model_utils.generate import special_tokens_around
-from model_utils.inputs import check_text
+from model_utils.inputs import check_text, model_token_limit
 from model_utils.manager import LoadedModel, get_manager, gpu_task
 from model_utils.registry import resolve
 
@@ -43,6 +43,8 @@ define({
                                    "one token, so there is nothing to score; write a longer text.",
     "perplexity.no_words": "The text has no words to compare.",
     "perplexity.text_cut": "The text has {total} tokens; only the first {kept} were scored (PLM_MAX_SCORE_TOKENS).",
+    "perplexity.text_cut_model": "The text has {total} tokens and {name} reads at most {limit} at once, so only "
+                                 "the first {kept} were scored.",
 })
 
 
@@ -50,22 +52,31 @@ define({
 
 
 class _Encoded:
-    """A text as the model reads it: ``ids`` = prefix + body (cut) + suffix, with the body's offsets."""
+    """A text as the model reads it: ``ids`` = prefix + body (cut) + suffix, with the body's offsets.
+
+    The body is cut at ``PLM_MAX_SCORE_TOKENS`` tokens, or sooner where the model's context (its positions,
+    with the special tokens around the text) is shorter, with a notice saying which limit cut it.
+    """
 
     def __init__(self, loaded: LoadedModel, text: str, with_suffix: bool) -> None:
         tokenizer = loaded.tokenizer
         if not getattr(tokenizer, "is_fast", False):
             raise UserError("perplexity.needs_fast_tokenizer", name=loaded.checkpoint)
         plain = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        cap = get_settings().max_score_tokens
+        prefix, suffix = special_tokens_around(tokenizer)
+        suffix = suffix if with_suffix else []
+        settings = get_settings()
+        limit = model_token_limit(loaded.model.config, tokenizer, cap=settings.max_seq_len)
+        cap = max(1, min(settings.max_score_tokens, limit - len(prefix) - len(suffix)))
         self.total = len(plain["input_ids"])
         body = plain["input_ids"][:cap]
         self.offsets = [tuple(o) for o in plain["offset_mapping"][:cap]]
-        prefix, suffix = special_tokens_around(tokenizer)
-        self.ids = prefix + body + (suffix if with_suffix else [])
+        self.ids = prefix + body + suffix
         self.start = len(prefix)  # index of the body's first token in ids
         self.body = body
-        self.notices = [Notice("perplexity.text_cut", total=self.total, kept=cap)] if self.total > cap else []
+        self.notices = [] if self.total <= cap else [
+            Notice("perplexity.text_cut", total=self.total, kept=cap) if cap == settings.max_score_tokens
+            else Notice("perplexity.text_cut_model", total=self.total, name=loaded.checkpoint, limit=limit, kept=cap)]
 
     def token(self, index: int, tokenizer: Any, text: str) -> dict:
         """A body token as a record: its token string, its text and where it is in ``text``."""
@@ -289,7 +300,7 @@ def bert_vs_gpt(text: str, masked_model: str | None = None, causal_model: str | 
         end = encoded.offsets[-1][1]
         text, words = text[:end], [w for w in words if w[2] <= end]
         masked_logs, masked_guesses = masked_logs[:len(words)], masked_guesses[:len(words)]
-    causal_logs, causal_guesses, _ = _causal_words(causal, text, words)
+    causal_logs, causal_guesses, causal_encoded = _causal_words(causal, text, words)
     records = [{"word": word, "start": start, "end": end,
                 "masked_probability": None if m is None else math.exp(m),
                 "causal_probability": None if c is None else math.exp(c),
@@ -298,4 +309,4 @@ def bert_vs_gpt(text: str, masked_model: str | None = None, causal_model: str | 
                                                           causal_guesses)]
     masks = {"masked": attention_mask_of(text, masked.checkpoint), "causal": attention_mask_of(text, causal.checkpoint)}
     return {"text": text, "masked_model": masked.checkpoint, "causal_model": causal.checkpoint, "words": records,
-            "masks": masks, "notices": encoded.notices}
+            "masks": masks, "notices": encoded.notices + causal_encoded.notices}

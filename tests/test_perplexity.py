@@ -62,6 +62,19 @@ def test_a_long_text_is_cut_with_a_notice_and_progress_is_reported(tiny_env: Pat
     assert seen[-1] == (8, 8)
 
 
+@pytest.mark.parametrize("name, room", [("local:tiny-bert", 62), ("local:tiny-decoder", 63)])
+def test_a_text_longer_than_the_model_is_cut_at_its_context(tiny_env: Path, name: str, room: int) -> None:
+    # both tiny models read 64 positions: [CLS] and [SEP] take two of them (the decoder reads [CLS] only)
+    long_text = TEXT * 20  # 140 tokens, under PLM_MAX_SCORE_TOKENS (128) only once cut
+    result = model_utils.score_text(long_text, name)
+    assert len(result["tokens"]) == room and f"reads at most 64 at once, so only the first {room}" in \
+        result["notices"][0]
+    shorter = model_utils.score_text(long_text[:result["tokens"][-1]["end"]], name)  # the same tokens, uncut
+    assert shorter["perplexity"] == pytest.approx(result["perplexity"], rel=1e-5) and not shorter["notices"]
+    compared = model_utils.bert_vs_gpt(long_text, "local:tiny-bert", "local:tiny-gpt2")
+    assert compared["words"][-1]["end"] <= result["tokens"][-1]["end"] + 1 and compared["notices"]
+
+
 def test_words_split_punctuation_and_keep_apostrophes() -> None:
     assert [w for w, _, _ in words_of("Don't stop, it's 3.5 km!")] == ["Don't", "stop", ",", "it's", "3", ".", "5",
                                                                        "km", "!"]
