@@ -16,6 +16,7 @@ from demo import fill_mask_tab, models_panel, next_sentence_tab
 from demo import classify_tab
 from demo import contextual_tab
 from demo import finetune_tab
+from demo import generate_tab
 from demo import pretrain_tab
 from demo import classroom_tab
 from demo import gradio_sessions
@@ -29,6 +30,7 @@ from model_utils.manager import warm_up
 TABS: list[tuple[str, object]] = [
     ("tab_fill_mask", fill_mask_tab),
     ("tab_next_sentence", next_sentence_tab),
+    ("tab_generate", generate_tab),
     ("tab_attention", attention_tab),
     ("tab_contextual", contextual_tab),
     ("tab_classify", classify_tab),

@@ -168,6 +168,15 @@ class Settings:
     classroom_burst: int = 10
     # Most learners in one classroom room (PLM_CLASSROOM_MAX_LEARNERS).
     classroom_max_learners: int = 500
+    # Generate tab: most tokens one generation (or one step-through) adds after the prompt (PLM_MAX_NEW_TOKENS).
+    max_new_tokens: int = 200
+    # Generate tab: wall-clock limit of one generation in seconds; it then stops with a notice (PLM_GENERATE_TIME_LIMIT).
+    generate_time_limit_s: float = 30.0
+    # Generate tab: most beams of a beam search (PLM_MAX_BEAMS).
+    max_beams: int = 8
+    # Perplexity and BERT vs GPT: most tokens of a text scored at once; a masked LM runs one pass per token,
+    # so longer texts are cut with a notice (PLM_MAX_SCORE_TOKENS).
+    max_score_tokens: int = 128
 
     def default_checkpoint(self, task: str, offline: bool) -> str:
         """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
@@ -219,6 +228,10 @@ def get_settings() -> Settings:
         classroom_rate_per_min=max(1, _env_int("PLM_CLASSROOM_RATE_PER_MIN", 60)),
         classroom_burst=max(1, _env_int("PLM_CLASSROOM_BURST", 10)),
         classroom_max_learners=max(1, _env_int("PLM_CLASSROOM_MAX_LEARNERS", 500)),
+        max_new_tokens=max(1, _env_int("PLM_MAX_NEW_TOKENS", 200)),
+        generate_time_limit_s=max(1.0, float(_env_str("PLM_GENERATE_TIME_LIMIT") or 30)),
+        max_beams=max(2, _env_int("PLM_MAX_BEAMS", 8)),
+        max_score_tokens=max(8, _env_int("PLM_MAX_SCORE_TOKENS", 128)),
     )
 
 

@@ -79,6 +79,9 @@ define({
                                 "unreachable; choose another model.",
     "model.bundled_missing": "The weights of {name} are missing from this installation: {detail}",
     "model.bundled_not_installed": "Bundled models are not installed, so {name} is unavailable.",
+    "model.not_causal": "{name} reads the words on both sides of each position (a masked language model such as "
+                        "BERT), so it cannot predict the next token; choose a left-to-right model such as gpt2 or "
+                        "bundled:minilm-causal.",
 })
 
 
@@ -148,6 +151,25 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
     if missing:
         raise UserError("model.untrained_head", name=checkpoint, head=head, head_words=_HEAD_WORDS[head],
                         missing=", ".join(sorted(missing)[:3]))
+
+
+def _check_left_to_right(name: str, model: Any) -> None:
+    """Refuse a "causal-lm" model that is not left to right: transformers builds a ``BertLMHeadModel`` for any
+    BERT checkpoint, but without ``is_decoder`` it reads both sides and its "next token" is noise.
+
+    Tested on behaviour, which holds for every architecture (GPT-2's config says ``is_decoder=False``): two
+    inputs that differ only in their last token must give the same logits at the earlier positions. Both have
+    the same shape, so the same kernels run on every device and a left-to-right model gives equal numbers.
+    """
+    vocab = model.get_input_embeddings().num_embeddings
+    device = next(model.parameters()).device
+    first = torch.tensor([[1, 2, 3]], device=device) % vocab
+    second = first.clone()
+    second[0, 2] = 4 % vocab
+    with torch.inference_mode():
+        before, after = (model(ids).logits[0, :2].float() for ids in (first, second))
+    if not torch.allclose(before, after, rtol=1e-4, atol=1e-5):
+        raise UserError("model.not_causal", name=name)
 
 
 def _damaged_weights(info: CheckpointInfo, err: Exception) -> UserError:
@@ -231,9 +253,11 @@ def _load_delta(info: CheckpointInfo, head: str, offline: bool, attn_implementat
 @serialized
 def _load_bundled(info: CheckpointInfo, head: str, attn_implementation: str | None) -> tuple[Any, Any]:
     try:
-        from model_utils.bundled import load_bundled
+        from model_utils.bundled import BUNDLED_MODELS, load_bundled
     except ImportError as err:
         raise UserError("model.bundled_not_installed", name=info.name) from err
+    if head not in BUNDLED_MODELS.get(info.name, {}).get("heads", (head,)):
+        raise UserError("model.no_head", name=info.name, head=head, head_words=_HEAD_WORDS[head])
     try:
         return load_bundled(info.name, head, attn_implementation=attn_implementation)
     except FileNotFoundError as err:
@@ -309,6 +333,8 @@ class ModelManager:
             model, tokenizer = _load_pretrained(info, head, hub_offline(settings), attn_implementation)
         device = pick_device(settings.device)
         model = model.to(device=device, dtype=pick_dtype(device)).eval()
+        if head == "causal-lm":
+            _check_left_to_right(name, model)
         return LoadedModel(name, head, model, tokenizer, device, approx_bytes=model_bytes(model),
                            attn_implementation=attn_implementation, info=info)
 
