@@ -16,6 +16,7 @@ from demo import fill_mask_tab, models_panel, next_sentence_tab
 from demo import classify_tab
 from demo import contextual_tab
 from demo import finetune_tab
+from demo import generate_tab
 from demo import pretrain_tab
 from demo import classroom_tab
 from demo import gradio_sessions
@@ -24,11 +25,13 @@ from demo.common import is_offline, localized_on_load, refresh_pickers, tab_from
 from demo.i18n import I18N
 from model_utils.checkpoints import storage_problem
 from model_utils.config import get_settings
+from model_utils.manager import warm_up
 
 # (label key, tab module): each module has build_tab() and STRINGS. Add a tab with one line.
 TABS: list[tuple[str, object]] = [
     ("tab_fill_mask", fill_mask_tab),
     ("tab_next_sentence", next_sentence_tab),
+    ("tab_generate", generate_tab),
     ("tab_attention", attention_tab),
     ("tab_contextual", contextual_tab),
     ("tab_classify", classify_tab),
@@ -37,6 +40,8 @@ TABS: list[tuple[str, object]] = [
     ("tab_classroom", classroom_tab),
     ("tab_models", models_panel),  # keep last
 ]
+# The tasks of the first tab's model pickers, known once the UI is built: their default models load at launch.
+FIRST_TAB_TASKS: list[str] = []
 
 
 def build_demo() -> gr.Blocks:
@@ -64,6 +69,7 @@ def build_demo() -> gr.Blocks:
                     tab.select(**part.on_open)
                     demo.load(**part.on_open)
                 parts.append(part)
+        FIRST_TAB_TASKS[:] = dict.fromkeys(task for task, _ in parts[0].pickers)
         pickers = [picker for part in parts for picker in part.pickers]
         refresh = refresh_pickers([task for task, _ in pickers])
         for event in (event for part in parts for event in part.changes_checkpoints):
@@ -86,6 +92,8 @@ def main() -> None:
     gradio_sessions.install()  # a new browser session no longer blocks the server for ~20-30 ms
     demo = build_demo()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_max_size)
+    if settings.warm_start:  # the first tab's models load while the server starts, not on the first click
+        warm_up(FIRST_TAB_TASKS)
     demo.launch(i18n=I18N, max_file_size=settings.max_upload_bytes)
 
 

@@ -8,7 +8,8 @@ no other request shares, and every answer is checked against its own request (no
 * Next Sentence and Classify answers must equal the answer to the same input measured
   serially before the load starts (each user gets its own input, so a swapped answer differs).
 
-Reports requests/s and p50/p95/p99 latency per endpoint and exits non-zero on any failed or
+Reports requests/s and p50/p95/p99 latency per endpoint, with the latency of the same requests sent one at
+a time before the load (the reference: "alone", and p50/alone), and exits non-zero on any failed or
 mismatched request. Bounded: ``--users`` x ``--requests`` requests and a ``--deadline`` in seconds.
 
 Usage::
@@ -156,10 +157,23 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[min(98, max(0, round(q) - 1))]
 
 
+def unloaded_latency(url: str, plans: list[list[Request]], rounds: int = 3) -> dict[str, float]:
+    """Median seconds of each endpoint's requests sent one at a time before the load: the reference."""
+    client = make_client(url)
+    samples: dict[str, list[float]] = {e: [] for e in ENDPOINTS}
+    for request in (r for plan in plans for r in plan):
+        if len(samples[request.endpoint]) < rounds:
+            start = time.perf_counter()
+            client.predict(*request.args, api_name=f"/{request.endpoint}")
+            samples[request.endpoint].append(time.perf_counter() - start)
+    return {e: statistics.median(v) if v else 0.0 for e, v in samples.items()}
+
+
 def run_load(url: str, users: int, requests: int, models: dict[str, str], deadline_s: float = 600) -> dict:
     """Run the load test; returns {"wall_s", "requests", "rps", "failures", "endpoints": {...}}."""
     references = reference_requests(make_client(url), users, models)
     plans = [user_plan(u, requests, references[u], models) for u in range(users)]
+    alone = unloaded_latency(url, plans)
     results = Results()
     deadline = time.monotonic() + deadline_s
     start = time.perf_counter()
@@ -169,7 +183,7 @@ def run_load(url: str, users: int, requests: int, models: dict[str, str], deadli
     wall = time.perf_counter() - start
     total = sum(len(v) for v in results.latencies.values())
     endpoints = {name: {"count": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95),
-                        "p99": percentile(v, 99), "rps": len(v) / wall}
+                        "p99": percentile(v, 99), "rps": len(v) / wall, "alone": alone[name]}
                  for name, v in results.latencies.items()}
     return {"wall_s": wall, "requests": total, "rps": total / wall, "failures": results.failures,
             "endpoints": endpoints}
@@ -178,9 +192,12 @@ def run_load(url: str, users: int, requests: int, models: dict[str, str], deadli
 def print_report(report: dict, users: int) -> None:
     print(f"{users} users, {report['requests']} requests in {report['wall_s']:.1f} s "
           f"= {report['rps']:.2f} requests/s, {len(report['failures'])} failed")
-    print(f"{'endpoint':<15}{'count':>6}{'req/s':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}")
+    print(f"{'endpoint':<15}{'count':>6}{'req/s':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}{'alone s':>9}"
+          f"{'p50/alone':>10}")
     for name, row in report["endpoints"].items():
-        print(f"{name:<15}{row['count']:>6}{row['rps']:>8.2f}{row['p50']:>8.2f}{row['p95']:>8.2f}{row['p99']:>8.2f}")
+        ratio = row["p50"] / row["alone"] if row["alone"] else float("nan")
+        print(f"{name:<15}{row['count']:>6}{row['rps']:>8.2f}{row['p50']:>8.2f}{row['p95']:>8.2f}{row['p99']:>8.2f}"
+              f"{row['alone']:>9.2f}{ratio:>9.1f}x")
     for failure in report["failures"][:20]:
         print("FAILED", failure)
 

@@ -2,7 +2,7 @@
 
 Token axes are categorical with position-tagged labels ("the (1)", "the (4)"), so a repeated token
 keeps its own row and column; matrices stay numpy arrays (fast to build) and are sent as lists
-rounded to 5 decimals. :func:`with_export` attaches Plotly's own
+rounded to the 4 decimals their hover shows. :func:`with_export` attaches Plotly's own
 toolbar configuration so its camera button saves PNG or SVG.
 """
 
@@ -23,6 +23,7 @@ from demo.plots import plot_text
 
 COLORSCALE = "Blues"
 SUMMARY_METRICS = ("entropy", "cls", "sep", "self", "previous", "next")
+DECIMALS = 4  # values are sent rounded to what the hover shows (%{z:.4f}): smaller answers, nothing lost on screen
 
 MESSAGES = {
     "en": {
@@ -189,7 +190,7 @@ def _plain(value: Any) -> Any:
     shape = value.get("shape")
     if shape:
         array = array.reshape([int(n) for n in str(shape).split(",")])
-    return np.round(array.astype(np.float64), 5).tolist() if array.dtype.kind == "f" else array.tolist()
+    return np.round(array.astype(np.float64), DECIMALS).tolist() if array.dtype.kind == "f" else array.tolist()
 
 
 def with_export(fig: go.Figure, image_format: str, filename: str):

@@ -2,8 +2,10 @@
 the attention formula ``softmax(QKᵀ/√d_k)V`` with the model's real numbers.
 
 Data flow: "Run" -> :func:`run_attention` -> ``model_utils.attention`` (eager attention through the
-model manager) -> render helpers (``model_utils.attention_views`` for bertviz, ``demo.attention_plots``
-for Plotly). The result lives in a per-user ``gr.State`` so moving the layer/head pickers only redraws.
+model manager; one forward pass per input, cached) -> render helpers (``demo.attention_views`` for bertviz,
+``demo.attention_plots`` for Plotly). The result lives in a per-user ``gr.State``; only the open sub-tab's view
+is drawn (the others when they are opened), and every change of the layer/head pickers redraws it from that
+state, the latest change only.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from typing import Any
 
 import gradio as gr
 
+import numpy as np
+
 from demo import attention_plots as plots
 from demo.common import (TabParts, clear_on_failure, examples, model_dropdown, table_output, text_limit, ui_error,
                         user_errors)
 from demo import attention_views as views
 from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import for_display, markdown_text, say, table, translate
+from model_utils import attention_arrays, attention_math
+from model_utils.attention import attention_rollout, head_summary
 
 EXAMPLES = [
     ["The animal didn't cross the street because it was too tired.", ""],
@@ -46,7 +52,8 @@ STRINGS = {
         "attn_image_format": "Chart download format (camera button of each chart)",
         "attn_head_view": "Head view",
         "attn_model_view": "Model view",
-        "attn_heatmaps": "Heatmaps",
+        "attn_heatmaps": "Heatmap",
+        "attn_grid": "All heads of the layer",
         "attn_summary": "Head summary",
         "attn_rollout": "Rollout",
         "attn_math": "Attention math",
@@ -76,6 +83,7 @@ STRINGS = {
         "attn_head_view": "头视图",
         "attn_model_view": "模型视图",
         "attn_heatmaps": "热力图",
+        "attn_grid": "该层的全部注意力头",
         "attn_summary": "注意力头统计",
         "attn_rollout": "Rollout",
         "attn_math": "注意力计算",
@@ -102,7 +110,6 @@ MESSAGES = {
                                        "responsive; pick another layer or shorten the text to see the others.",
         "attention.run_first": "Press Run first, then pick a query token.",
         "attention.progress_load": "Loading the model and computing attention…",
-        "attention.progress_summary": "Summarising heads and rolling out attention…",
         "attention.progress_views": "Rendering the views…",
         "attention.heatmap_title": "Layer {layer}, head {head}",
         "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — layer {layer}, head {head}, "
@@ -125,7 +132,6 @@ MESSAGES = {
         "attention.model_view_layers": "为了页面流畅，模型视图只显示第 {first}–{last} 层（共 0–{top} 层）；选择其他层或缩短文本可查看其余各层。",
         "attention.run_first": "请先点击运行，再选择查询词元。",
         "attention.progress_load": "正在加载模型并计算注意力…",
-        "attention.progress_summary": "正在统计注意力头并计算 rollout…",
         "attention.progress_views": "正在绘制视图…",
         "attention.heatmap_title": "第 {layer} 层，第 {head} 个注意力头",
         "attention.math_title": "### Attention(Q, K, V) = softmax(QKᵀ / √d_k) · V — 第 {layer} 层，第 {head} 个注意力头，"
@@ -154,30 +160,33 @@ add_messages(MESSAGES)
 
 # ---------------------------------------------------------------------------- rendering
 
+# The views of the results, as the ids of their sub-tabs. Only the open one is drawn (the others are drawn
+# when opened), so an answer carries one chart, not every view of every layer (12.8 MB at 128 tokens before).
+CHART_VIEWS = ("attn-heatmaps", "attn-grid", "attn-rollout", "attn-summary")
+BERTVIZ_VIEWS = ("attn-head-view", "attn-model-view")
+DEFAULT_VIEW = CHART_VIEWS[0]
+
 
 def _clamp(value: Any, upper: int) -> int:
     try:
-        return min(max(int(value), 0), upper)
-    except (TypeError, ValueError):
+        return min(max(int(float(value)), 0), upper)
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
-def _views(result: dict, layer: int) -> tuple[str, str, list[str], list[str]]:
-    """bertviz iframes, their standalone HTML files, and notices about left-out layers."""
-    head_doc, head_layers = views.head_view_html(result, layer)
-    model_doc, model_layers = views.model_view_html(result, layer)
-    folder = Path(tempfile.mkdtemp(prefix="plm-attention-"))
-    files = []
-    for name, doc in (("attention_head_view.html", head_doc), ("attention_model_view.html", model_doc)):
-        (folder / name).write_text(doc, encoding="utf-8")
-        files.append(str(folder / name))
-    head_frame = views.iframe(head_doc, views.view_height(result, "head"), "bertviz head view")
-    model_frame = views.iframe(model_doc, views.view_height(result, "model", len(model_layers)), "bertviz model view")
+def _bertviz(result: dict, layer: int, view: str) -> tuple[str, list[str], list[str]]:
+    """The open bertviz view around ``layer`` as an iframe, its standalone HTML file, and a notice about
+    left-out layers (if any)."""
+    make, kind, name = ((views.head_view_html, "head", "attention_head_view.html") if view == "attn-head-view"
+                        else (views.model_view_html, "model", "attention_model_view.html"))
+    document, layers = make(result, layer)
+    path = Path(tempfile.mkdtemp(prefix="plm-attention-")) / name
+    path.write_text(document, encoding="utf-8")
+    frame = views.iframe(document, views.view_height(result, kind, len(layers)), f"bertviz {kind} view")
     top = result["num_layers"] - 1
-    notices = [say(code, first=layers[0], last=layers[-1], top=top)
-               for code, layers in (("attention.head_view_layers", head_layers),
-                                    ("attention.model_view_layers", model_layers)) if len(layers) <= top]
-    return head_frame, model_frame, files, notices
+    notices = [say(f"attention.{kind}_view_layers", first=layers[0], last=layers[-1], top=top)] \
+        if len(layers) <= top else []
+    return frame, [str(path)], notices
 
 
 def _notice(result: dict, layer_notices: list[str]) -> str:
@@ -190,37 +199,83 @@ def _with_weights(state: dict) -> dict:
     return {**state["result"], "attentions": state["weights"]}
 
 
-def refresh_views(state: dict | None, layer: Any) -> tuple:
-    """Redraw the bertviz views around ``layer`` when they could not hold every layer; else skip."""
-    if not state:
+def bertviz_values(state: dict | None, layer: Any, view: str, others: Any = gr.skip()) -> tuple:
+    """(notice, head view, model view, files): the open bertviz view drawn around ``layer``; ``others`` for
+    the closed one (``gr.skip()`` keeps it, ``None`` clears it)."""
+    if not state or view not in BERTVIZ_VIEWS:
+        return others, others, others, others
+    result = _with_weights(state)
+    frame, files, layer_notices = _bertviz(result, _clamp(layer, result["num_layers"] - 1), view)
+    frames = (frame, others) if view == "attn-head-view" else (others, frame)
+    return _notice_markdown(_notice(result, layer_notices)), *frames, files
+
+
+def _notice_markdown(notice: str) -> gr.Markdown:
+    return gr.Markdown(markdown_text(notice), visible=bool(notice))
+
+
+def refresh_bertviz(state: dict | None, layer: Any, view: str) -> tuple:
+    """Redraw the open bertviz view around ``layer`` when it could not hold every layer; else skip."""
+    if not state or view not in BERTVIZ_VIEWS:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     result = _with_weights(state)
-    layer = _clamp(layer, result["num_layers"] - 1)
-    if len(views.model_view_layers(result, layer)) == result["num_layers"] and \
-            len(views.head_view_layers(result, layer)) == result["num_layers"]:
+    window = views.head_view_layers if view == "attn-head-view" else views.model_view_layers
+    if len(window(result, _clamp(layer, result["num_layers"] - 1))) == result["num_layers"]:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    head_frame, model_frame, files, layer_notices = _views(result, layer)
-    notice = _notice(result, layer_notices)
-    return gr.Markdown(markdown_text(notice), visible=bool(notice)), head_frame, model_frame, files
+    return bertviz_values(state, layer, view)
 
 
-def render_figures(state: dict | None, layer: Any, head: Any, image_format: str) -> tuple:
-    """Heatmap of (layer, head), grid of the layer's heads, rollout through layer, summary chart."""
-    if not state:
-        return None, None, None, None
+def chart_values(state: dict | None, layer: Any, head: Any, image_format: str, view: str,
+                 others: Any = gr.skip()) -> tuple:
+    """(summary table, heatmap, grid, rollout, summary chart) with only the open ``view`` drawn, from the
+    session's state (no forward pass); ``others`` for the closed views."""
+    values = [others] * 5
+    if not state or view not in CHART_VIEWS:
+        return tuple(values)
     result = state["result"]
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
     tokens, weights = result["tokens"], state["weights"]
-    heatmap = plots.attention_heatmap(weights[layer, head], tokens, say("attention.heatmap_title", layer=layer,
-                                                                        head=head))
-    grid = plots.layer_grid(weights[layer], tokens, layer)
-    rollout = plots.rollout_heatmap(state["rollout"][layer], tokens, layer)
-    summary = plots.summary_chart(state["summary"], result["num_layers"], result["num_heads"])
-    return (plots.with_export(heatmap, image_format, f"attention_L{layer}_H{head}"),
-            plots.with_export(grid, image_format, f"attention_layer{layer}_heads"),
-            plots.with_export(rollout, image_format, f"attention_rollout_L{layer}"),
-            plots.with_export(summary, image_format, "attention_head_summary"))
+    if view == "attn-heatmaps":
+        title = say("attention.heatmap_title", layer=layer, head=head)
+        values[1] = plots.with_export(plots.attention_heatmap(weights[layer, head], tokens, title), image_format,
+                                      f"attention_L{layer}_H{head}")
+    elif view == "attn-grid":
+        values[2] = plots.with_export(plots.layer_grid(weights[layer], tokens, layer), image_format,
+                                      f"attention_layer{layer}_heads")
+    elif view == "attn-rollout":
+        values[3] = plots.with_export(plots.rollout_heatmap(_derived(state, "rollout")[layer], tokens, layer), image_format,
+                                      f"attention_rollout_L{layer}")
+    else:
+        rows = _derived(state, "summary")
+        summary = plots.summary_chart(rows, result["num_layers"], result["num_heads"])
+        values[4] = plots.with_export(summary, image_format, "attention_head_summary")
+        values[0] = _summary_table(rows)
+    return tuple(values)
+
+
+def render_figures(state: dict | None, layer: Any, head: Any, image_format: str, view: str = DEFAULT_VIEW) -> tuple:
+    """The open view redrawn for the chosen layer/head, from the session's state: (notice, head view, model view,
+    files, summary table, heatmap, grid, rollout, summary chart), ``gr.skip()`` for what stays as it is."""
+    return (*refresh_bertviz(state, layer, view), *chart_values(state, layer, head, image_format, view))
+
+
+def open_view(view: str) -> Any:
+    """The event run when the sub-tab ``view`` is opened: remember it and draw it from the session's state."""
+    def show(state: dict | None, layer: Any, head: Any, image_format: str) -> tuple:
+        return (view, *bertviz_values(state, layer, view), *chart_values(state, layer, head, image_format, view))
+
+    show.__name__ = f"open_{view.replace('-', '_')}"
+    return user_errors(show)
+
+
+def _derived(state: dict, name: str) -> Any:
+    """The run's attention rollout or per-head summary, computed on first use and kept in the session's state."""
+    if name not in state:
+        weights, result = state["weights"], state["result"]
+        state[name] = (np.asarray(attention_rollout(weights), dtype=np.float32) if name == "rollout" else
+                       head_summary(weights, result["cls_positions"], result["sep_positions"]))
+    return state[name]
 
 
 def _summary_table(rows: list[dict]) -> dict:
@@ -234,34 +289,31 @@ def _summary_table(rows: list[dict]) -> dict:
 
 @user_errors
 def run_attention(checkpoint: str, text: str, text_pair: str, layer: Any, head: Any, image_format: str,
-                  progress: gr.Progress = gr.Progress()) -> tuple:
-    """Compute the attention of ``text`` [+ ``text_pair``] and fill every view of the tab."""
-    import numpy as np
-
-    from model_utils.attention import attention, attention_rollout, head_summary
-
+                  view: str = DEFAULT_VIEW, progress: gr.Progress = gr.Progress()) -> tuple:
+    """Compute the attention of ``text`` [+ ``text_pair``] and draw the open view (the others when opened)."""
     progress(0.05, desc=say("attention.progress_load"))
-    result = attention(text, checkpoint or None, text_pair or None)
-    weights = np.asarray(result.pop("attentions"), dtype=np.float32)  # 4x smaller than lists in the state
+    result = attention_arrays(text, checkpoint or None, text_pair or None)
+    weights = result.pop("weights")
     layer = _clamp(layer, result["num_layers"] - 1)
     head = _clamp(head, result["num_heads"] - 1)
-    progress(0.5, desc=say("attention.progress_summary"))
+    # rollout and the per-head summary are computed when their view is first drawn (~70 ms at 128 tokens)
     state = {"result": result, "weights": weights, "text": text, "text_pair": text_pair or None,
-             "checkpoint": result["checkpoint"],
-             "rollout": np.asarray(attention_rollout(weights), dtype=np.float32),
-             "summary": head_summary(weights, result["cls_positions"], result["sep_positions"])}
-    progress(0.7, desc=say("attention.progress_views"))
-    head_frame, model_frame, files, layer_notices = _views(_with_weights(state), layer)
+             "checkpoint": result["checkpoint"]}
+    progress(0.8, desc=say("attention.progress_views"))
+    view = view if view in CHART_VIEWS + BERTVIZ_VIEWS else DEFAULT_VIEW
+    frames: tuple = (None, None, None)
+    layer_notices: list[str] = []
+    if view in BERTVIZ_VIEWS:
+        frame, files, layer_notices = _bertviz(_with_weights(state), layer, view)
+        frames = (frame, None, files) if view == "attn-head-view" else (None, frame, files)
     notice = _notice(result, layer_notices)
     if notice:
         gr.Warning(for_display(notice))
     queries = [(label, i) for i, label in enumerate(plots.token_labels(result["tokens"]))]
-    return (state, gr.Markdown(markdown_text(notice), visible=bool(notice)),
-            gr.Slider(maximum=result["num_layers"] - 1, value=layer),
+    return (state, _notice_markdown(notice), gr.Slider(maximum=result["num_layers"] - 1, value=layer),
             gr.Slider(maximum=result["num_heads"] - 1, value=head),
             gr.Dropdown(choices=queries, value=min(1, len(queries) - 1)),
-            head_frame, model_frame, files, _summary_table(state["summary"]),
-            *render_figures(state, layer, head, image_format))
+            *frames, *chart_values(state, layer, head, image_format, view, others=None))
 
 
 def _math_markdown(m: dict) -> str:
@@ -289,9 +341,8 @@ def _math_markdown(m: dict) -> str:
 
 @user_errors
 def explain_query(state: dict | None, layer: Any, head: Any, query: Any, image_format: str) -> tuple:
-    """The attention formula for (layer, head, query) of the last run, with its real numbers."""
-    from model_utils.attention import attention_math
-
+    """The attention formula for (layer, head, query) of the last run, with its real numbers (from the cached
+    forward pass of that input when it is still cached)."""
     if not state:
         raise ui_error(say("attention.run_first"))
     result = state["result"]
@@ -313,6 +364,7 @@ def build_tab() -> TabParts:
     """Lay out the Attention tab and wire its events (api names: attention, attention_math)."""
     gr.Markdown(I18N("attn_intro"))
     state = gr.State(None)
+    shown = gr.State(DEFAULT_VIEW)  # the open sub-tab: the only view drawn
     with gr.Row():
         with gr.Column(scale=3):
             model = model_dropdown("attention", elem_id="attn-model")
@@ -326,20 +378,22 @@ def build_tab() -> TabParts:
             image_format = gr.Radio(["png", "svg"], value="png", label=I18N("attn_image_format"))
             files = gr.File(label=I18N("attn_downloads"), file_count="multiple", interactive=False)
     notice = gr.Markdown(visible=False, elem_id="attn-notice")
+    sub_tabs = {}
     with gr.Tabs():
-        with gr.Tab(I18N("attn_head_view"), id="attn-head-view"):
-            head_html = gr.HTML(I18N("attn_placeholder"), elem_id="attn-head-html")
-        with gr.Tab(I18N("attn_model_view"), id="attn-model-view"):
-            model_html = gr.HTML(I18N("attn_placeholder"), elem_id="attn-model-html")
-        with gr.Tab(I18N("attn_heatmaps"), id="attn-heatmaps"):
+        with gr.Tab(I18N("attn_heatmaps"), id="attn-heatmaps") as sub_tabs["attn-heatmaps"]:
             heatmap = gr.Plot(show_label=False, elem_id="attn-heatmap")
+        with gr.Tab(I18N("attn_grid"), id="attn-grid") as sub_tabs["attn-grid"]:
             grid = gr.Plot(show_label=False, elem_id="attn-grid")
-        with gr.Tab(I18N("attn_summary"), id="attn-summary"):
+        with gr.Tab(I18N("attn_rollout"), id="attn-rollout") as sub_tabs["attn-rollout"]:
+            rollout = gr.Plot(show_label=False, elem_id="attn-rollout-plot")
+        with gr.Tab(I18N("attn_summary"), id="attn-summary") as sub_tabs["attn-summary"]:
             summary_plot = gr.Plot(show_label=False, elem_id="attn-summary-plot")
             summary_table = table_output(SUMMARY_HEADERS, label=I18N("attn_summary_table"))
-        with gr.Tab(I18N("attn_rollout"), id="attn-rollout"):
-            rollout = gr.Plot(show_label=False, elem_id="attn-rollout-plot")
-        with gr.Tab(I18N("attn_math"), id="attn-math"):
+        with gr.Tab(I18N("attn_head_view"), id="attn-head-view") as sub_tabs["attn-head-view"]:
+            head_html = gr.HTML(I18N("attn_placeholder"), elem_id="attn-head-html")
+        with gr.Tab(I18N("attn_model_view"), id="attn-model-view") as sub_tabs["attn-model-view"]:
+            model_html = gr.HTML(I18N("attn_placeholder"), elem_id="attn-model-html")
+        with gr.Tab(I18N("attn_math"), id="attn-math") as sub_tabs["attn-math"]:
             gr.Markdown(I18N("attn_math_intro"))
             with gr.Row():
                 query = gr.Dropdown(choices=[], label=I18N("attn_query"), elem_id="attn-query")
@@ -347,16 +401,20 @@ def build_tab() -> TabParts:
             math_md = gr.Markdown(elem_id="attn-math-md")
             math_plot = gr.Plot(show_label=False, elem_id="attn-math-plot")
             math_table = table_output(MATH_HEADERS)
-    figures = [heatmap, grid, rollout, summary_plot]
-    run_event = dict(fn=run_attention, inputs=[model, text, pair, layer, head, image_format],
-                     outputs=[state, notice, layer, head, query, head_html, model_html, files, summary_table,
-                              *figures])
+    bertviz_outputs = [notice, head_html, model_html, files]
+    chart_outputs = [summary_table, heatmap, grid, rollout, summary_plot]
+    run_event = dict(fn=run_attention, inputs=[model, text, pair, layer, head, image_format, shown],
+                     outputs=[state, notice, layer, head, query, head_html, model_html, files, *chart_outputs])
     for event in (run.click(api_name="attention", **run_event), text.submit(api_name=False, **run_event)):
-        clear_on_failure(event, [notice, head_html, model_html, files, summary_table, *figures], keep=[layer, head, query])
-    gr.on([layer.release, head.release, image_format.change], render_figures,
-          inputs=[state, layer, head, image_format], outputs=figures, api_name=False)
-    layer.release(refresh_views, inputs=[state, layer], outputs=[notice, head_html, model_html, files],
-                  api_name=False)
+        clear_on_failure(event, [notice, head_html, model_html, files, *chart_outputs], keep=[layer, head, query])
+    for view, tab in sub_tabs.items():  # a view is drawn when its sub-tab is opened
+        tab.select(open_view(view), inputs=[state, layer, head, image_format],
+                   outputs=[shown, *bertviz_outputs, *chart_outputs], api_visibility="private")
+    # Every change of the pickers (typing, arrow keys, dragging) redraws the open chart from the session's
+    # state; while one redraw runs, only the latest change waits (no backlog of stale layers).
+    gr.on([layer.input, head.input, image_format.change], user_errors(render_figures),
+          inputs=[state, layer, head, image_format, shown], outputs=[*bertviz_outputs, *chart_outputs],
+          api_visibility="private", trigger_mode="always_last", concurrency_limit=None)
     gr.on([explain.click, query.input], explain_query, inputs=[state, layer, head, query, image_format],
           outputs=[math_md, math_table, math_plot], api_name="attention_math")
     examples(EXAMPLES, inputs=[text, pair])

@@ -5,6 +5,7 @@ gives app.py to wire across tabs)."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
@@ -43,7 +44,8 @@ def user_errors(fn: F) -> F:
 
     A user's mistake (a ``UserError``, or a library's ``ValueError``) in its own words, translated by
     its code; anything else as a short sentence with an error id (the traceback is logged under it).
-    Messages are clipped to ``MAX_MESSAGE_CHARS`` and HTML-escaped for the browser's error box (which
+    A generator function (a streaming handler) is wrapped as a generator. Messages are clipped to
+    ``MAX_MESSAGE_CHARS`` and HTML-escaped for the browser's error box (which
     renders HTML) but not for API clients.
     """
 
@@ -56,7 +58,16 @@ def user_errors(fn: F) -> F:
         except Exception as err:  # noqa: BLE001 - the UI must keep serving
             raise ui_error(translate(public_error(err, getattr(fn, "__name__", "")))) from None
 
-    return wrapper  # type: ignore[return-value]
+    @functools.wraps(fn)
+    def generator_wrapper(*args: Any, **kwargs: Any) -> Any:  # a streaming handler fails while it is iterated
+        try:
+            yield from fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001 - the UI must keep serving
+            raise ui_error(translate(public_error(err, getattr(fn, "__name__", "")))) from None
+
+    return generator_wrapper if inspect.isgeneratorfunction(fn) else wrapper  # type: ignore[return-value]
 
 
 def text_limit() -> int:

@@ -48,6 +48,7 @@ STRINGS = {
         "pt_base": "Base model (needs an MLM head)",
         "pt_name": "Save as local:<name> (empty: a dated name)",
         "pt_probe": "Probe sentence with one [MASK]",
+        "pt_probe_info": "Write it in the model's language: the bundled models read English only.",
         "pt_knob_probe_every": "Recompute the probe every N steps",
         "pt_hyper": "Training settings",
         "pt_knob_max_steps": "Steps",
@@ -87,6 +88,7 @@ STRINGS = {
         "pt_base": "基础模型（需要 MLM 输出头）",
         "pt_name": "保存为 local:<名称>（留空：按日期命名）",
         "pt_probe": "含一个 [MASK] 的探针句",
+        "pt_probe_info": "请用模型的语言书写：内置模型只读英文，所以默认探针句是英文。",
         "pt_knob_probe_every": "每 N 步重新计算探针",
         "pt_hyper": "训练设置",
         "pt_knob_max_steps": "步数",
@@ -379,7 +381,7 @@ def build_tab() -> TabParts:
             base = model_dropdown(TASK, elem_id="pt-base")
             base.label = I18N("pt_base")
             name = gr.Textbox(label=I18N("pt_name"), elem_id="pt-name", max_length=128)
-            probe = gr.Textbox(PROBE, label=I18N("pt_probe"), elem_id="pt-probe",
+            probe = gr.Textbox(PROBE, label=I18N("pt_probe"), elem_id="pt-probe", info=I18N("pt_probe_info"),
                                max_length=text_limit())
             defaults = S.app_arguments()
             preset = gr.Radio(choices=[(p, p) for p in PRESETS], value="quick", label=I18N("pt_preset"),

@@ -20,6 +20,10 @@ Each task follows preprocess -> ``_forward`` (the only device code) -> postproce
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,13 +66,24 @@ def _max_tokens() -> int:
 def attention(text: str, model: str | None = None, text_pair: str | None = None) -> dict:
     """Attention weights of ``model`` (checkpoint name; None = default) on ``text`` [+ ``text_pair``].
 
-    Returns the dict of :func:`attention_from_model`, plus ``checkpoint``.
+    Returns the dict of :func:`attention_from_model` (``attentions`` as nested lists), plus ``checkpoint``.
+    """
+    result = attention_arrays(text, model, text_pair)
+    result["attentions"] = result.pop("weights").tolist()
+    return result
+
+
+def attention_arrays(text: str, model: str | None = None, text_pair: str | None = None) -> dict:
+    """:func:`attention`, with the weights as one float32 numpy array ``weights`` ``[layer, head, query, key]``.
+
+    One forward pass per (model, input) is kept in a small memory-bounded cache
+    (``PLM_ATTENTION_CACHE_MB``), so every view of the same input, and the formula view, reuse it.
     """
     loaded = _load(model)
     with loaded.lock:
-        result = attention_from_model(loaded.model, loaded.tokenizer, text, text_pair,
-                                      max_tokens=_max_tokens())
-    result["checkpoint"] = loaded.checkpoint
+        record = _cached_record(loaded, text, text_pair)
+    result = {**record.result, "weights": record.weights.numpy(), "checkpoint": loaded.checkpoint}
+    result["truncation"] = dict(result["truncation"])
     return result
 
 
@@ -77,11 +92,77 @@ def attention_math(text: str, model: str | None = None, text_pair: str | None = 
     """The attention formula for one (layer, head, query token) of ``model``; see :func:`head_math`."""
     loaded = _load(model)
     with loaded.lock:
-        result = attention_math_from_model(loaded.model, loaded.tokenizer, text, text_pair,
-                                           layer=layer, head=head, query=query,
-                                           max_tokens=_max_tokens())
+        record = _cached_record(loaded, text, text_pair)
+        result = _math_from_record(loaded.model, record, layer=layer, head=head, query=query)
     result["checkpoint"] = loaded.checkpoint
     return result
+
+
+# ---------------------------------------------------------------------------- one forward per input
+
+
+@dataclass
+class ForwardRecord:
+    """One eager forward pass: the plain result (no weights), the weights and each attention call's input."""
+
+    result: dict
+    weights: torch.Tensor  # [layer, head, query, key], float32 on the CPU
+    # The hidden states each attention module received, in model order (modules are looked up again when
+    # needed, so a record never keeps an evicted model's layers alive).
+    hidden: list[torch.Tensor]
+    tokens: list[str]
+    model: Any = field(repr=False)  # a weak reference to the model it came from
+
+    def nbytes(self) -> int:
+        """Memory held by the weights and the recorded hidden states."""
+        hidden = sum(h.numel() * h.element_size() for h in self.hidden)
+        return self.weights.numel() * self.weights.element_size() + hidden
+
+
+class ForwardCache:
+    """Least recently used forward passes, bounded in bytes; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._records: OrderedDict[tuple, ForwardRecord] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, model: Any) -> ForwardRecord | None:
+        """The record of ``key`` if it came from this very ``model`` object (not a reloaded one)."""
+        with self._lock:
+            record = self._records.get(key)
+            if record is None or record.model() is not model:
+                return None
+            self._records.move_to_end(key)
+            return record
+
+    def put(self, key: tuple, record: ForwardRecord, budget: int) -> None:
+        """Keep ``record``; drop the least recently used ones past ``budget`` bytes (0 = keep nothing)."""
+        with self._lock:
+            self._records[key] = record
+            while self._records and sum(r.nbytes() for r in self._records.values()) > budget:
+                self._records.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._lock:
+            self._records.clear()
+
+
+FORWARD_CACHE = ForwardCache()
+
+
+def _cached_record(loaded: Any, text: str, text_pair: str | None) -> ForwardRecord:
+    """The forward pass of ``loaded`` on this input, from the cache or computed now (caller holds its lock)."""
+    from model_utils.config import get_settings
+
+    settings = get_settings()
+    limit = _token_limit(loaded.model, settings.max_attention_tokens)
+    key = (loaded.checkpoint, id(loaded.model), text, text_pair, limit)
+    record = FORWARD_CACHE.get(key, loaded.model)
+    if record is None:
+        record = forward_record(loaded.model, loaded.tokenizer, text, text_pair, max_tokens=limit)
+        FORWARD_CACHE.put(key, record, settings.attention_cache_bytes)
+    return record
 
 
 # ---------------------------------------------------------------------------- preprocess
@@ -171,22 +252,17 @@ def _segments(enc: Any) -> tuple[list[int], int | None]:
     return [0 if b_start is None or i < b_start else 1 for i in range(n)], b_start
 
 
-def attention_from_model(model: Any, tokenizer: Any, text: str, text_pair: str | None = None, *,
-                         max_tokens: int = 128) -> dict:
-    """Attention of an already loaded (eager) ``model`` on ``text`` [+ ``text_pair``].
-
-    Returns plain data: ``tokens``, ``token_ids``, ``segment_ids``, ``sentence_b_start``,
-    ``special_tokens`` (bool per token), ``cls_positions``, ``sep_positions``, ``model_type``,
-    ``causal``, ``num_layers``, ``num_heads``, ``attentions`` ([layer][head][query][key]),
-    ``truncation`` (see :func:`preprocess`) and ``notice`` (what was cut, or "").
-    """
+def forward_record(model: Any, tokenizer: Any, text: str, text_pair: str | None = None, *,
+                   max_tokens: int = 128) -> ForwardRecord:
+    """Run an already loaded (eager) ``model`` once on ``text`` [+ ``text_pair``], recording what every view needs."""
     enc, truncation = preprocess(tokenizer, text, text_pair, _token_limit(model, max_tokens))
-    weights = _forward(model, enc)
+    calls, weights = _capture_attention_inputs(model, enc)
     ids = enc["input_ids"][0].tolist()
     segment_ids, b_start = _segments(enc)
-    return {
+    tokens = tokenizer.convert_ids_to_tokens(ids)
+    result = {
         "model_type": getattr(model.config, "model_type", ""),
-        "tokens": tokenizer.convert_ids_to_tokens(ids),
+        "tokens": tokens,
         "token_ids": ids,
         "segment_ids": segment_ids,
         "sentence_b_start": b_start,
@@ -196,11 +272,24 @@ def attention_from_model(model: Any, tokenizer: Any, text: str, text_pair: str |
         "causal": any(getattr(m, "is_causal", False) for m in _attention_modules(model)),
         "num_layers": int(weights.shape[0]),
         "num_heads": int(weights.shape[1]),
-        "attentions": weights.tolist(),
         "truncation": truncation,
         "notice": truncation_message(truncation),
         "notices": truncation_notices(truncation),
     }
+    return ForwardRecord(result, weights, [hidden for _, hidden in calls], tokens, weakref.ref(model))
+
+
+def attention_from_model(model: Any, tokenizer: Any, text: str, text_pair: str | None = None, *,
+                         max_tokens: int = 128) -> dict:
+    """Attention of an already loaded (eager) ``model`` on ``text`` [+ ``text_pair``].
+
+    Returns plain data: ``tokens``, ``token_ids``, ``segment_ids``, ``sentence_b_start``,
+    ``special_tokens`` (bool per token), ``cls_positions``, ``sep_positions``, ``model_type``,
+    ``causal``, ``num_layers``, ``num_heads``, ``attentions`` ([layer][head][query][key]),
+    ``truncation`` (see :func:`preprocess`) and ``notice`` (what was cut, or "").
+    """
+    record = forward_record(model, tokenizer, text, text_pair, max_tokens=max_tokens)
+    return {**record.result, "attentions": record.weights.tolist()}
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -340,24 +429,28 @@ def attention_math_from_model(model: Any, tokenizer: Any, text: str, text_pair: 
     Adds ``tokens``, ``layer``, ``head``, ``query``, ``query_token``, ``model_weights`` (the row the
     model itself returned) and ``max_abs_diff`` between the two.
     """
-    enc, truncation = preprocess(tokenizer, text, text_pair, _token_limit(model, max_tokens))
-    calls, weights = _capture_attention_inputs(model, enc)
+    record = forward_record(model, tokenizer, text, text_pair, max_tokens=max_tokens)
+    return _math_from_record(model, record, layer=layer, head=head, query=query)
+
+
+def _math_from_record(model: Any, record: ForwardRecord, *, layer: int, head: int, query: int) -> dict:
+    """:func:`head_math` on the hidden states recorded by one forward pass."""
+    weights, tokens = record.weights, record.tokens
+    modules = _attention_modules(model)
     n_layers, n_heads, n_tokens = weights.shape[0], weights.shape[1], weights.shape[2]
-    if len(calls) != n_layers:
+    if len(record.hidden) != n_layers or len(modules) != n_layers:
         raise UserError("attention.math_unsupported", model=type(model).__name__)
     for name, value, limit in (("layer", layer, n_layers), ("head", head, n_heads), ("query", query, n_tokens)):
         if not isinstance(value, int) or not 0 <= value < limit:
             raise UserError("attention.out_of_range", what=name, last=limit - 1, value=value)
-    module, hidden = calls[layer]
     with torch.inference_mode():
-        result = head_math(module, hidden, head, query)
-    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist())
+        result = head_math(modules[layer], record.hidden[layer], head, query)
     model_row = weights[layer, head, query]
     result.update({
-        "tokens": tokens, "layer": layer, "head": head, "query": query, "query_token": tokens[query],
+        "tokens": list(tokens), "layer": layer, "head": head, "query": query, "query_token": tokens[query],
         "model_weights": model_row.tolist(),
         "max_abs_diff": float((torch.tensor(result["weights"]) - model_row).abs().max()),
-        "notice": truncation_message(truncation),
-        "notices": truncation_notices(truncation),
+        "notice": record.result["notice"],
+        "notices": list(record.result["notices"]),
     })
     return result

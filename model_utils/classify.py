@@ -29,17 +29,19 @@ HEAD = "sequence-classification"
 TASK = "text-classification"
 
 
-def load_classifier(model: Any = None) -> Any:
+def load_classifier(model: Any = None, full_precision: bool = False) -> Any:
     """Return a loaded classifier (``LoadedModel``) for a checkpoint name, or None for the default.
 
     An object that already has ``model``, ``tokenizer``, ``device`` and ``lock`` attributes
     (a ``LoadedModel``) is passed through, so callers can load once and call many times.
-    Raises ValueError when the checkpoint is not a text classifier.
+    Raises ValueError when the checkpoint is not a text classifier. ``full_precision``: the float32 model
+    even under ``PLM_QUANTIZE`` (gradients need it).
     """
-    if model is None or not hasattr(model, "model"):  # a name; the manager refuses anything else clearly
+    if model is None or not hasattr(model, "model") or (full_precision and getattr(model, "quantized", False)):  # a name; the manager refuses anything else clearly
         from model_utils.manager import get_manager
 
-        loaded = get_manager().get(model, HEAD, task=TASK)
+        name = getattr(model, "checkpoint", model)
+        loaded = get_manager().get(name, HEAD, task=TASK, full_precision=full_precision)
     else:
         loaded = model
     ensure_classifier(loaded.model.config, getattr(loaded, "checkpoint", None))

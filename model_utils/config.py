@@ -74,6 +74,13 @@ def _env_str(name: str) -> str | None:
     return value or None
 
 
+def _env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_env_str(name) or default).lower()
+    if value not in choices:
+        raise ValueError(f"Environment variable {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def task_env_var(task: str) -> str:
     """Name of the environment variable overriding ``task``'s default checkpoint."""
     return "PLM_DEFAULT_" + task.upper().replace("-", "_")
@@ -140,6 +147,15 @@ class Settings:
     lab_corpus_sentences: int = 2000
     # Contextual lab: memory for cached corpus vectors per (model, layer), in bytes (PLM_LAB_CACHE_MB, megabytes).
     lab_cache_bytes: int = 256 * 2**20
+    # int8 CPU path for the prediction models served (Fill-Mask, Next Sentence, Classify): "off" (default: int8
+    # missed the agreement targets on the bundled models, benchmarks/README.md), "int8", or "auto" (int8 when serving
+    # on the CPU) (PLM_QUANTIZE). Training, explanations and the Attention/Contextual views always stay float32.
+    quantize: str = "off"
+    # Load the first tab's default models in the background at launch, so the first answer does not wait for
+    # them (PLM_WARM_START, on by default).
+    warm_start: bool = True
+    # Attention tab: memory for cached forward passes, one per (model, input), in bytes (PLM_ATTENTION_CACHE_MB).
+    attention_cache_bytes: int = 64 * 2**20
     # Folder of the app's own data, such as the classroom's SQLite file (PLM_DATA_DIR).
     data_dir: Path = Path("data")
     # Classroom database URL; None = SQLite at data_dir/classroom.sqlite3 (PLM_CLASSROOM_DB, e.g. postgresql://...).
@@ -152,6 +168,15 @@ class Settings:
     classroom_burst: int = 10
     # Most learners in one classroom room (PLM_CLASSROOM_MAX_LEARNERS).
     classroom_max_learners: int = 500
+    # Generate tab: most tokens one generation (or one step-through) adds after the prompt (PLM_MAX_NEW_TOKENS).
+    max_new_tokens: int = 200
+    # Generate tab: wall-clock limit of one generation in seconds; it then stops with a notice (PLM_GENERATE_TIME_LIMIT).
+    generate_time_limit_s: float = 30.0
+    # Generate tab: most beams of a beam search (PLM_MAX_BEAMS).
+    max_beams: int = 8
+    # Perplexity and BERT vs GPT: most tokens of a text scored at once; a masked LM runs one pass per token,
+    # so longer texts are cut with a notice (PLM_MAX_SCORE_TOKENS).
+    max_score_tokens: int = 128
 
     def default_checkpoint(self, task: str, offline: bool) -> str:
         """Default checkpoint for ``task``; a Hub default is replaced by the bundled one offline."""
@@ -194,12 +219,19 @@ def get_settings() -> Settings:
         lab_max_tokens=max(8, _env_int("PLM_LAB_MAX_TOKENS", 128)),
         lab_corpus_sentences=max(1, _env_int("PLM_LAB_CORPUS_SENTENCES", 2000)),
         lab_cache_bytes=max(0, _env_int("PLM_LAB_CACHE_MB", 256)) * 2**20,
+        warm_start=_env_bool("PLM_WARM_START", True),
+        quantize=_env_choice("PLM_QUANTIZE", ("off", "int8", "auto"), "off"),
+        attention_cache_bytes=max(0, _env_int("PLM_ATTENTION_CACHE_MB", 64)) * 2**20,
         data_dir=Path(_env_str("PLM_DATA_DIR") or "data").expanduser(),
         classroom_db=_env_str("PLM_CLASSROOM_DB"),
         room_ttl_s=int(max(0.01, float(_env_str("PLM_ROOM_TTL_HOURS") or 12)) * 3600),
         classroom_rate_per_min=max(1, _env_int("PLM_CLASSROOM_RATE_PER_MIN", 60)),
         classroom_burst=max(1, _env_int("PLM_CLASSROOM_BURST", 10)),
         classroom_max_learners=max(1, _env_int("PLM_CLASSROOM_MAX_LEARNERS", 500)),
+        max_new_tokens=max(1, _env_int("PLM_MAX_NEW_TOKENS", 200)),
+        generate_time_limit_s=max(1.0, float(_env_str("PLM_GENERATE_TIME_LIMIT") or 30)),
+        max_beams=max(2, _env_int("PLM_MAX_BEAMS", 8)),
+        max_score_tokens=max(8, _env_int("PLM_MAX_SCORE_TOKENS", 128)),
     )
 
 

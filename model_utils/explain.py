@@ -62,7 +62,7 @@ def explain(
     if method not in METHODS:
         raise UserError("explain.unknown_method", method=method, methods=", ".join(METHODS))
     check_text(text)
-    loaded = load_classifier(model)
+    loaded = load_classifier(model, full_precision=True)  # gradients: never the int8 model
     with loaded.lock:
         config = loaded.model.config
         encoding = preprocess(loaded.tokenizer, config, text, text_pair, return_offsets_mapping=True)

@@ -12,8 +12,10 @@ elsewhere it returns the function unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -30,6 +32,7 @@ from model_utils.config import Settings, get_settings, hub_offline
 from model_utils.devices import pick_device, pick_dtype
 from model_utils.errors import UserError, define
 from model_utils.loading import hub_location, pretrained_kwargs, serialized
+from model_utils.quantize import quantize_int8, quantized_bytes, wants_int8
 from model_utils.registry import CheckpointInfo, default_checkpoint, model_name, resolve
 
 HEADS: tuple[str, ...] = (
@@ -53,6 +56,7 @@ _TASK_HEADS = {
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger(__name__)
 
 define({
     "model.untrained_head": "{name} has no trained {head_words} head (missing weights: {missing}); choose another "
@@ -75,6 +79,9 @@ define({
                                 "unreachable; choose another model.",
     "model.bundled_missing": "The weights of {name} are missing from this installation: {detail}",
     "model.bundled_not_installed": "Bundled models are not installed, so {name} is unavailable.",
+    "model.not_causal": "{name} reads the words on both sides of each position (a masked language model such as "
+                        "BERT), so it cannot predict the next token; choose a left-to-right model such as gpt2 or "
+                        "bundled:minilm-causal.",
 })
 
 
@@ -100,6 +107,7 @@ class LoadedModel:
     approx_bytes: int = 0
     attn_implementation: str | None = None
     info: CheckpointInfo | None = None
+    quantized: bool = False  # nn.Linear weights in int8 (PLM_QUANTIZE), the rest float32
     last_used: float = field(default_factory=time.monotonic)  # when a request last asked for it
 
     def idle_for(self) -> float:
@@ -143,6 +151,25 @@ def _check_head_loaded(checkpoint: str, head: str, model: Any, loading_info: dic
     if missing:
         raise UserError("model.untrained_head", name=checkpoint, head=head, head_words=_HEAD_WORDS[head],
                         missing=", ".join(sorted(missing)[:3]))
+
+
+def _check_left_to_right(name: str, model: Any) -> None:
+    """Refuse a "causal-lm" model that is not left to right: transformers builds a ``BertLMHeadModel`` for any
+    BERT checkpoint, but without ``is_decoder`` it reads both sides and its "next token" is noise.
+
+    Tested on behaviour, which holds for every architecture (GPT-2's config says ``is_decoder=False``): two
+    inputs that differ only in their last token must give the same logits at the earlier positions. Both have
+    the same shape, so the same kernels run on every device and a left-to-right model gives equal numbers.
+    """
+    vocab = model.get_input_embeddings().num_embeddings
+    device = next(model.parameters()).device
+    first = torch.tensor([[1, 2, 3]], device=device) % vocab
+    second = first.clone()
+    second[0, 2] = 4 % vocab
+    with torch.inference_mode():
+        before, after = (model(ids).logits[0, :2].float() for ids in (first, second))
+    if not torch.allclose(before, after, rtol=1e-4, atol=1e-5):
+        raise UserError("model.not_causal", name=name)
 
 
 def _damaged_weights(info: CheckpointInfo, err: Exception) -> UserError:
@@ -226,9 +253,11 @@ def _load_delta(info: CheckpointInfo, head: str, offline: bool, attn_implementat
 @serialized
 def _load_bundled(info: CheckpointInfo, head: str, attn_implementation: str | None) -> tuple[Any, Any]:
     try:
-        from model_utils.bundled import load_bundled
+        from model_utils.bundled import BUNDLED_MODELS, load_bundled
     except ImportError as err:
         raise UserError("model.bundled_not_installed", name=info.name) from err
+    if head not in BUNDLED_MODELS.get(info.name, {}).get("heads", (head,)):
+        raise UserError("model.no_head", name=info.name, head=head, head_words=_HEAD_WORDS[head])
     try:
         return load_bundled(info.name, head, attn_implementation=attn_implementation)
     except FileNotFoundError as err:
@@ -260,12 +289,17 @@ class ModelManager:
         return default_checkpoint(task)
 
     def get(self, checkpoint: str | None, head: str, *, task: str | None = None,
-            attn_implementation: str | None = None) -> LoadedModel:
-        """Return the cached model for (checkpoint, head), loading it on first use."""
+            attn_implementation: str | None = None, full_precision: bool = False) -> LoadedModel:
+        """Return the cached model for (checkpoint, head), loading it on first use.
+
+        Prediction heads served on the CPU are int8 when ``PLM_QUANTIZE`` asks for it, unless
+        ``full_precision`` (gradients, as in explanations, need the float32 model; it is cached apart).
+        """
         if head not in HEADS:
             raise ValueError(f"Unknown model head {head!r}; expected one of {', '.join(HEADS)}")
         name = self.resolve_checkpoint(checkpoint, task, head)
-        key = (name, head, attn_implementation)
+        int8 = not full_precision and wants_int8(get_settings().quantize, self.device, head)
+        key = (name, head, attn_implementation) + (("int8",) if int8 else ())
         with self._lock:
             if key in self._models:
                 return self._touch(key)
@@ -275,6 +309,8 @@ class ModelManager:
                 if key in self._models:
                     return self._touch(key)
             loaded = self._loader(name, head, attn_implementation)
+            if int8:
+                loaded = _quantized(loaded)
             with self._lock:
                 self._models[key] = loaded
                 self._key_locks.pop(key, None)
@@ -297,6 +333,8 @@ class ModelManager:
             model, tokenizer = _load_pretrained(info, head, hub_offline(settings), attn_implementation)
         device = pick_device(settings.device)
         model = model.to(device=device, dtype=pick_dtype(device)).eval()
+        if head == "causal-lm":
+            _check_left_to_right(name, model)
         return LoadedModel(name, head, model, tokenizer, device, approx_bytes=model_bytes(model),
                            attn_implementation=attn_implementation, info=info)
 
@@ -317,8 +355,9 @@ class ModelManager:
         """One plain dict per loaded model, most recently used last."""
         with self._lock:
             return [{"checkpoint": m.checkpoint, "head": m.head, "device": str(m.device),
-                     "dtype": str(next(m.model.parameters()).dtype).replace("torch.", ""),
-                     "attn_implementation": m.attn_implementation or "default",
+                     "dtype": ("int8/" if m.quantized else "") + str(next(m.model.parameters()).dtype).replace(
+                         "torch.", ""),
+                     "attn_implementation": m.attn_implementation or "default", "int8": m.quantized,
                      "approx_bytes": m.approx_bytes, "approx_mb": round(m.approx_bytes / 2**20, 1)}
                     for m in self._models.values()]
 
@@ -336,6 +375,34 @@ class ModelManager:
         if keys:
             _free_memory()
         return len(keys)
+
+
+def warm_up(tasks: list[str], nice: int = 5) -> threading.Thread:
+    """Load the default model of each task in a background thread and run one short forward pass through it
+    (torch's first call is slow), at a lower CPU priority so the server answering its first page goes first.
+    Failures are logged and left for the first request to report. Returns the started thread."""
+    def load_all() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: a thread can have its own nice value
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        for task in tasks:
+            try:
+                loaded = get_manager().get(None, _TASK_HEADS[task], task=task)
+                with loaded.lock, torch.inference_mode():
+                    loaded.model(**loaded.tokenizer("Warm up.", return_tensors="pt").to(loaded.device))
+            except Exception:  # noqa: BLE001 - the first request shows the error in the user's language
+                logger.warning("warm start: the default model of %s did not load", task, exc_info=True)
+
+    thread = threading.Thread(target=load_all, name="plm-warm-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def _quantized(loaded: LoadedModel) -> LoadedModel:
+    """``loaded`` with its model's ``nn.Linear`` layers dynamically quantized to int8 (float32 freed)."""
+    model = quantize_int8(loaded.model)
+    loaded.model, loaded.quantized = model, True
+    loaded.approx_bytes = model_bytes(model) + quantized_bytes(model)
+    return loaded
 
 
 def _not_in_use(loaded: LoadedModel) -> bool:

@@ -85,6 +85,10 @@ HUB_MODELS: dict[str, CheckpointInfo] = {
                        "GPT-2 small, English left-to-right language model (124M)"),
         CheckpointInfo("distilgpt2", "hub", "distilgpt2", "gpt2", _CAUSAL_TASKS, None,
                        "DistilGPT2, distilled GPT-2 (82M)"),
+        CheckpointInfo("HuggingFaceTB/SmolLM2-135M", "hub", "HuggingFaceTB/SmolLM2-135M", "llama", _CAUSAL_TASKS,
+                       None, "SmolLM2 135M, a small modern (Llama-style) English base model"),
+        CheckpointInfo("Qwen/Qwen2.5-0.5B", "hub", "Qwen/Qwen2.5-0.5B", "qwen2", _CAUSAL_TASKS, None,
+                       "Qwen2.5 0.5B base, multilingual (Chinese and English) causal LM"),
     )
 }
 

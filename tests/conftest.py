@@ -45,11 +45,45 @@ def tiny_tokenizer():
                              model_max_length=64)
 
 
+def tiny_bpe_tokenizer():
+    """A GPT-2-style byte-level BPE tokenizer (300 tokens, ``<|endoftext|>`` its only special) trained on
+    TINY_WORDS: no special tokens around a text, a leading space inside a token (``Ġcat``)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    sentences = [" ".join(TINY_WORDS), "the cat sat on the mat.", "paris is the capital of france.",
+                 "i love this movie!", "she ate dinner after the rain."]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(sentences * 3, vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    end = "<|endoftext|>"
+    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=end, eos_token=end, unk_token=end,
+                             model_max_length=256)
+
+
+def _tiny_causal(kind: str):
+    """(model, tokenizer) of a tiny left-to-right LM: "gpt2" (GPT-2 with the byte-level BPE) or "bert-decoder"
+    (a BertLMHeadModel with ``is_decoder=True`` and the WordPiece vocabulary, like bundled:minilm-causal)."""
+    import transformers as tf
+
+    if kind == "gpt2":
+        tokenizer = tiny_bpe_tokenizer()
+        config = tf.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(tokenizer), n_positions=256,
+                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+        return tf.GPT2LMHeadModel(config), tokenizer
+    tokenizer = tiny_tokenizer()
+    config = tf.BertConfig(vocab_size=len(TINY_VOCAB), max_position_embeddings=64, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64, is_decoder=True, tie_word_embeddings=True,
+                           bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
+    return tf.BertLMHeadModel(config), tokenizer
+
+
 def build_tiny_model(folder: Path, kind: str = "bert-pretraining", seed: int = 0, **sizes: int) -> Path:
     """Save a tiny randomly initialised model + tokenizer in ``folder``; returns the folder.
 
     kind: "bert-pretraining" (MLM + NSP heads), "bert-mlm" (MLM head only),
-    "distilbert-mlm" (no NSP head at all), "bert-classifier" (2 labels). ``sizes`` override the
+    "distilbert-mlm" (no NSP head at all), "bert-classifier" (2 labels), and the left-to-right LMs
+    "gpt2" (byte-level BPE) and "bert-decoder" (``is_decoder=True``). ``sizes`` override the
     BERT config's tiny dimensions (e.g. ``hidden_size=512`` for a model whose memory is measurable).
     """
     import torch
@@ -57,6 +91,11 @@ def build_tiny_model(folder: Path, kind: str = "bert-pretraining", seed: int = 0
 
     torch.manual_seed(seed)
     common = dict(vocab_size=len(TINY_VOCAB), max_position_embeddings=64)
+    if kind in ("gpt2", "bert-decoder"):
+        model, tokenizer = _tiny_causal(kind)
+        model.eval().save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        return folder
     if kind.startswith("distilbert"):
         config = tf.DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
         model = tf.DistilBertForMaskedLM(config)
@@ -81,12 +120,15 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoints directory holding local:tiny-bert, local:tiny-mlm and local:tiny-distilbert."""
+    """A checkpoints directory holding local:tiny-bert, local:tiny-mlm, local:tiny-distilbert, local:tiny-classifier
+    and the left-to-right local:tiny-gpt2 and local:tiny-decoder."""
     root = tmp_path_factory.mktemp("checkpoints")
     build_tiny_model(root / "tiny-bert", "bert-pretraining")
     build_tiny_model(root / "tiny-mlm", "bert-mlm", seed=1)
     build_tiny_model(root / "tiny-distilbert", "distilbert-mlm", seed=2)
     build_tiny_model(root / "tiny-classifier", "bert-classifier", seed=3)
+    build_tiny_model(root / "tiny-gpt2", "gpt2", seed=4)
+    build_tiny_model(root / "tiny-decoder", "bert-decoder", seed=5)
     return root
 
 
@@ -166,6 +208,7 @@ def app_server(tiny_checkpoints_dir: Path, tmp_path_factory: pytest.TempPathFact
                      PLM_DEFAULT_FILL_MASK="local:tiny-bert", PLM_DEFAULT_NEXT_SENTENCE="local:tiny-bert",
                      PLM_DEFAULT_ATTENTION="local:tiny-bert", PLM_DEFAULT_CONTEXTUAL="local:tiny-bert",
                      PLM_DEFAULT_TEXT_CLASSIFICATION="local:tiny-classifier",
+                     PLM_DEFAULT_TEXT_GENERATION="local:tiny-gpt2",
                      PLM_DEFAULT_PRETRAIN_BASE="local:tiny-bert", PLM_ADMIN_TOKEN=ADMIN_TOKEN,
                      PLM_DATA_DIR=str(tmp_path_factory.mktemp("data"))) as (url, _):
         yield url

@@ -256,3 +256,57 @@ def test_half_precision_models_give_float_results(tiny_bert_dir: Path) -> None:
     math_view = attention_math_from_model(model, tokenizer, "the cat sat on the mat", layer=1, head=1, query=2)
     np.testing.assert_allclose(math_view["weights"], weights[1, 1, 2], atol=2e-2)
     assert all(isinstance(x, float) for x in math_view["output"])
+
+
+# ---------------------------------------------------------------- one forward pass per (model, input)
+
+
+def _count_forwards(model) -> list:
+    calls: list = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_views_and_the_formula_reuse_one_forward_pass(tiny_env: Path) -> None:
+    from model_utils.attention import FORWARD_CACHE, attention_arrays
+    from model_utils.manager import get_manager
+
+    FORWARD_CACHE.clear()
+    loaded = get_manager().get(None, "base", task="attention", attn_implementation="eager")
+    forwards = _count_forwards(loaded.model)
+    first = attention_arrays("the cat sat on the mat")
+    again = attention_arrays("the cat sat on the mat")
+    math_view = attention_math("the cat sat on the mat", layer=1, head=2, query=3)
+    assert len(forwards) == 1  # the second call and the formula came from the cache
+    np.testing.assert_array_equal(first["weights"], again["weights"])
+    np.testing.assert_allclose(math_view["weights"], first["weights"][1, 2, 3], atol=1e-5)
+    assert math_view["max_abs_diff"] < 1e-5
+    # the cached forward is the model's own: compare with a direct run
+    enc = loaded.tokenizer("the cat sat on the mat", return_tensors="pt")
+    with torch.no_grad():
+        expected = torch.stack(loaded.model(**enc, output_attentions=True).attentions)[:, 0]
+    np.testing.assert_allclose(first["weights"], expected.numpy(), atol=1e-6)
+    attention_arrays("the cat sat on the mat", text_pair="it was happy")  # another input: its own pass
+    assert len(forwards) == 3
+    first["truncation"]["truncated"] = "changed by a caller"
+    assert attention_arrays("the cat sat on the mat")["truncation"]["truncated"] is False  # callers get copies
+
+
+def test_the_cache_is_bounded_and_forgets_a_reloaded_model(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_utils.attention import FORWARD_CACHE, attention_arrays
+    from model_utils.manager import get_manager
+
+    FORWARD_CACHE.clear()
+    monkeypatch.setenv("PLM_ATTENTION_CACHE_MB", "0")  # keep nothing
+    loaded = get_manager().get(None, "base", task="attention", attn_implementation="eager")
+    forwards = _count_forwards(loaded.model)
+    attention_arrays("the cat sat")
+    attention_arrays("the cat sat")
+    assert len(forwards) == 2
+    monkeypatch.setenv("PLM_ATTENTION_CACHE_MB", "64")
+    attention_arrays("the cat sat")
+    get_manager().unload()  # a reloaded model may have other weights: its inputs are computed again
+    reloaded = get_manager().get(None, "base", task="attention", attn_implementation="eager")
+    again = _count_forwards(reloaded.model)
+    attention_arrays("the cat sat")
+    assert len(again) == 1

@@ -97,7 +97,7 @@ def test_export_config_reaches_the_plot_value() -> None:
     assert spec["config"]["toImageButtonOptions"] == {"format": "svg", "filename": "grid", "scale": 1}
     # Gradio's Plotly.js cannot decode Plotly's binary arrays: matrices must arrive as plain lists
     assert "bdata" not in value.plot
-    np.testing.assert_allclose(spec["data"][1]["z"], fake_result(TOKENS)["attentions"][0][1], atol=1e-5)
+    np.testing.assert_allclose(spec["data"][1]["z"], fake_result(TOKENS)["attentions"][0][1], atol=5e-5)  # 4 decimals
     assert plots.export_config("exe", "x")["toImageButtonOptions"]["format"] == "png"
 
 
@@ -113,12 +113,31 @@ def test_summary_chart_skips_missing_metrics() -> None:
 def test_layer_change_redraws_bertviz_only_when_layers_were_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     result = dict(fake_result(TOKENS, layers=4), notice="", notices=[])
     state = {"result": result, "weights": np.asarray(result.pop("attentions"), dtype=np.float32)}
-    assert tab.refresh_views(state, 2) == (gr.skip(),) * 4  # everything fits: nothing to redraw
+    assert tab.refresh_bertviz(state, 2, "attn-model-view") == (gr.skip(),) * 4  # everything fits: nothing to redraw
     monkeypatch.setattr(views, "MODEL_VIEW_MAX_LINES", 3 * len(TOKENS) ** 2)
-    notice, head_frame, model_frame, files = tab.refresh_views(state, 3)
+    assert tab.refresh_bertviz(state, 3, "attn-heatmaps") == (gr.skip(),) * 4  # no bertviz view is open
+    notice, head_frame, model_frame, files = tab.refresh_bertviz(state, 3, "attn-model-view")
     assert "model view shows layers 3–3 of 0–3" in notice.value
-    assert head_frame.startswith("<iframe") and "include_layers&quot;: [3]" in model_frame
-    assert [Path(f).name for f in files] == ["attention_head_view.html", "attention_model_view.html"]
+    assert head_frame == gr.skip() and "include_layers&quot;: [3]" in model_frame  # only the open view is drawn
+    assert [Path(f).name for f in files] == ["attention_model_view.html"]
+
+
+def test_only_the_open_view_is_drawn_from_the_state() -> None:
+    result = dict(fake_result(TOKENS, layers=3, heads=2), notice="", notices=[], cls_positions=[0],
+                  sep_positions=[3, 6])
+    weights = np.asarray(result.pop("attentions"), dtype=np.float32)
+    state = {"result": result, "weights": weights, "rollout": np.zeros((3, 7, 7), dtype=np.float32),
+             "summary": []}
+    table, heatmap, grid, rollout, summary = tab.chart_values(state, 2, 1, "png", "attn-heatmaps", others=None)
+    assert table is grid is rollout is summary is None
+    spec = json.loads(heatmap.plot)
+    assert spec["layout"]["title"]["text"] == "Layer 2, head 1"
+    np.testing.assert_allclose(spec["data"][0]["z"], weights[2, 1], atol=5e-5)  # rounded to the 4 decimals shown
+    # out-of-range or half-typed picker values are clamped to what the model has, never an error
+    assert json.loads(tab.chart_values(state, "9", "-3", "png", "attn-heatmaps")[1].plot)["layout"]["title"][
+        "text"] == "Layer 2, head 0"
+    assert tab.chart_values(state, 0, 0, "png", "attn-head-view") == (gr.skip(),) * 5
+    assert tab.chart_values(None, 0, 0, "png", "attn-heatmaps") == (gr.skip(),) * 5
 
 
 def test_every_ui_text_has_a_chinese_translation() -> None:

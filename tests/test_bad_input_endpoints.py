@@ -1,7 +1,7 @@
 """Bad input through every API endpoint of the running app (issue 7, item 3), beyond Fill-Mask's texts.
 
 Endpoints: next_sentence, next_sentence_paragraph, classify, classify_explain, classify_columns,
-classify_batch, attention, attention_math, finetune_preview, finetune, pretrain_corpus, pretrain,
+classify_batch, attention, attention_math, next_token, generate, score_text, bert_vs_gpt, finetune_preview, finetune, pretrain_corpus, pretrain,
 models_status, unload_models (and fill_mask for model ids, types and batching). Inputs: empty,
 blank, 100 kB, control characters, mixed scripts and emoji, hostile model ids, models without
 the needed head, wrong types and out-of-range numbers, bad uploads (binary, empty, wrong type,
@@ -32,6 +32,7 @@ from test_bad_input import (BIG, CLASSIFIER, LONG, MODEL, TIME_BOUND, assert_cle
 pytestmark = pytest.mark.slow
 handle_file = gradio_client.handle_file
 
+CAUSAL = "local:tiny-gpt2"
 CONTROL = "the \x00cat\x01 sat\x1b[31m on \x7f the mat .\u200b\ufeff"
 MIXED = "猫 кошка 🐱 القط the cat sat on the mat . 😀👍🏽 ﷽"
 TEXTS = {"empty": "", "blank": " \t\n  ", "huge": BIG, "long": LONG, "control": CONTROL, "mixed": MIXED,
@@ -100,7 +101,18 @@ def check_result(endpoint: str, output) -> None:
     elif endpoint == "attention":
         assert len(output) == 12 and output[1]["maximum"] == 1 and output[2]["maximum"] == 3  # 2 layers, 4 heads
         assert 2 <= len(output[3]["choices"]) <= 64  # query tokens, within the tiny model's 64 positions
-        assert all(plot["type"] == "plotly" for plot in output[8:])
+        assert output[8]["type"] == "plotly"  # the open view (the heatmap); the others are drawn when opened
+        assert output[4] is output[5] is output[6] is output[9] is output[10] is output[11] is None
+        assert output[7]["data"] == []  # the head summary table, filled when its sub-tab is opened
+    elif endpoint == "next_token":
+        assert output["candidates"] and 0.99 < sum(c["after_top_p"] for c in output["candidates"]) < 1.01
+    elif endpoint == "generate":
+        record = output[-1]
+        assert record["finished"] and 1 <= record["generated"] <= 3
+    elif endpoint == "score_text":
+        assert output["scored"] >= 1 and output["perplexity"] >= 1
+    elif endpoint == "bert_vs_gpt":
+        assert output["words"] and output["masks"]["causal"]["causal"]
 
 
 def text_requests(text) -> dict[str, tuple]:
@@ -114,6 +126,10 @@ def text_requests(text) -> dict[str, tuple]:
         "classify_explain": ("classify_explain", CLASSIFIER, text, "", "positive", "gradient-x-input"),
         "attention": ("attention", MODEL, text, "", 0, 0, "png"),
         "attention pair": ("attention", MODEL, "the cat sat .", text, 0, 0, "png"),
+        "next_token": ("next_token", CAUSAL, text, 1.0, 10, 1.0),
+        "generate": ("generate", CAUSAL, text, 1.0, 10, 1.0, "greedy", 0, 3),
+        "score_text": ("score_text", MODEL, text, "auto"),
+        "bert_vs_gpt": ("bert_vs_gpt", MODEL, CAUSAL, text),
     }
 
 

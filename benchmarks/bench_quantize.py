@@ -1,0 +1,177 @@
+"""The int8 CPU path (``PLM_QUANTIZE``) against float32 on the bundled models: speed and agreement.
+
+Measured in one run, the float32 model as the reference for every ratio:
+
+1. forward time of ``bundled:minilm-pretrained`` (masked LM) at batch 1 and batch 16 (an 18-token sentence),
+   float32 and int8 timed in turn (A B A B ...) so a change of machine load hits both alike; best and
+   median of ``--repeat`` pairs, and the ratios of medians and of bests (on a shared CPU the best is the
+   closer to an idle machine);
+2. Fill-Mask top-1 agreement with float32 on held-out masked tokens (the fixed masks of
+   ``model_utils.bundled.quality``, test half of the held-out documents) and on the hand-written cloze
+   sentences ``tests/data/cloze_everyday.jsonl`` (target >= 99%);
+3. Next Sentence: share of held-out everyday pairs where int8 and float32 give the same side of 0.5, and the
+   largest difference of P(IsNext);
+4. sentiment accuracy of ``bundled:minilm-sentiment`` on its test rows, float32 and int8 (target: within 0.5
+   points);
+5. memory of the weights, float32 and int8.
+
+    python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao] [--speed-only]
+
+``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` to the speed comparison
+(when torchao is installed; it was not for the figures in ``benchmarks/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+SENTENCE = "The children played in the [MASK] until the sun went down behind the quiet hills."
+
+
+def paired_times(models: dict, inputs: dict, repeat: int) -> dict[str, list[float]]:
+    """Milliseconds per forward of each model, the models timed in turn ``repeat`` times."""
+    times = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model(**inputs)  # warm-up
+        for _ in range(repeat):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(**inputs)
+                times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def speed(models: dict, tokenizer, repeat: int) -> None:
+    for batch in (1, 16):
+        inputs = tokenizer([SENTENCE] * batch, return_tensors="pt")
+        times = paired_times(models, inputs, repeat)
+        reference, reference_best = statistics.median(times["float32"]), min(times["float32"])
+        for name, values in times.items():
+            median = statistics.median(values)
+            print(f"batch {batch:>2}, {inputs['input_ids'].shape[1]} tokens, {name:<16} best {min(values):7.1f} ms"
+                  f"  median {median:7.1f} ms  speed-up: median {reference / median:5.2f}x, "
+                  f"best {reference_best / min(values):5.2f}x")
+
+
+@torch.inference_mode()
+def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
+    """Share of held-out masked tokens whose top-1 prediction is the same in both models."""
+    from model_utils.bundled.quality import WORDNET_SHARE, heldout_test_documents
+    from model_utils.bundled import load_tokenizer
+    from model_utils.pretrain import PretrainArguments, heldout_batches
+
+    args = PretrainArguments(eval_examples=examples, wordnet_share=WORDNET_SHARE)
+    same = total = 0
+    for batch in heldout_batches(heldout_test_documents(), load_tokenizer(), args):
+        masked = batch["labels"] != -100
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        top_a = fp32(**inputs).logits[masked].argmax(-1)
+        top_b = int8(**inputs).logits[masked].argmax(-1)
+        same += int((top_a == top_b).sum())
+        total += int(masked.sum())
+    return same / total, total
+
+
+@torch.inference_mode()
+def cloze_agreement(fp32, int8, tokenizer) -> tuple[float, int]:
+    """Share of the hand-written cloze sentences whose top-1 word is the same in both models."""
+    from model_utils.bundled.quality import CLOZE_EVERYDAY, read_jsonl
+
+    rows = read_jsonl(CLOZE_EVERYDAY)
+    enc = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
+    masks = enc["input_ids"] == tokenizer.mask_token_id
+    same = fp32(**enc).logits[masks].argmax(-1) == int8(**enc).logits[masks].argmax(-1)
+    return float(same.float().mean()), len(rows)
+
+
+@torch.inference_mode()
+def nsp_agreement() -> tuple[float, float, int]:
+    """Same side of 0.5 (share) and largest |P(IsNext) difference| on the hand-written everyday pairs."""
+    from model_utils.bundled import load_bundled
+    from model_utils.bundled.quality import NSP_EVERYDAY, read_jsonl
+    from model_utils.nsp_calibration import nsp_margins, pair_inputs
+    from model_utils.quantize import quantize_int8
+
+    rows = read_jsonl(NSP_EVERYDAY)
+    model, tokenizer = load_bundled("bundled:minilm-pretrained", "next-sentence")
+    inputs = pair_inputs(tokenizer, [(r["first"], r["second"]) for r in rows])
+    p32 = torch.sigmoid(nsp_margins(model, inputs))
+    p8 = torch.sigmoid(nsp_margins(quantize_int8(model), inputs))
+    return float(((p32 > 0.5) == (p8 > 0.5)).float().mean()), float((p32 - p8).abs().max()), len(rows)
+
+
+@torch.inference_mode()
+def sentiment_accuracy(model, tokenizer) -> float:
+    from model_utils.bundled.quality import sentiment_rows
+
+    rows = sentiment_rows("test")
+    correct = 0
+    for i in range(0, len(rows), 64):
+        chunk = rows[i:i + 64]
+        enc = tokenizer([r["text"] for r in chunk], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        predicted = model(**enc).logits.argmax(-1).tolist()
+        correct += sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, chunk))
+    return correct / len(rows)
+
+
+def torchao_variant(model):
+    """torchao's eager int8 dynamic quantization of the same model, or None without torchao."""
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+    except ImportError:
+        print("torchao is not installed: its variant is left out")
+        return None
+    variant = copy.deepcopy(model)
+    quantize_(variant, Int8DynamicActivationInt8WeightConfig())
+    return variant
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--examples", type=int, default=2000, help="held-out pretraining examples (masks)")
+    parser.add_argument("--torchao", action="store_true")
+    parser.add_argument("--speed-only", action="store_true", help="skip the agreement measurements")
+    args = parser.parse_args()
+
+    from model_utils.bundled import load_bundled
+    from model_utils.manager import model_bytes
+    from model_utils.quantize import quantize_int8, quantized_bytes
+
+    fp32, tokenizer = load_bundled("bundled:minilm-pretrained", "masked-lm")
+    int8 = quantize_int8(fp32)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}")
+    models = {"float32": fp32, "int8 (torch.ao)": int8}
+    if args.torchao and (variant := torchao_variant(fp32)) is not None:
+        models["int8 (torchao)"] = variant
+    speed(models, tokenizer, args.repeat)
+    if args.speed_only:
+        return
+
+    agreement, masks = heldout_agreement(fp32, int8, args.examples)
+    print(f"Fill-Mask top-1 agreement int8 vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
+    cloze, sentences = cloze_agreement(fp32, int8, tokenizer)
+    print(f"Fill-Mask top-1 agreement int8 vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
+    same_side, largest, pairs = nsp_agreement()
+    print(f"Next Sentence same side of 0.5: {same_side:.2%} of {pairs} pairs; largest |dP(IsNext)| {largest:.4f}")
+
+    classifier, tok = load_bundled("bundled:minilm-sentiment", "sequence-classification")
+    acc32 = sentiment_accuracy(classifier, tok)
+    acc8 = sentiment_accuracy(quantize_int8(classifier), tok)
+    print(f"sentiment accuracy: float32 {acc32:.2%}, int8 {acc8:.2%} (difference {100 * (acc8 - acc32):+.2f} points)")
+    weights8 = model_bytes(int8) + quantized_bytes(int8)
+    print(f"masked-LM weights: float32 {model_bytes(fp32) / 2**20:.0f} MB, int8 {weights8 / 2**20:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

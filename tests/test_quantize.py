@@ -1,0 +1,94 @@
+"""The int8 CPU path (PLM_QUANTIZE): setting parsing, which models it touches, closeness to float32 on a tiny
+model, and the float32 paths it must leave alone (attention, explanations, training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from model_utils import manager
+from model_utils.config import get_settings
+from model_utils.quantize import QUANTIZED_HEADS, is_quantized, quantize_int8, quantized_bytes, wants_int8
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("raw, expected", [(None, "off"), ("", "off"), ("int8", "int8"), ("INT8", "int8"),
+                                           (" auto ", "auto"), ("off", "off")])
+def test_setting_parses(monkeypatch: pytest.MonkeyPatch, raw: str | None, expected: str) -> None:
+    if raw is None:
+        monkeypatch.delenv("PLM_QUANTIZE", raising=False)
+    else:
+        monkeypatch.setenv("PLM_QUANTIZE", raw)
+    assert get_settings().quantize == expected
+
+
+def test_unknown_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLM_QUANTIZE", "fp8")
+    with pytest.raises(ValueError, match="PLM_QUANTIZE"):
+        get_settings()
+
+
+def test_which_models_are_quantized() -> None:
+    for head in QUANTIZED_HEADS:
+        assert wants_int8("int8", CPU, head) and wants_int8("auto", CPU, head)
+        assert not wants_int8("off", CPU, head)
+        assert not wants_int8("int8", torch.device("cuda"), head)  # dynamic int8 kernels are CPU-only
+    # The views of the model's internals and generation keep float32.
+    for head in ("base", "causal-lm", "pretraining"):
+        assert not wants_int8("int8", CPU, head)
+
+
+@torch.inference_mode()
+def test_int8_close_to_float32_on_a_tiny_model(tiny_env: Path) -> None:
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    location = tiny_env / "tiny-bert"
+    fp32 = AutoModelForMaskedLM.from_pretrained(location).eval()
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    int8 = quantize_int8(fp32)
+    assert is_quantized(int8) and not is_quantized(fp32)  # the float32 model is left as it was
+    enc = tokenizer(["the cat sat on the [MASK] .", "paris is the capital of [MASK] ."], padding=True,
+                    return_tensors="pt")
+    p32 = fp32(**enc).logits.softmax(-1)
+    p8 = int8(**enc).logits.softmax(-1)
+    assert not torch.equal(p32, p8)  # it really computes differently
+    assert (p32 - p8).abs().max() < 0.02
+    linear = sum(m.in_features * m.out_features for m in fp32.modules() if isinstance(m, torch.nn.Linear))
+    assert quantized_bytes(int8) >= linear  # one byte per weight at least
+
+
+def test_manager_serves_int8_predictions_and_float32_internals(tiny_env: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_utils import attention, explain, fill_mask
+
+    monkeypatch.setenv("PLM_QUANTIZE", "int8")
+    cache = manager.get_manager()
+    masked = cache.get(None, "masked-lm", task="fill-mask")
+    assert masked.quantized and is_quantized(masked.model)
+    assert fill_mask("the cat sat on the [MASK] .")  # serves from the int8 model
+    assert not is_quantized(cache.get(None, "base", task="attention", attn_implementation="eager").model)
+    assert attention("the cat sat on the mat .")["tokens"]
+    result = explain("a good film", model="local:tiny-classifier", method="gradient-x-input")
+    assert result["words"] and any(w["score"] != 0 for w in result["words"])  # gradients flow: the float32 classifier, cached apart from the int8 one
+    classifiers = [m for m in cache.loaded() if m["head"] == "sequence-classification"]
+    assert sorted(m["int8"] for m in classifiers) == [False]
+    assert cache.get("local:tiny-classifier", "sequence-classification").quantized
+    assert any(m["dtype"] == "int8/float32" for m in cache.loaded())
+
+
+def test_off_serves_float32(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLM_QUANTIZE", "off")
+    loaded = manager.get_manager().get(None, "masked-lm", task="fill-mask")
+    assert not loaded.quantized and not is_quantized(loaded.model)
+
+
+def test_training_loads_float32(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_utils.finetune import _pretrained_classifier
+
+    monkeypatch.setenv("PLM_QUANTIZE", "int8")
+    model, _ = _pretrained_classifier("local", str(tiny_env / "tiny-bert"), {0: "neg", 1: "pos"})
+    assert not is_quantized(model)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
