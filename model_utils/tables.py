@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from model_utils.config import get_settings
 from model_utils.errors import UserError, define
@@ -146,6 +145,10 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str], labels
     Macro-F1 averages over the labels that occur in ``gold`` or ``predicted`` (scikit-learn's rule);
     ``labels`` fixes the order of the per-label records and of the matrix.
     """
+    # Imported here: scikit-learn costs ~0.5 s of the app's start-up (python -X importtime -c "import app"),
+    # and metrics are needed only once a batch or a training run has results.
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     labels = list(labels)
     present = [name for name in labels if name in set(gold) | set(predicted)]
     precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, labels=labels,
