@@ -11,13 +11,12 @@ import re
 from typing import Any, Sequence
 
 from model_utils.errors import Notice, define
+from model_utils.registry import resolve, within_reach
 
 
 def unknown_token_share(tokenizer: Any, text: str) -> float:
     """Share of ``text``'s tokens (special tokens excluded) that ``tokenizer`` maps to its unknown token; 0.0 for no tokens."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    unk = getattr(tokenizer, "unk_token_id", None)
-    return 0.0 if not ids or unk is None else sum(i == unk for i in ids) / len(ids)
+    return unknown_share_of_ids(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 UNREADABLE_SHARE = 0.3  # from this share of unknown tokens on, a model's answers about a text mean little
@@ -53,8 +52,6 @@ def unreadable_notice(tokenizer: Any, text: str, ids: Sequence[int], name: str) 
     share = unknown_share_of_ids(tokenizer, ids)
     if share < UNREADABLE_SHARE:
         return None
-    from model_utils.registry import resolve, within_reach
-
     suggestion = suggested_model(text)
     code = "vocabulary.unreadable" if within_reach(resolve(suggestion)) else "vocabulary.unreadable_offline"
     return Notice(code, share=share, name=name, suggestion=suggestion)
