@@ -204,10 +204,12 @@ def preset_form(which: str, /, use_sample: bool = True, upload: str | None = Non
             "name": "", **knobs, **finetune.preset(which), **values}
 
 
-def plan_of(values: dict[str, Any], reserve: bool = False) -> finetune.Plan:
+def plan_of(values: dict[str, Any], reserve: bool = False,
+            read: tuple[list[dict[str, str]], str] | None = None) -> finetune.Plan:
     """The run the form describes, checked from end to end (nothing is queued when this fails); ``reserve``
-    promises its checkpoint name to it (released when the job ends)."""
-    rows, source = _rows(values["upload"], bool(values["use_sample"]))
+    promises its checkpoint name to it (released when the job ends); ``read``: the form's rows and source
+    when already read (one read of an upload serves every plan of one form change)."""
+    rows, source = read or _rows(values["upload"], bool(values["use_sample"]))
     knobs = {cls: {name: values[name] for c, name in KNOBS if c is cls} for cls, _ in KNOBS}
     data = {"train_file": source, "text_column": values["text_column"] or "text",
             "label_column": values["label_column"] or "label", **knobs[finetune.DataArguments]}
@@ -234,11 +236,12 @@ def plan_markdown(summary: dict[str, Any]) -> str:
     return line
 
 
-def _preset_choices(values: dict[str, Any]) -> list[tuple[str, str]]:
-    """The preset picker's labels for the chosen data: rows and estimated time of each preset."""
+def _preset_choices(values: dict[str, Any], read: tuple[list[dict[str, str]], str]) -> list[tuple[str, str]]:
+    """The preset picker's labels for the chosen data (``read``: its rows and source): rows and estimated time
+    of each preset."""
     choices = []
     for name in PRESETS:
-        summary = plan_of({**values, **finetune.preset(name), "name": ""}).summary()
+        summary = plan_of({**values, **finetune.preset(name), "name": ""}, read=read).summary()
         choices.append((say(f"finetune.preset.{name}", rows=summary["train_rows"],
                             time=job_panel.estimate_words(summary["estimate"])[0]), name))
     return choices
@@ -249,8 +252,9 @@ def describe(data: dict, inputs: dict[str, Any]) -> tuple[str, Any, Any]:
     A form that cannot run says why in the plan's place (the run itself is refused the same way)."""
     values = values_of(data, inputs)
     try:
-        checked = plan_of(values)
-        choices = _preset_choices(values)
+        read = _rows(values["upload"], bool(values["use_sample"]))
+        checked = plan_of(values, read=read)
+        choices = _preset_choices(values, read)
     except UserError as err:
         return f"⚠️ {translate(err)}", gr.update(), gr.update()
     rows = checked.prepared.train_rows[:PREVIEW_ROWS]
@@ -365,6 +369,7 @@ def build_tab() -> TabParts:
                          outputs=[status, loss, validation, summary, confusion], api_name="finetune",
                          concurrency_limit=None)
     clear_on_failure(training, [status, loss, validation, summary, confusion])
+    halt.click(stop, outputs=[status], api_name="finetune_stop", queue=False)
     planned = dict(fn=lambda data: describe(data, inputs), inputs=set(inputs.values()),
                    outputs=[plan_box, table, preset], concurrency_limit=4, trigger_mode="always_last")
     uploaded = upload.change(preview, inputs=[upload], outputs=[table, text_column, label_column, use_sample],

@@ -57,6 +57,21 @@ def test_api_finetune_then_classify_with_the_new_checkpoint(client, reviews_csv,
     assert {c["label"] for c in label["confidences"]} == {"upbeat", "downbeat"}
 
 
+def test_api_stop_mid_run_keeps_the_model_trained_so_far(client, reviews_csv, tiny_checkpoints_dir):
+    import time
+
+    name = "api-stopped"
+    job = client.submit(*finetune_args(reviews_csv, name, max_steps=100_000), api_name="/finetune")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not any("Step" in str(o[0]) for o in job.outputs()):
+        time.sleep(0.5)
+    assert "Stopping" in client.predict(api_name="/finetune_stop")
+    status, _, _, summary, _ = job.result(timeout=240)
+    assert "Stopped" in status and "Stopped at step" in summary
+    assert (tiny_checkpoints_dir / name).is_dir()  # Stop ends training early; what was learned is saved
+    assert "No fine-tuning job of yours" in client.predict(api_name="/finetune_stop")
+
+
 def test_api_refuses_bad_requests_with_messages(client, reviews_csv, tmp_path, tiny_checkpoints_dir):
     from gradio_client.exceptions import AppError
 
