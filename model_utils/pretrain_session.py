@@ -21,9 +21,9 @@ is plain data (lists, dicts, floats, strings).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import random
 import re
 import tempfile
 import time
@@ -36,7 +36,17 @@ import torch
 from model_utils import duration
 from model_utils import pretrain as P
 from model_utils.data import Document, documents_from_text, read_documents
-from model_utils.delta_checkpoints import delta_base_of, is_delta_checkpoint, load_delta_checkpoint
+from transformers import AutoConfig, AutoTokenizer, BertForPreTraining
+
+from model_utils import registry
+from model_utils.adapters import merge_adapter
+from model_utils.bundled import load_bundled
+from model_utils.checkpoints import (atomic_checkpoint, check_budget, check_name, dated_name, ensure_new, free_name,
+                                     release_name, reserve_name, reserved_names)
+from model_utils.config import get_settings, hub_offline
+from model_utils.delta_checkpoints import (delta_base, delta_base_of, estimate_checkpoint_bytes, is_delta_checkpoint,
+                                           load_delta_checkpoint, save_delta_checkpoint)
+from model_utils.registry import LOCAL_PREFIX, check_within_reach, default_checkpoint, model_name, resolve
 from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text
 from model_utils.devices import training_device
@@ -127,17 +137,21 @@ def read_text_file(path: Path, max_bytes: int) -> str:
         raise UserError("pretrain.not_utf8", name=path.name, reason=err.reason, position=err.start) from None
 
 
+@functools.lru_cache(maxsize=1)
+def _bundled_documents() -> tuple[Document, ...]:
+    """The bundled corpus sample, read once (every plan of every session's form reads it)."""
+    return tuple(read_documents(BUNDLED_CORPUS))
+
+
 def load_corpus(text: str = "", files: Sequence[str | Path] = (), use_bundled: bool = False,
                 max_bytes: int | None = None) -> tuple[list[Document], str]:
     """Documents from the pasted text plus the uploaded files, or the bundled corpus sample.
 
     Returns ``(documents, description)``; ValueError when the input is too large or unreadable.
     """
-    from model_utils.config import get_settings
-
     limit = max_bytes or get_settings().max_upload_bytes
     if use_bundled:
-        return read_documents(BUNDLED_CORPUS), "bundled corpus sample (600 documents)"
+        return list(_bundled_documents()), "bundled corpus sample (600 documents)"
     parts, names = [], []
     if text and text.strip():
         parts.append(text)
@@ -221,7 +235,6 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
     ValueError when the checkpoint is not BERT-family, has no trained MLM head, or cannot load.
     A checkpoint with an MLM head but no NSP head gets a new NSP head (and a notice).
     """
-    from model_utils import registry
 
     info = registry.resolve(name)
     if info.source == "bundled":
@@ -233,15 +246,12 @@ def load_pretrain_base(name: str) -> tuple[torch.nn.Module, object, list[str]]:
 
 def expected_bytes(base_model: str) -> int:
     """About how large the checkpoint of a run from ``base_model`` will be (runs use a LoRA adapter)."""
-    from model_utils.delta_checkpoints import estimate_checkpoint_bytes
-    from model_utils.registry import resolve
 
     info = resolve(base_model)
     return estimate_checkpoint_bytes(info.source, info.location, delta=info.source in ("bundled", "hub"))
 
 
 def _load_bundled_base(info) -> tuple:
-    from model_utils.bundled import load_bundled
 
     if "pretrain-base" not in info.tasks:
         raise UserError("pretrain.no_mlm_head", name=info.name)
@@ -254,9 +264,6 @@ def _load_bundled_base(info) -> tuple:
 
 @serialized
 def _load_bert_base(info) -> tuple:
-    from transformers import AutoConfig, AutoTokenizer, BertForPreTraining
-
-    from model_utils.config import hub_offline
 
     local_only = info.source == "local" or hub_offline()
     opts = {"local_files_only": local_only, "trust_remote_code": False}
@@ -446,7 +453,6 @@ class Plan:
 
     def release(self) -> None:
         """Withdraw this run's promise of its checkpoint name (it saved, stopped or failed)."""
-        from model_utils.checkpoints import release_name
 
         if self.options.checkpoint_name:
             release_name(self.options.checkpoint_name)
@@ -496,9 +502,6 @@ def plan(text: str, files: Sequence[str | Path], use_bundled: bool, base_model: 
     taken is replaced by the first free ``<name>-2``, ``<name>-3``... (``requested_name`` keeps the one asked
     for); ``reserve`` promises it to this run until :meth:`Plan.release`.
     """
-    from model_utils.checkpoints import (check_budget, check_name, dated_name, ensure_new, free_name, reserve_name,
-                                         reserved_names)
-    from model_utils.registry import check_within_reach, default_checkpoint, model_name, resolve
 
     values = check_values(P.PretrainArguments, {k: knobs[k] for k in APP_KNOBS})
     args = app_arguments(**values, eval_every=max(1, values["max_steps"] // 8))
@@ -549,7 +552,6 @@ def run_pretraining(args: P.PretrainArguments, options: SessionOptions, docs: Se
     ``probe_every`` steps) and ``done``. A stopped run saves nothing (``"stopped": True``). ``owner``:
     the session the saved checkpoint belongs to (None: the command line).
     """
-    from model_utils.checkpoints import check_budget, ensure_new
 
     emit = on_event or (lambda event: None)
     if options.checkpoint_name:
@@ -631,9 +633,6 @@ METRIC_NAMES = {"mlm_loss": "held-out MLM loss", "mlm_accuracy": "held-out maske
 
 def _load_delta_base(info) -> tuple:
     """A ``BertForPreTraining`` rebuilt from a checkpoint saved as a LoRA delta (its MLM head required)."""
-    from transformers import BertForPreTraining
-
-    from model_utils.config import hub_offline
 
     try:
         model, tokenizer, unfilled = load_delta_checkpoint(info.location, BertForPreTraining, local_only=hub_offline())
@@ -688,10 +687,6 @@ def save_adapted(model, tokenizer, options: SessionOptions, summary: dict, owner
     local base the merged model in full (that base may be deleted later). Checkpoints removed to make
     room are listed in ``summary["removed"]``.
     """
-    from model_utils.adapters import merge_adapter
-    from model_utils.delta_checkpoints import delta_base, save_delta_checkpoint
-    from model_utils.checkpoints import atomic_checkpoint
-    from model_utils.registry import LOCAL_PREFIX, resolve
 
     info = resolve(options.base_model)
     base = delta_base(info.location, info.source, model)
