@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define
@@ -217,8 +219,6 @@ def filter_stages(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     The filters are transformers' own ``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and
     ``TopPLogitsWarper`` in the order ``generate()`` applies them; top-k 0 and top-p 1 are off.
     """
-    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
     scores = logits.detach().float().reshape(1, -1).cpu()
     no_ids = torch.zeros((1, 0), dtype=torch.long)  # the warpers do not look at the tokens so far
     stages = {"model": scores.softmax(-1)[0]}
@@ -349,8 +349,6 @@ def score_tokens(loaded: LoadedModel, ids: Sequence[int], start: int, chosen_by:
 
 def _summary(records: list[dict]) -> dict:
     """Log-probability and perplexity of the generated tokens under the model."""
-    import math
-
     logs = [math.log(max(r["probability"], 1e-45)) for r in records]
     if not logs:
         return {"logprob": 0.0, "perplexity": None}
