@@ -10,7 +10,7 @@ import gradio as gr
 
 from demo.job_panel import duration
 from demo.common import TabParts, is_offline, table_output, user_errors
-from demo.i18n import I18N, add_messages, add_strings, text
+from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import say, table, translate
 from model_utils.checkpoints import deletable_by, delete_checkpoint, is_admin, saved_checkpoints, storage_error
 from model_utils.config import get_settings

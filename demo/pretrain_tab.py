@@ -21,7 +21,7 @@ from demo import pretrain_plots as plots
 from demo.common import (TabParts, clear_on_failure, examples, in_language_on_load, model_dropdown, table_output, text_limit,
                          user_errors)
 from demo.forms import number_inputs, values_of
-from demo.i18n import I18N, add_messages, add_strings, text
+from demo.i18n import I18N, add_messages, add_strings
 from demo.messages import markdown_text, say, table, translate
 from model_utils import pretrain_session as S
 from model_utils.config import get_settings

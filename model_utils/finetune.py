@@ -48,7 +48,7 @@ from model_utils.loading import hub_location, pretrained_kwargs, serialized
 from model_utils.errors import UserError, define
 from model_utils.knobs import KnobParser, check_ranges, check_values, knob
 from model_utils.tables import Limits, classification_metrics, read_table, require_columns
-from model_utils.registry import BUNDLED_PREFIX, LOCAL_PREFIX
+from model_utils.registry import LOCAL_PREFIX
 
 # Dynamic padding to a multiple of 16: few distinct shapes, so CPU kernels (oneDNN) and GPU tensor
 # cores are not re-planned for every new batch length.

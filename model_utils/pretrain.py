@@ -30,7 +30,7 @@ from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, P
                           get_linear_schedule_with_warmup)
 
 from model_utils.data import Document, cap_source, read_documents
-from model_utils.adapters import add_encoder_adapter, apply_delta, load_delta_for_training, minilm_dir, save_delta
+from model_utils.adapters import add_encoder_adapter, load_delta_for_training, minilm_dir, save_delta
 from model_utils.inputs import clip_cell
 from model_utils.devices import training_device
 from model_utils.knobs import KnobParser, check_ranges, knob
