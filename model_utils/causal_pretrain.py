@@ -135,7 +135,13 @@ def add_decoder_adapter(model: BertLMHeadModel, rank: int, alpha: int, init_from
         delta = artifact_dir(init_from)
         set_peft_model_state_dict(model.bert, load_file(str(delta / "adapter" / "adapter_model.safetensors")))
         heads = load_file(str(delta / "heads.safetensors"))
-        model.load_state_dict({k: v for k, v in heads.items() if k.startswith("cls.predictions.")}, strict=False)
+        # the head, and (continuing a causal model) the LayerNorms and biases it trained in full; a masked-LM
+        # delta's NSP head and pooler have no place here; the tied word embeddings stay as they are
+        params = {plain_name(n): p for n, p in model.named_parameters()}
+        with torch.no_grad():
+            for name, value in heads.items():
+                if name in params and is_extra_trainable(name):
+                    params[name].copy_(value)
     for name, p in model.named_parameters():
         if "lora_" in name or is_extra_trainable(name):
             p.requires_grad = True

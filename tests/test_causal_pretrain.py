@@ -136,3 +136,18 @@ def test_export_last_writes_the_checkpoint_as_a_delta(tmp_path: Path, monkeypatc
     assert out.name == "step-2"
     exported = dict(load_scratch(out).named_parameters())
     assert all(torch.equal(exported[name], value) for name, value in state.items())
+
+
+@pytest.mark.slow
+def test_continuing_the_bundled_causal_model_starts_exactly_where_it_ended():
+    """``--init_from bundled:minilm-causal`` restores its adapter, head and the LayerNorms/biases it trained in
+    full (a start from the head alone would begin a continuation from a different model)."""
+    from model_utils.bundled import load_bundled
+
+    start = C.build_model(C.CausalArguments(init_from="bundled:minilm-causal")).eval()
+    shipped, tok = load_bundled("bundled:minilm-causal", "causal-lm")
+    ids = tok("[CLS] the weather today is", add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(start(ids).logits, shipped.eval()(ids).logits, atol=1e-4)
+    trained = {n for n, p in start.named_parameters() if p.requires_grad}
+    assert any("LayerNorm" in n for n in trained) and not any("word_embeddings" in n for n in trained)
