@@ -19,8 +19,9 @@ EVERYDAY_ECE_CEILING = 0.15      # target 0.10, measured 0.140: NOT met
 HELDOUT_NSP_FLOOR = 0.77         # target 0.90, measured 0.794: NOT met
 HELDOUT_MLM_FLOOR = 0.34         # target 0.40, measured 0.352: NOT met (the previous model: 0.323 on this split)
 CLOZE_TOP5_FLOOR = 0.35          # target 0.65, measured 0.375: NOT met (the previous model: 0.330)
-CAUSAL_TOP1_FLOOR = 0.20         # target 0.25, measured 0.211: NOT met (from-scratch twin at 750 steps: 0.147)
-CAUSAL_PERPLEXITY_CEILING = 210  # target 120, measured 194: NOT met (twin at 750 steps: 458)
+CAUSAL_TOP1_FLOOR = 0.215        # target 0.25, measured 0.225: NOT met (before stage 2: 0.211; twin at 750 steps: 0.147)
+CAUSAL_PERPLEXITY_CEILING = 185  # target 120, measured 174: NOT met (before stage 2: 194; twin at 750 steps: 458)
+CAUSAL_EVERYDAY_PERPLEXITY_CEILING = 95  # no target; measured 89.7 on the hand-written sentences (before stage 2: 97.1)
 DRINKS = {"tea", "coffee", "chocolate", "milk", "water", "cocoa", "soup", "wine", "beer", "juice", "drink",
           "cider", "sake", "toddy", "punch", "broth"}
 
@@ -272,6 +273,17 @@ def test_causal_model_meets_its_heldout_targets(no_network):
     metrics = causal_quality(max_sequences=1000)
     assert metrics["top1"] >= CAUSAL_TOP1_FLOOR, metrics
     assert metrics["perplexity"] <= CAUSAL_PERPLEXITY_CEILING, metrics
+
+
+@pytest.mark.slow
+def test_causal_model_on_everyday_sentences_written_by_hand(no_network):
+    require_bundled(CAUSAL)
+    from model_utils.bundled.quality import causal_everyday
+
+    metrics = causal_everyday()
+    assert metrics["texts"] >= 120 and metrics["tokens"] > 1500, metrics
+    assert metrics["perplexity"] <= CAUSAL_EVERYDAY_PERPLEXITY_CEILING, metrics
+    assert metrics["top1"] >= 0.2, metrics
 
 
 def test_reliability_figure_plots_each_set_against_the_diagonal():

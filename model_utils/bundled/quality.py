@@ -9,7 +9,8 @@
   hand-written everyday pairs ``tests/data/nsp_everyday.jsonl``; top-5 hit rate on the hand-written
   cloze sentences ``tests/data/cloze_everyday.jsonl``;
 * ``bundled:minilm-causal``: next-token top-1 and perplexity on the same held-out documents
-  (``--scratch runs/causal-scratch/final`` measures the from-scratch twin the same way);
+  (``--scratch runs/causal-scratch/final`` measures the from-scratch twin the same way), and on the
+  hand-written everyday sentences of both sets above (coherent pairs joined, cloze answers filled in);
 * ``bundled:minilm-sentiment``: accuracy on the ``test`` rows of the sample sentiment CSV.
 
 The hand-written sets were never used for training or calibration.
@@ -113,6 +114,32 @@ def causal_quality(heldout: Path = HELDOUT_SAMPLE, model=None, max_sequences: in
     return evaluate(model, eval_batches_of(sequences, tokenizer.pad_token_id))
 
 
+@torch.inference_mode()
+def causal_everyday(model=None) -> dict[str, float]:
+    """Next-token top-1 and perplexity of ``bundled:minilm-causal`` (or ``model``) on ordinary sentences
+    written by hand: the cloze sentences with their answer filled in and the coherent everyday pairs joined
+    (``[CLS]`` + text, as generation starts; every following token scored, the end not counted)."""
+    import math
+
+    import torch.nn.functional as F
+
+    from model_utils.bundled import load_tokenizer
+
+    if model is None:
+        model, _ = load_bundled("bundled:minilm-causal", "causal-lm")
+    tokenizer = load_tokenizer()
+    texts = [r["text"].replace("[MASK]", r["answer"]) for r in read_jsonl(CLOZE_EVERYDAY)]
+    texts += [f"{r['first']} {r['second']}" for r in read_jsonl(NSP_EVERYDAY) if r["is_next"]]
+    nll = correct = count = 0
+    for text in texts:
+        ids = tokenizer(f"{tokenizer.cls_token} {text}", add_special_tokens=False, return_tensors="pt")["input_ids"]
+        logits, targets = model(ids).logits[0, :-1], ids[0, 1:]
+        nll += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
+        correct += int((logits.argmax(-1) == targets).sum())
+        count += len(targets)
+    return {"top1": correct / count, "perplexity": math.exp(nll / count), "tokens": count, "texts": len(texts)}
+
+
 def load_scratch(folder: Path):
     """The from-scratch causal twin saved by ``causal_pretrain --from_scratch true`` (whole model)."""
     from safetensors.torch import load_file
@@ -203,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {"minilm-pretrained": {"heldout": pretrained_quality(args.heldout, args.max_examples),
                                     "nsp": nsp, "cloze_everyday": everyday_cloze()},
               "minilm-causal": causal_quality(args.heldout, max_sequences=args.max_examples),
+              "minilm-causal-everyday": causal_everyday(),
               "minilm-sentiment": sentiment_quality()}
     if args.scratch:
         report["causal-scratch-twin"] = causal_quality(args.heldout, load_scratch(args.scratch), args.max_examples)
