@@ -17,8 +17,9 @@ Measured in one run, the float32 model as the reference for every ratio:
 
     python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao] [--speed-only]
 
-``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` to the speed comparison
-(when torchao is installed; it was not for the figures in ``benchmarks/README.md``).
+``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` (activations scaled per token) and
+``Int8WeightOnlyConfig`` to the speed and agreement comparison, when torchao is installed (``pip install torchao``;
+it is not a requirement of the app).
 """
 
 from __future__ import annotations
@@ -124,16 +125,20 @@ def sentiment_accuracy(model, tokenizer) -> float:
     return correct / len(rows)
 
 
-def torchao_variant(model):
-    """torchao's eager int8 dynamic quantization of the same model, or None without torchao."""
+def torchao_variants(model) -> dict:
+    """torchao's eager int8 schemes on copies of ``model``: dynamic (one scale per token for activations,
+    per output row for weights) and weight-only; none without torchao."""
     try:
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig, quantize_
     except ImportError:
-        print("torchao is not installed: its variant is left out")
-        return None
-    variant = copy.deepcopy(model)
-    quantize_(variant, Int8DynamicActivationInt8WeightConfig())
-    return variant
+        print("torchao is not installed: its variants are left out")
+        return {}
+    variants = {}
+    for name, config in (("int8 (torchao dyn)", Int8DynamicActivationInt8WeightConfig()),
+                         ("int8 (torchao w-only)", Int8WeightOnlyConfig())):
+        variants[name] = copy.deepcopy(model)
+        quantize_(variants[name], config)
+    return variants
 
 
 def main() -> None:
@@ -152,16 +157,19 @@ def main() -> None:
     int8 = quantize_int8(fp32)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}")
     models = {"float32": fp32, "int8 (torch.ao)": int8}
-    if args.torchao and (variant := torchao_variant(fp32)) is not None:
-        models["int8 (torchao)"] = variant
+    if args.torchao:
+        models.update(torchao_variants(fp32))
     speed(models, tokenizer, args.repeat)
     if args.speed_only:
         return
 
-    agreement, masks = heldout_agreement(fp32, int8, args.examples)
-    print(f"Fill-Mask top-1 agreement int8 vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
-    cloze, sentences = cloze_agreement(fp32, int8, tokenizer)
-    print(f"Fill-Mask top-1 agreement int8 vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
+    for name, model in models.items():
+        if name == "float32":
+            continue
+        agreement, masks = heldout_agreement(fp32, model, args.examples)
+        print(f"Fill-Mask top-1 agreement {name} vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
+        cloze, sentences = cloze_agreement(fp32, model, tokenizer)
+        print(f"Fill-Mask top-1 agreement {name} vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
     same_side, largest, pairs = nsp_agreement()
     print(f"Next Sentence same side of 0.5: {same_side:.2%} of {pairs} pairs; largest |dP(IsNext)| {largest:.4f}")
 

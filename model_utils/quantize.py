@@ -1,21 +1,23 @@
 """The int8 CPU path for serving: PyTorch dynamic quantization of every ``nn.Linear``.
 
-``PLM_QUANTIZE`` (settings ``quantize``): ``int8`` quantizes the prediction models the app serves on the
-CPU, ``auto`` does so when the serving device is the CPU (both leave a GPU model alone: these kernels are
-CPU-only), ``off`` (the default) never. The weights of each ``nn.Linear`` become int8 (one scale per output row) and
-activations are quantized on the fly by ``torch.ao.quantization.quantize_dynamic``; embeddings, LayerNorms
-and softmax stay float32. It is built into PyTorch (no extra dependency, no export per model); torchao and
-ONNX Runtime were not installed here and were not measured.
+``PLM_QUANTIZE`` (settings ``quantize``): ``int8`` quantizes the prediction models the app serves on the CPU,
+``auto`` does so when the serving device is the CPU (both leave a GPU model alone: these kernels are
+CPU-only), ``off`` (the default) never. The weights of each ``nn.Linear`` become int8 (one scale per output
+row) and activations are quantized on the fly by ``torch.ao.quantization.quantize_dynamic``; embeddings,
+LayerNorms and softmax stay float32. It is built into PyTorch (no extra dependency, no export per model).
+torchao 0.18 was measured beside it (``bench_quantize.py --torchao``): more faithful (per-token activations
+94% agreement, weight-only 97.5%) but slower than float32 in eager mode on this CPU, so not used; ONNX Runtime
+was not measured.
 
-Measured on the bundled models (``benchmarks/bench_quantize.py``, figures in ``benchmarks/README.md``):
-faster forward passes, but only ~80% of held-out Fill-Mask top-1 predictions equal float32's (one scale
-per matrix: ~73%) and sentiment accuracy drops ~0.55 points, against targets of 99% and
-0.5: the bundled MiniLM's word distributions are flat, so small rounding flips the top word. Hence opt-in.
+Measured on the bundled models (``benchmarks/bench_quantize.py``, figures in ``benchmarks/README.md``): 1.9x
+faster forward passes at batch 1 and 1.4x at batch 16, but only ~80% of held-out Fill-Mask top-1 predictions
+equal float32's (one scale per matrix: ~73%) and sentiment accuracy drops ~0.55 points, against targets of 99%
+and 0.5: the bundled MiniLM's word distributions are flat, so small rounding flips the top word. Hence opt-in.
 
-Only heads that predict are quantized (:data:`QUANTIZED_HEADS`): the Attention tab and the Contextual lab
-show the model's internals and keep float32, and so does anything that needs gradients (explanations ask
-the manager for ``full_precision``) or trains (fine-tuning and pretraining load their models themselves,
-never through the serving cache).
+Only heads that predict are quantized (:data:`QUANTIZED_HEADS`): the Attention tab and the Contextual lab show
+the model's internals and keep float32, and so does anything that needs gradients (explanations ask the
+manager for ``full_precision``) or trains (fine-tuning and pretraining load their models themselves, never
+through the serving cache).
 """
 
 from __future__ import annotations
