@@ -138,10 +138,12 @@ def add_decoder_adapter(model: BertLMHeadModel, rank: int, alpha: int, init_from
         # the head, and (continuing a causal model) the LayerNorms and biases it trained in full; a masked-LM
         # delta's NSP head and pooler have no place here; the tied word embeddings stay as they are
         params = {plain_name(n): p for n, p in model.named_parameters()}
+        loaded = [name for name in heads if name in params and is_extra_trainable(name)]
         with torch.no_grad():
-            for name, value in heads.items():
-                if name in params and is_extra_trainable(name):
-                    params[name].copy_(value)
+            for name in loaded:
+                params[name].copy_(heads[name])
+        if not any(name.startswith("cls.predictions.") for name in loaded):
+            raise ValueError(f"{init_from} has no masked/causal LM head to start from")
     for name, p in model.named_parameters():
         if "lora_" in name or is_extra_trainable(name):
             p.requires_grad = True

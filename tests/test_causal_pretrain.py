@@ -151,3 +151,10 @@ def test_continuing_the_bundled_causal_model_starts_exactly_where_it_ended():
         assert torch.allclose(start(ids).logits, shipped.eval()(ids).logits, atol=1e-4)
     trained = {n for n, p in start.named_parameters() if p.requires_grad}
     assert any("LayerNorm" in n for n in trained) and not any("word_embeddings" in n for n in trained)
+
+
+@pytest.mark.slow
+def test_a_start_without_a_language_model_head_is_refused():
+    """The sentiment classifier's delta (same LoRA targets at rank 16) has no head to predict words with."""
+    with pytest.raises(ValueError, match="no masked/causal LM head"):
+        C.build_model(C.CausalArguments(init_from="bundled:minilm-sentiment", lora_rank=16))
