@@ -114,30 +114,23 @@ def causal_quality(heldout: Path = HELDOUT_SAMPLE, model=None, max_sequences: in
     return evaluate(model, eval_batches_of(sequences, tokenizer.pad_token_id))
 
 
-@torch.inference_mode()
 def causal_everyday(model=None) -> dict[str, float]:
     """Next-token top-1 and perplexity of ``bundled:minilm-causal`` (or ``model``) on ordinary sentences
-    written by hand: the cloze sentences with their answer filled in and the coherent everyday pairs joined
-    (``[CLS]`` + text, as generation starts; every following token scored, the end not counted)."""
-    import math
-
-    import torch.nn.functional as F
-
+    written by hand: the cloze sentences with their answer filled in and the coherent everyday pairs, each a
+    document evaluated exactly as the held-out ones (``[CLS]`` + text; the end token not counted)."""
     from model_utils.bundled import load_tokenizer
+    from model_utils.causal_pretrain import CausalArguments, build_sequences, eval_batches_of, evaluate, tokenize_documents
+    from model_utils.data import Document
 
     if model is None:
         model, _ = load_bundled("bundled:minilm-causal", "causal-lm")
     tokenizer = load_tokenizer()
-    texts = [r["text"].replace("[MASK]", r["answer"]) for r in read_jsonl(CLOZE_EVERYDAY)]
-    texts += [f"{r['first']} {r['second']}" for r in read_jsonl(NSP_EVERYDAY) if r["is_next"]]
-    nll = correct = count = 0
-    for text in texts:
-        ids = tokenizer(f"{tokenizer.cls_token} {text}", add_special_tokens=False, return_tensors="pt")["input_ids"]
-        logits, targets = model(ids).logits[0, :-1], ids[0, 1:]
-        nll += float(F.cross_entropy(logits.float(), targets, reduction="sum"))
-        correct += int((logits.argmax(-1) == targets).sum())
-        count += len(targets)
-    return {"top1": correct / count, "perplexity": math.exp(nll / count), "tokens": count, "texts": len(texts)}
+    docs = [Document("cloze", f"cloze-{i}", (r["text"].replace("[MASK]", r["answer"]),))
+            for i, r in enumerate(read_jsonl(CLOZE_EVERYDAY))]
+    docs += [Document("pairs", f"pair-{i}", (r["first"], r["second"]))
+             for i, r in enumerate(read_jsonl(NSP_EVERYDAY)) if r["is_next"]]
+    sequences = build_sequences(tokenize_documents(docs, tokenizer), tokenizer, CausalArguments().max_seq_length)
+    return {**evaluate(model, eval_batches_of(sequences, tokenizer.pad_token_id)), "texts": len(docs)}
 
 
 def load_scratch(folder: Path):
