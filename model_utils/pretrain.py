@@ -62,6 +62,8 @@ class PretrainArguments:
                                      "same document (the rest: another document of the same source)")
     wordnet_share: float = knob(1.0, 0.0, 1.0, help="most share of WordNet documents in the training and held-out "
                                 "documents (1: no cap)")
+    upsample: str = field(default="", metadata={"help": "extra passes over the training examples of some sources, "
+                                                      "e.g. 'botchan=3,chat=3' (each pass draws new negatives)"})
     init_from: str = field(default="", metadata={"help": "bundled model whose adapter and heads start the run "
                                                           "(continued pretraining), e.g. bundled:minilm-pretrained"})
     lora_rank: int = field(default=32, metadata={"help": "LoRA rank on the encoder; 0 trains the encoder in full"})
@@ -77,6 +79,7 @@ class PretrainArguments:
 
     def __post_init__(self) -> None:
         check_ranges(self)
+        parse_upsample(self.upsample)
 
 
 @dataclass
@@ -385,10 +388,25 @@ def heldout_batches(docs: list[Document], tokenizer, args: PretrainArguments) ->
     return [collate(held_out[i:i + 64], tokenizer, eval_masker) for i in range(0, len(held_out), 64)]
 
 
+def parse_upsample(spec: str) -> dict[str, int]:
+    """``'botchan=3,chat=2'`` -> ``{'botchan': 3, 'chat': 2}`` (passes over each source's examples, 1-20)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        source, _, passes = item.partition("=")
+        if not source.strip() or not passes.strip().isdigit() or not 1 <= int(passes) <= 20:
+            raise ValueError(f"--upsample wants source=N with N from 1 to 20, comma-separated; got {item!r}")
+        out[source.strip()] = int(passes)
+    return out
+
+
 def prepare_examples(args: PretrainArguments, tokenizer, train_docs: list[Document], eval_docs: list[Document]):
     """Training examples and fixed, pre-masked evaluation batches."""
     train_docs = cap_source(train_docs, "wordnet", args.wordnet_share, random.Random(args.seed))
     train = documents_to_examples(train_docs, tokenizer, args, args.seed)
+    for source, passes in parse_upsample(args.upsample).items():
+        own = [d for d in train_docs if d.source == source]
+        for k in range(1, passes):  # same-source negatives, so the source's documents alone suffice
+            train += documents_to_examples(own, tokenizer, args, args.seed + 1000 * k)
     eval_batches = heldout_batches(eval_docs, tokenizer, args)
     if not train or not eval_batches:
         raise ValueError("Not enough text: need sentences for both training and evaluation.")

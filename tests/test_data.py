@@ -142,11 +142,16 @@ def test_prepare_end_to_end_from_a_fake_sdist(tmp_path: Path):
     (tmp_path / "wn").mkdir()
     for pos in data.WORDNET_POS:
         (tmp_path / "wn" / f"data.{pos}").write_text(WORDNET_LINE + "\n")
-    counts = data.prepare(tmp_path / "out", _fake_sdist(tmp_path), tmp_path / "wn", _fortune_dir(tmp_path))
+    fortunes = _fortune_dir(tmp_path)
+    counts = data.prepare(tmp_path / "out", _fake_sdist(tmp_path), tmp_path / "wn", fortunes,
+                          sentencepiece_sdist=_fake_sentencepiece(tmp_path), chatterbot_wheel=_fake_chatterbot(tmp_path))
     docs = data.read_documents(tmp_path / "out" / "pretrain_train.jsonl") + \
         data.read_documents(tmp_path / "out" / "pretrain_eval.jsonl")
-    assert counts["train_docs"] + counts["eval_docs"] == len(docs) == 1 + 1 + 2 + 1 + 4 + 2
+    assert counts["train_docs"] + counts["eval_docs"] == len(docs) == 1 + 1 + 2 + 1 + 4 + 2 + 2 + 1
     assert counts["docs_fortunes"] == 2 and counts["docs_wordnet"] == 4
+    assert counts["docs_botchan"] == 2 and counts["docs_chat"] == 1
+    without = data.prepare(tmp_path / "old", _fake_sdist(tmp_path), tmp_path / "wn", fortunes, extra_sources=False)
+    assert "docs_botchan" not in without and without["train_docs"] + without["eval_docs"] == 11
     review = next(d for d in docs if d.id == "product_reviews:1")
     assert review.sentences == ("good", "very good")
     assert counts["sentiment_rows"] == 2
@@ -155,3 +160,61 @@ def test_prepare_end_to_end_from_a_fake_sdist(tmp_path: Path):
 @pytest.mark.parametrize("bucket_key", ["a", "movie:1", "wordnet:noun:00001740"])
 def test_stable_bucket_is_in_range(bucket_key: str):
     assert 0 <= data.stable_bucket(bucket_key) < 100
+
+
+BOOK = """\ufeffThe Project Gutenberg EBook of Something
+Licence words that are not the book.
+*** START OF THIS PROJECT GUTENBERG EBOOK SOMETHING ***
+Produced by Some Volunteers
+CHAPTER I
+I went to the school by the river. The janitor had to carry me
+home on his back. My father was angry.
+"I'll see I don't get hurt next time," I answered.
+CHAPTER II
+The next day it rained. R.
+*** END OF THIS PROJECT GUTENBERG EBOOK SOMETHING ***
+More licence words.
+"""
+
+
+def _fake_sentencepiece(tmp_path: Path) -> Path:
+    path = tmp_path / "sentencepiece-0.2.0.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        raw = BOOK.encode("utf-8")
+        info = tarfile.TarInfo("sentencepiece-0.2.0/test/botchan.txt")
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def _fake_chatterbot(tmp_path: Path) -> Path:
+    import zipfile
+
+    path = tmp_path / "chatterbot_corpus-1.3.3-py2.py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("chatterbot_corpus/data/english/food.yml",
+                         "categories:\n- food\nconversations:\n- - Do you like cake?\n  - Yes, I love chocolate cake.\n"
+                         "  - <b>markup</b>\n  - 42\n")
+        archive.writestr("chatterbot_corpus/data/english/coding.yml",
+                         "conversations:\n- - What is a list?\n  - A Python type.\n")
+        archive.writestr("chatterbot_corpus/data/chinese/food.yml", "conversations:\n- - 你好\n  - 你好\n")
+    return path
+
+
+def test_book_documents_cut_the_gutenberg_text_into_runs_of_sentences():
+    body = data.gutenberg_body(BOOK)
+    assert "Licence words" not in body and "More licence" not in body
+    docs = data.book_documents(body, "book", chunk=3)
+    assert [d.id for d in docs] == ["book:1:0", "book:1:1", "book:2:0"]
+    assert docs[0].sentences == ("I went to the school by the river.", "The janitor had to carry me home on his back.",
+                                 "My father was angry.")
+    assert docs[1].sentences == ('"I\'ll see I don\'t get hurt next time," I answered.',)
+    assert docs[2].sentences == ("The next day it rained.",)  # a one-word fragment is dropped
+    assert all("CHAPTER" not in s and "Produced" not in s for d in docs for s in d.sentences)
+    with pytest.raises(ValueError, match="Project Gutenberg"):
+        data.gutenberg_body("no markers here")
+
+
+def test_chatterbot_documents_keep_english_small_talk_only(tmp_path: Path):
+    docs = data.chatterbot_documents(_fake_chatterbot(tmp_path))
+    assert docs == [data.Document("chat", "chat:food:0", ("Do you like cake?", "Yes, I love chocolate cake.", "42"))]

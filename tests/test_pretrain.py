@@ -256,3 +256,20 @@ def test_init_from_continues_a_delta(tiny_dir: Path, tmp_path: Path):
                    model_and_tokenizer=load_tiny(tiny_dir))
     assert cont["metrics"]["mlm_loss"] == pytest.approx(first["metrics"]["mlm_loss"], abs=1e-4)
     assert cont["metrics"]["nsp_loss"] == pytest.approx(first["metrics"]["nsp_loss"], abs=1e-4)
+
+
+def test_upsample_adds_passes_over_one_sources_examples_with_fresh_negatives():
+    tok = tiny_tokenizer()
+    docs = _distinct_docs(["a", "a", "b", "b"])
+    base = P.prepare_examples(P.PretrainArguments(max_seq_length=64, eval_examples=8), tok, docs, docs)[0]
+    more = P.prepare_examples(P.PretrainArguments(max_seq_length=64, eval_examples=8, upsample="b=3"), tok, docs, docs)[0]
+    assert more[:len(base)] == base
+    extra = more[len(base):]
+    assert len(extra) == 2 * 2 * 3  # two more passes over two 4-sentence documents of source b: 3 pairs each
+    assert extra[:6] != extra[6:]  # each pass draws its own negatives
+    b_sentences = {tuple(s) for d in P.tokenize_documents(docs[2:], tok) for s in d}
+    assert all(tuple(e.input_ids[1:e.input_ids.index(tok.sep_token_id)]) in b_sentences for e in extra)
+    assert P.parse_upsample(" botchan=4, chat=2 ") == {"botchan": 4, "chat": 2}
+    for bad in ("botchan", "botchan=0", "=3", "chat=x", "chat=21"):
+        with pytest.raises(ValueError, match="source=N"):
+            P.PretrainArguments(upsample=bad)
