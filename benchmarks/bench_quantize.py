@@ -6,6 +6,8 @@ Measured in one run, the float32 model as the reference for every ratio:
    float32 and int8 timed in turn (A B A B ...) so a change of machine load hits both alike; best and
    median of ``--repeat`` pairs, and the ratios of medians and of bests (on a shared CPU the best is the
    closer to an idle machine);
+   (``int8 (scaled, app)`` is what ``PLM_QUANTIZE=int8`` serves: inputs scaled per channel, then dynamic int8;
+   ``int8 (torch.ao)`` is plain dynamic int8, for comparison);
 2. Fill-Mask top-1 agreement with float32 on held-out masked tokens (the fixed masks of
    ``model_utils.bundled.quality``, test half of the held-out documents) and on the hand-written cloze
    sentences ``tests/data/cloze_everyday.jsonl`` (target >= 99%);
@@ -59,7 +61,7 @@ def speed(models: dict, tokenizer, repeat: int) -> None:
         reference, reference_best = statistics.median(times["float32"]), min(times["float32"])
         for name, values in times.items():
             median = statistics.median(values)
-            print(f"batch {batch:>2}, {inputs['input_ids'].shape[1]} tokens, {name:<16} best {min(values):7.1f} ms"
+            print(f"batch {batch:>2}, {inputs['input_ids'].shape[1]} tokens, {name:<22} best {min(values):7.1f} ms"
                   f"  median {median:7.1f} ms  speed-up: median {reference / median:5.2f}x, "
                   f"best {reference_best / min(values):5.2f}x")
 
@@ -107,7 +109,7 @@ def nsp_agreement() -> tuple[float, float, int]:
     model, tokenizer = load_bundled("bundled:minilm-pretrained", "next-sentence")
     inputs = pair_inputs(tokenizer, [(r["first"], r["second"]) for r in rows])
     p32 = torch.sigmoid(nsp_margins(model, inputs))
-    p8 = torch.sigmoid(nsp_margins(quantize_int8(model), inputs))
+    p8 = torch.sigmoid(nsp_margins(quantize_int8(model, tokenizer), inputs))
     return float(((p32 > 0.5) == (p8 > 0.5)).float().mean()), float((p32 - p8).abs().max()), len(rows)
 
 
@@ -154,9 +156,11 @@ def main() -> None:
     from model_utils.quantize import quantize_int8, quantized_bytes
 
     fp32, tokenizer = load_bundled("bundled:minilm-pretrained", "masked-lm")
-    int8 = quantize_int8(fp32)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}")
-    models = {"float32": fp32, "int8 (torch.ao)": int8}
+    start = time.perf_counter()
+    int8 = quantize_int8(fp32, tokenizer)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}; "
+          f"calibrating and quantizing took {time.perf_counter() - start:.2f} s")
+    models = {"float32": fp32, "int8 (scaled, app)": int8, "int8 (torch.ao)": quantize_int8(fp32)}
     if args.torchao:
         models.update(torchao_variants(fp32))
     speed(models, tokenizer, args.repeat)
@@ -175,7 +179,7 @@ def main() -> None:
 
     classifier, tok = load_bundled("bundled:minilm-sentiment", "sequence-classification")
     acc32 = sentiment_accuracy(classifier, tok)
-    acc8 = sentiment_accuracy(quantize_int8(classifier), tok)
+    acc8 = sentiment_accuracy(quantize_int8(classifier, tok), tok)
     print(f"sentiment accuracy: float32 {acc32:.2%}, int8 {acc8:.2%} (difference {100 * (acc8 - acc32):+.2f} points)")
     weights8 = model_bytes(int8) + quantized_bytes(int8)
     print(f"masked-LM weights: float32 {model_bytes(fp32) / 2**20:.0f} MB, int8 {weights8 / 2**20:.0f} MB")

@@ -398,8 +398,8 @@ def warm_up(tasks: list[str], nice: int = 5) -> threading.Thread:
 
 
 def _quantized(loaded: LoadedModel) -> LoadedModel:
-    """``loaded`` with its model's ``nn.Linear`` layers dynamically quantized to int8 (float32 freed)."""
-    model = quantize_int8(loaded.model)
+    """``loaded`` with its model's ``nn.Linear`` layers scaled and dynamically quantized to int8 (float32 freed)."""
+    model = quantize_int8(loaded.model, loaded.tokenizer)
     loaded.model, loaded.quantized = model, True
     loaded.approx_bytes = model_bytes(model) + quantized_bytes(model)
     return loaded
