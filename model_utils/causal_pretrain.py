@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertLMHeadModel, HfArgumentParser, PreTrainedTokenizerBase
 
-from model_utils.data import Document, cap_source, read_documents
+from model_utils.data import Document, cap_source, parse_upsample, read_documents
 from model_utils.adapters import minilm_dir, tidy_adapter
 from model_utils.pretrain import batches, make_optimizer, tokenize_documents
 
@@ -53,6 +53,7 @@ class CausalArguments:
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
     max_seq_length: int = field(default=64, metadata={"help": "tokens per sequence, [CLS] and [SEP] included"})
     wordnet_share: float = field(default=0.25, metadata={"help": "most share of WordNet documents (glosses dominate the corpus)"})
+    upsample: str = field(default="", metadata={"help": "repeat the training documents of some sources, e.g. 'botchan=3,chat=3'"})
     lora_rank: int = field(default=32, metadata={"help": "LoRA rank on every encoder linear layer"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator"})
     eval_every: int = field(default=250, metadata={"help": "held-out evaluation every N steps (0: only at the end)"})
@@ -63,6 +64,9 @@ class CausalArguments:
     bf16: bool = field(default=True, metadata={"help": "bfloat16 autocast for the training forward"})
     micro_batches: int = field(default=2, metadata={"help": "length-sorted parts per batch, each padded to its own longest"})
     export_only: bool = field(default=False, metadata={"help": "write output_dir/last as a delta to output_dir/step-N and stop (no training)"})
+
+    def __post_init__(self) -> None:
+        parse_upsample(self.upsample)
 
 
 # ---------------------------------------------------------------- data
@@ -284,6 +288,8 @@ def prepare_data(args: CausalArguments, tokenizer, train_docs=None, eval_docs=No
     train_docs = train_docs if train_docs is not None else read_documents(Path(args.train_file))
     eval_docs = eval_docs if eval_docs is not None else read_documents(Path(args.eval_file))
     train_docs = cap_source(train_docs, "wordnet", args.wordnet_share, random.Random(args.seed))
+    passes = parse_upsample(args.upsample)
+    train_docs = [d for d in train_docs for _ in range(passes.get(d.source, 1))]
     sequences = build_sequences(tokenize_documents(train_docs, tokenizer), tokenizer, args.max_seq_length)
     held_out = eval_batches_of(heldout_sequences(eval_docs, tokenizer, args), tokenizer.pad_token_id)
     if len(sequences) < args.batch_size or not held_out:

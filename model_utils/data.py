@@ -307,6 +307,17 @@ def cap_source(docs: Sequence[Document], source: str, share: float, rng: random.
     return [d for i, d in enumerate(docs) if d.source != source or i in keep]
 
 
+def parse_upsample(spec: str) -> dict[str, int]:
+    """``'botchan=3,chat=2'`` -> ``{'botchan': 3, 'chat': 2}`` (passes over each source's examples, 1-20)."""
+    out = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        source, _, passes = item.partition("=")
+        if not source.strip() or not passes.strip().isdigit() or not 1 <= int(passes) <= 20:
+            raise ValueError(f"--upsample wants source=N with N from 1 to 20, comma-separated; got {item!r}")
+        out[source.strip()] = int(passes)
+    return out
+
+
 def sentiment_rows(movie_text: str, band: float = NEUTRAL_BAND) -> list[dict[str, str]]:
     """Binary movie-review sentiment rows ``{text, label, split}`` (near-neutral ratings dropped)."""
     rows = []

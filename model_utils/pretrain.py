@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from transformers import (BertForPreTraining, DataCollatorForLanguageModeling, PreTrainedTokenizerBase,
                           get_linear_schedule_with_warmup)
 
-from model_utils.data import Document, cap_source, read_documents
+from model_utils.data import Document, cap_source, parse_upsample, read_documents
 from model_utils.adapters import add_encoder_adapter, load_delta_for_training, minilm_dir, save_delta
 from model_utils.inputs import clip_cell
 from model_utils.devices import training_device
@@ -386,17 +386,6 @@ def heldout_batches(docs: list[Document], tokenizer, args: PretrainArguments) ->
     held_out = held_out[:args.eval_examples]
     eval_masker = make_masker(tokenizer, args.mlm_probability, args.seed + 3)
     return [collate(held_out[i:i + 64], tokenizer, eval_masker) for i in range(0, len(held_out), 64)]
-
-
-def parse_upsample(spec: str) -> dict[str, int]:
-    """``'botchan=3,chat=2'`` -> ``{'botchan': 3, 'chat': 2}`` (passes over each source's examples, 1-20)."""
-    out = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        source, _, passes = item.partition("=")
-        if not source.strip() or not passes.strip().isdigit() or not 1 <= int(passes) <= 20:
-            raise ValueError(f"--upsample wants source=N with N from 1 to 20, comma-separated; got {item!r}")
-        out[source.strip()] = int(passes)
-    return out
 
 
 def prepare_examples(args: PretrainArguments, tokenizer, train_docs: list[Document], eval_docs: list[Document]):

@@ -158,3 +158,15 @@ def test_a_start_without_a_language_model_head_is_refused():
     """The sentiment classifier's delta (same LoRA targets at rank 16) has no head to predict words with."""
     with pytest.raises(ValueError, match="no masked/causal LM head"):
         C.build_model(C.CausalArguments(init_from="bundled:minilm-sentiment", lora_rank=16))
+
+
+def test_upsample_repeats_one_sources_documents():
+    tok = tiny_tokenizer()
+    corpus = docs(40) + [Document("u", f"u:{i}", ("the dog ran in the park .",)) for i in range(4)]
+    held_out = docs(8, seed=1)
+    base, _ = C.prepare_data(C.CausalArguments(batch_size=4, wordnet_share=1.0, eval_sequences=8), tok, corpus, held_out)
+    more, _ = C.prepare_data(C.CausalArguments(batch_size=4, wordnet_share=1.0, eval_sequences=8, upsample="u=3"),
+                             tok, corpus, held_out)
+    assert len(more) == len(base) + 2 * 4  # two more copies of each one-sequence document of source u
+    with pytest.raises(ValueError, match="source=N"):
+        C.CausalArguments(upsample="u=0")
