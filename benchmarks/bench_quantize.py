@@ -5,7 +5,8 @@ Measured in one run, the float32 model as the reference for every ratio:
 1. forward time of ``bundled:minilm-pretrained`` (masked LM) at batch 1 and batch 16 (an 18-token sentence),
    float32 and int8 timed in turn (A B A B ...) so a change of machine load hits both alike; best and
    median of ``--repeat`` pairs, and the ratios of medians and of bests (on a shared CPU the best is the
-   closer to an idle machine);
+   closer to an idle machine); once for the whole forward (vocabulary logits at every position) and once as the
+   Fill-Mask tab runs it (``model_utils.fill_mask``: the vocabulary projection at the [MASK] only);
    (``int8 (scaled, app)`` is what ``PLM_QUANTIZE=int8`` serves: inputs scaled per channel, then dynamic int8;
    ``int8 (torch.ao)`` is plain dynamic int8, for comparison);
 2. Fill-Mask top-1 agreement with float32 on held-out masked tokens (the fixed masks of
@@ -40,33 +41,47 @@ import torch  # noqa: E402
 SENTENCE = "The children played in the [MASK] until the sun went down behind the quiet hills."
 
 
-def paired_times(models: dict, inputs: dict, repeat: int) -> dict[str, list[float]]:
-    """Milliseconds per forward of each model, the models timed in turn ``repeat`` times."""
+def paired_times(models: dict, inputs: dict, repeat: int, mask_id: int | None = None) -> dict[str, list[float]]:
+    """Milliseconds per forward of each model, the models timed in turn ``repeat`` times; with ``mask_id`` the
+    vocabulary projection runs at the positions of that token only, as the Fill-Mask tab runs it."""
+    from model_utils.fill_mask import head_only_at
+
+    rows, columns = (inputs["input_ids"] == (-1 if mask_id is None else mask_id)).nonzero(as_tuple=True)
     times = {name: [] for name in models}
+
+    def forward(model) -> None:
+        if mask_id is None:
+            model(**inputs)
+            return
+        with head_only_at(model, rows, columns):
+            model(**inputs)
+
     with torch.inference_mode():
         for model in models.values():
-            model(**inputs)  # warm-up
+            forward(model)  # warm-up
         for _ in range(repeat):
             for name, model in models.items():
                 start = time.perf_counter()
-                model(**inputs)
+                forward(model)
                 times[name].append((time.perf_counter() - start) * 1000)
     return times
 
 
 def speed(models: dict, tokenizer, repeat: int) -> None:
-    for batch in (1, 16):
-        inputs = tokenizer([SENTENCE] * batch, return_tensors="pt")
-        times = paired_times(models, inputs, repeat)
-        reference, reference_best = statistics.median(times["float32"]), min(times["float32"])
-        for name, values in times.items():
-            median = statistics.median(values)
-            print(f"batch {batch:>2}, {inputs['input_ids'].shape[1]} tokens, {name:<22} best {min(values):7.1f} ms"
-                  f"  median {median:7.1f} ms  speed-up: median {reference / median:5.2f}x, "
-                  f"best {reference_best / min(values):5.2f}x")
+    for at_masks in (False, True):
+        print("whole forward (vocabulary logits at every position)" if not at_masks else
+              "as Fill-Mask serves it (vocabulary logits at the [MASK] only)")
+        for batch in (1, 16):
+            inputs = tokenizer([SENTENCE] * batch, return_tensors="pt")
+            times = paired_times(models, inputs, repeat, tokenizer.mask_token_id if at_masks else None)
+            reference, reference_best = statistics.median(times["float32"]), min(times["float32"])
+            for name, values in times.items():
+                median = statistics.median(values)
+                print(f"batch {batch:>2}, {inputs['input_ids'].shape[1]} tokens, {name:<22} best {min(values):7.1f} ms"
+                      f"  median {median:7.1f} ms  speed-up: median {reference / median:5.2f}x, "
+                      f"best {reference_best / min(values):5.2f}x")
 
 
-@torch.inference_mode()
 def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
     """Share of held-out masked tokens whose top-1 prediction is the same in both models."""
     from model_utils.bundled.quality import WORDNET_SHARE, heldout_test_documents

@@ -119,7 +119,7 @@ def preprocess(text: str, tokenizer: Any, *, max_masks: int | None = None) -> Pr
 
 
 @contextlib.contextmanager
-def _head_only_at(model: Any, rows: torch.Tensor, columns: torch.Tensor) -> Iterator[bool]:
+def head_only_at(model: Any, rows: torch.Tensor, columns: torch.Tensor) -> Iterator[bool]:
     """While active, the encoder hands the MLM head only the hidden states at (rows, columns).
 
     The vocabulary projection is the costliest layer of a small masked LM (30k x hidden per
@@ -156,7 +156,7 @@ def _forward(loaded: LoadedModel, batch: Sequence[Prepared]) -> list[torch.Tenso
         attention[row, :len(prepared.input_ids)] = 1
     rows = torch.tensor([r for r, p in enumerate(batch) for _ in p.mask_positions], device=loaded.device)
     columns = torch.tensor([c for p in batch for c in p.mask_positions], device=loaded.device)
-    with torch.inference_mode(), _head_only_at(loaded.model, rows, columns) as sparse:
+    with torch.inference_mode(), head_only_at(loaded.model, rows, columns) as sparse:
         logits = loaded.model(input_ids=ids.to(loaded.device),
                               attention_mask=attention.to(loaded.device)).logits
     picked = logits[0] if sparse else logits[rows, columns]  # (number of masks, vocabulary)
