@@ -33,6 +33,10 @@ from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define
 from model_utils.inputs import check_text, model_token_limit
 from model_utils.manager import LoadedModel, get_manager, gpu_task
+from model_utils.vocabulary import unreadable_notice
+
+# A causal model whose vocabulary reads Chinese (and most scripts), named when a prompt is mostly [UNK].
+MULTILINGUAL_GENERATOR = "Qwen/Qwen2.5-0.5B"
 
 STRATEGIES: tuple[str, ...] = ("greedy", "sample", "beam")
 MAX_TEMPERATURE = 100.0
@@ -200,7 +204,8 @@ def encode_prompt(loaded: LoadedModel, text: Any, continuation: Any = ()) -> Pro
     room = limit - 1 - len(prefix) - len(added)
     if room < 1:
         raise UserError("generate.context_full", limit=limit)
-    notices = []
+    unreadable = unreadable_notice(tokenizer, text, body, loaded.checkpoint, suggestion=MULTILINGUAL_GENERATOR)
+    notices = [unreadable] if unreadable else []
     if len(body) > room:
         notices.append(Notice("generate.prompt_cut", total=len(body), limit=limit, kept=room))
         body = body[-room:]

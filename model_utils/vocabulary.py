@@ -46,12 +46,14 @@ def suggested_model(text: str) -> str:
     return "bert-base-chinese" if _CJK.search(text or "") else "bert-base-multilingual-cased"
 
 
-def unreadable_notice(tokenizer: Any, text: str, ids: Sequence[int], name: str) -> Notice | None:
+def unreadable_notice(tokenizer: Any, text: str, ids: Sequence[int], name: str,
+                      suggestion: str | None = None) -> Notice | None:
     """Notice ``vocabulary.unreadable`` when most of ``text`` (tokenized as ``ids``) is unknown to model ``name``,
-    naming a model that can read it (and saying when that one is out of reach offline); else None."""
+    naming a model that can read it (``suggestion``, else :func:`suggested_model`'s) and saying when that one is
+    out of reach offline; else None."""
     share = unknown_share_of_ids(tokenizer, ids)
     if share < UNREADABLE_SHARE:
         return None
-    suggestion = suggested_model(text)
+    suggestion = suggestion or suggested_model(text)
     code = "vocabulary.unreadable" if within_reach(resolve(suggestion)) else "vocabulary.unreadable_offline"
     return Notice(code, share=share, name=name, suggestion=suggestion)

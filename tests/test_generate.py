@@ -285,3 +285,13 @@ def test_bundled_causal_model_next_token_and_greedy_equal_transformers(monkeypat
     generated = model_utils.generate(text, "bundled:minilm-causal", 12)
     assert [t["token_id"] for t in generated["tokens"]] == reference
     assert generated["finished"] == ("eos" if reference[-1] == tokenizer.sep_token_id else "max_new_tokens")
+
+
+def test_a_prompt_the_model_cannot_read_gets_a_notice_naming_a_model_that_can(tiny_env: Path) -> None:
+    result = model_utils.next_token("我今天很饿，所以", "local:tiny-decoder", top_k=3)
+    unreadable = [n for n in result["notices"] if n.code.startswith("vocabulary.unreadable")]
+    assert len(unreadable) == 1 and unreadable[0].params["suggestion"] == G.MULTILINGUAL_GENERATOR
+    assert "local:tiny-decoder" in unreadable[0]
+    record = model_utils.generate("我今天很饿", "local:tiny-decoder", strategy="greedy", max_new_tokens=2)
+    assert any(n.code.startswith("vocabulary.unreadable") for n in record["notices"])
+    assert not model_utils.next_token(PROMPT, "local:tiny-decoder", top_k=3)["notices"]
