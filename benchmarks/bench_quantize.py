@@ -46,14 +46,14 @@ def paired_times(models: dict, inputs: dict, repeat: int, mask_id: int | None = 
     vocabulary projection runs at the positions of that token only, as the Fill-Mask tab runs it."""
     from model_utils.fill_mask import head_only_at
 
-    rows, columns = (inputs["input_ids"] == (-1 if mask_id is None else mask_id)).nonzero(as_tuple=True)
     times = {name: [] for name in models}
+    masks = None if mask_id is None else (inputs["input_ids"] == mask_id).nonzero(as_tuple=True)
 
     def forward(model) -> None:
-        if mask_id is None:
+        if masks is None:
             model(**inputs)
             return
-        with head_only_at(model, rows, columns):
+        with head_only_at(model, *masks):
             model(**inputs)
 
     with torch.inference_mode():

@@ -45,6 +45,7 @@ from collections import Counter
 
 import torch
 
+from model_utils.inputs import model_token_limit
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def input_ranges(model: torch.nn.Module, tokenizer, texts: list[str], batch_size
                if isinstance(m, torch.nn.Linear)]
     if getattr(tokenizer, "pad_token", None) is None:
         batch_size = 1  # e.g. GPT-2's tokenizer cannot pad
-    longest = min(128, getattr(getattr(model, "config", None), "max_position_embeddings", 128) or 128)
+    longest = model_token_limit(getattr(model, "config", None), tokenizer, cap=128)
     was_training = model.training
     model.eval()
     try:
