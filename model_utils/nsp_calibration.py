@@ -8,8 +8,13 @@ held-out *calibration* split (Platt scaling), then rewrite the head as ``W' = W 
 model stays an ordinary ``BertForNextSentencePrediction`` and every consumer sees calibrated
 probabilities.
 
-Held-out documents are split by a hash of their id into a calibration half and a test half;
-the test half is what the quality figures use.
+The fit uses two groups of pairs, weighted equally: the same-source pairs of the held-out corpus's
+calibration half (held-out documents are split by a hash of their id into a calibration half and a test
+half; the test half is what the quality figures use) and 90 everyday pairs written by hand for fitting
+(``bundled/data/nsp_calibration_everyday.jsonl``: 45 coherent, 45 unrelated; no sentence of the test set
+``tests/data/nsp_everyday.jsonl``). The corpus pairs alone describe corpus text, whose same-source and
+same-document negatives are hard; on the pairs people type into the Next Sentence tab the model separates
+better than that, and a corpus-only fit leaves it under-confident there (the reason for the second group).
 
 Command line::
 
@@ -30,6 +35,8 @@ import torch
 from model_utils.data import Document, read_documents, stable_bucket
 
 CALIBRATION_PERCENT = 50
+# Hand-written everyday pairs (45 coherent, 45 unrelated) for fitting only; the test set is tests/data/nsp_everyday.jsonl.
+EVERYDAY_CALIBRATION = Path(__file__).resolve().parent / "bundled" / "data" / "nsp_calibration_everyday.jsonl"
 
 
 def calibration_split(docs: Sequence[Document]) -> tuple[list[Document], list[Document]]:
@@ -75,16 +82,19 @@ def example_inputs(examples, pad_id: int, batch_size: int = 64) -> tuple[list[di
     return batches, labels
 
 
-def fit_temperature_bias(margins: torch.Tensor, is_next: torch.Tensor, steps: int = 200) -> tuple[float, float]:
-    """``(T, b)`` minimising the log-loss of ``sigmoid(margin / T + b)`` against ``is_next`` (1/0)."""
+def fit_temperature_bias(margins: torch.Tensor, is_next: torch.Tensor, steps: int = 200,
+                         weights: torch.Tensor | None = None) -> tuple[float, float]:
+    """``(T, b)`` minimising the (``weights``-weighted) log-loss of ``sigmoid(margin / T + b)`` against ``is_next`` (1/0)."""
     log_t = torch.zeros((), requires_grad=True)
     bias = torch.zeros((), requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t, bias], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
     margins, is_next = margins.double(), is_next.double()
+    weights = None if weights is None else (weights / weights.sum() * len(weights)).double()
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(margins / log_t.double().exp() + bias.double(), is_next)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(margins / log_t.double().exp() + bias.double(), is_next,
+                                                                    weight=weights)
         loss.backward()
         return loss
 
@@ -119,9 +129,24 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 10) 
     return out
 
 
-def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: float = 0.4) -> dict:
-    """Fit ``(T, b)`` on the calibration half of ``eval_file`` for the model in ``delta`` and write the
-    calibrated delta (same adapter, rewritten ``cls.seq_relationship``) to ``out``; returns the fit."""
+def everyday_calibration_pairs(path: Path | None = EVERYDAY_CALIBRATION) -> tuple[list[tuple[str, str]], torch.Tensor]:
+    """The hand-written everyday calibration pairs ``(first, second)`` and their IsNext labels (1/0)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(r["first"], r["second"]) for r in rows], torch.tensor([1.0 if r["is_next"] else 0.0 for r in rows])
+
+
+def group_weights(*sizes: int) -> torch.Tensor:
+    """Per-row weights giving each group of rows (of the given sizes, in order) the same total weight."""
+    return torch.cat([torch.full((n,), 1.0 / n) for n in sizes if n])
+
+
+def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: float = 0.4,
+                    everyday: Path | None = EVERYDAY_CALIBRATION) -> dict:
+    """Fit ``(T, b)`` for the model in ``delta`` on the calibration half of ``eval_file`` and, with ``everyday``,
+    on the hand-written everyday calibration pairs too (the two groups weighted equally), and write the
+    calibrated delta (same adapter, rewritten ``cls.seq_relationship``) to ``out``; returns the fit.
+
+    Applied to an already calibrated delta (``out`` = ``delta``) the new ``(T, b)`` compose with the old."""
     from safetensors.torch import load_file, save_file
 
     from model_utils.adapters import build_delta_model
@@ -135,7 +160,15 @@ def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: floa
     calibration = cap_source(calibration, "wordnet", wordnet_share, random.Random(args.seed + 1))
     pairs = [e for e in documents_to_examples(calibration, tokenizer, args, args.seed + 1) if e.next_sentence_label != -100]
     inputs, is_next = example_inputs(pairs, tokenizer.pad_token_id)
-    temperature, bias = fit_temperature_bias(nsp_margins(model, inputs), is_next)
+    margins, weights = nsp_margins(model, inputs), None
+    everyday_count = 0
+    if everyday is not None:
+        texts, labels = everyday_calibration_pairs(everyday)
+        everyday_count = len(labels)
+        weights = group_weights(len(is_next), everyday_count)
+        margins = torch.cat([margins, nsp_margins(model, pair_inputs(tokenizer, texts))])
+        is_next = torch.cat([is_next, labels])
+    temperature, bias = fit_temperature_bias(margins, is_next, weights=weights)
     if out.resolve() != delta.resolve():
         shutil.rmtree(out / "adapter", ignore_errors=True)
         shutil.copytree(delta / "adapter", out / "adapter")
@@ -147,7 +180,8 @@ def calibrate_delta(delta: Path, eval_file: Path, out: Path, wordnet_share: floa
     heads.update({"cls.seq_relationship.weight": head.weight.detach().contiguous(),
                   "cls.seq_relationship.bias": head.bias.detach().contiguous()})
     save_file(heads, str(out / "heads.safetensors"))
-    return {"temperature": temperature, "bias": bias, "calibration_pairs": len(is_next)}
+    return {"temperature": temperature, "bias": bias, "calibration_pairs": len(is_next) - everyday_count,
+            "everyday_pairs": everyday_count}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,9 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval_file", type=Path, default=Path("data/pretrain_eval.jsonl"))
     parser.add_argument("--out", type=Path, required=True, help="folder of the calibrated delta")
     parser.add_argument("--wordnet_share", type=float, default=0.4)
+    parser.add_argument("--everyday_pairs", type=Path, default=EVERYDAY_CALIBRATION,
+                        help="hand-written everyday calibration pairs (.jsonl), weighted equally with the corpus pairs")
+    parser.add_argument("--corpus_only", action="store_true", help="fit on the corpus calibration half alone")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(calibrate_delta(args.delta, args.eval_file, args.out, args.wordnet_share), indent=2))
+    everyday = None if args.corpus_only else args.everyday_pairs
+    print(json.dumps(calibrate_delta(args.delta, args.eval_file, args.out, args.wordnet_share, everyday), indent=2))
 
 
 if __name__ == "__main__":

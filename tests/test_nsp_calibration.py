@@ -48,3 +48,37 @@ def test_calibration_split_is_stable_disjoint_and_about_half():
     assert {d.id for d in calibration}.isdisjoint({d.id for d in test})
     assert 400 < len(calibration) < 600 and len(calibration) + len(test) == 1000
     assert K.calibration_split(list(reversed(docs)))[0] == list(reversed(calibration))
+
+
+def test_equal_group_weights_fit_between_the_groups_whatever_their_sizes():
+    """Two groups calibrated differently: the equally weighted fit lands between their own fits, and a group's
+    size (10x more rows) does not let it take over, as it does in the unweighted fit."""
+    gen = torch.Generator().manual_seed(2)
+
+    def group(n, temperature):
+        margins = torch.randn(n, generator=gen) * 4
+        return margins, (torch.rand(n, generator=gen) < torch.sigmoid(margins / temperature)).float()
+
+    big, small = group(20000, 3.0), group(2000, 0.5)
+    margins, labels = torch.cat([big[0], small[0]]), torch.cat([big[1], small[1]])
+    weights = K.group_weights(20000, 2000)
+    assert weights.shape == (22000,) and weights[:20000].sum() == pytest.approx(weights[20000:].sum())
+    weighted, _ = K.fit_temperature_bias(margins, labels, weights=weights)
+    pooled, _ = K.fit_temperature_bias(margins, labels)
+    alone = [K.fit_temperature_bias(*g)[0] for g in (big, small)]
+    assert alone[1] < weighted < pooled < alone[0]
+    assert pooled > 2.5 > 2.0 > weighted  # unweighted, the big group takes over
+    # weighting equally is fitting two groups of equal size: here the first 2,000 rows of the big one
+    same_size, _ = K.fit_temperature_bias(torch.cat([big[0][:2000], small[0]]), torch.cat([big[1][:2000], small[1]]))
+    assert weighted == pytest.approx(same_size, rel=0.05)
+
+
+def test_everyday_calibration_pairs_are_balanced_and_apart_from_the_test_set():
+    import json
+
+    texts, labels = K.everyday_calibration_pairs()
+    assert len(texts) >= 80 and labels.sum() == len(labels) / 2
+    test = [json.loads(line) for line in open(K.EVERYDAY_CALIBRATION.parents[3] / "tests/data/nsp_everyday.jsonl")]
+    test_sentences = {s for row in test for s in (row["first"], row["second"])}
+    assert not test_sentences & {s for pair in texts for s in pair}, "the test pairs are never used for calibration"
+    assert len(set(texts)) == len(texts)
