@@ -3,14 +3,17 @@
 Measured in one run, the float32 model as the reference for every ratio:
 
 1. forward time of ``bundled:minilm-pretrained`` (masked LM) at batch 1 and batch 16 (an 18-token sentence),
-   float32 and int8 timed in turn (A B A B ...) so a change of machine load hits both alike; best and
-   median of ``--repeat`` pairs, and the ratios of medians and of bests (on a shared CPU the best is the
+   float32 and int8 timed in turn (A B A B ..., each turn ``--block`` calls) so a change of machine load hits
+   both alike; best and median of ``--repeat`` turns, and the ratios of medians and of bests (on a shared CPU the best is the
    closer to an idle machine); once for the whole forward (vocabulary logits at every position) and once as the
    Fill-Mask tab runs it (``model_utils.fill_mask``: the vocabulary projection at the [MASK] only);
-   (``int8 (scaled, app)`` is what ``PLM_QUANTIZE=int8`` serves: inputs scaled per channel, then dynamic int8;
-   ``int8 (torch.ao)`` is plain dynamic int8, for comparison);
-2. Fill-Mask top-1 agreement with float32 on held-out masked tokens (the fixed masks of
-   ``model_utils.bundled.quality``, test half of the held-out documents) and on the hand-written cloze
+   (``int8 (app)`` is what ``PLM_QUANTIZE=int8`` serves: inputs scaled per channel, exported to ONNX and
+   served by ONNX Runtime with int8 matrix products, or PyTorch's dynamic int8 where ONNX Runtime is not
+   installed; ``int8 (app, FFN out fp32)`` the same with the feed-forward output layers left in float32;
+   ``int8 (torch, scaled)`` PyTorch's dynamic int8 after the same scaling; ``int8 (torch.ao)`` plain dynamic
+   int8); each model alone (``--block`` calls in a row) or called in turn (``--block 1``);
+2. Fill-Mask top-1 agreement with float32, the vocabulary projected at the masks as Fill-Mask does, on
+   held-out masked tokens (the fixed masks of ``model_utils.bundled.quality``, test half of the held-out documents) and on the hand-written cloze
    sentences ``tests/data/cloze_everyday.jsonl`` (target >= 99%);
 3. Next Sentence: share of held-out everyday pairs where int8 and float32 give the same side of 0.5, and the
    largest difference of P(IsNext);
@@ -18,7 +21,7 @@ Measured in one run, the float32 model as the reference for every ratio:
    points);
 5. memory of the weights, float32 and int8.
 
-    python benchmarks/bench_quantize.py [--repeat 20] [--examples 2000] [--torchao] [--speed-only]
+    python benchmarks/bench_quantize.py [--repeat 20] [--block 6] [--examples 2000] [--torchao] [--speed-only]
 
 ``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` (activations scaled per token) and
 ``Int8WeightOnlyConfig`` to the speed and agreement comparison, when torchao is installed (``pip install torchao``;
@@ -41,10 +44,16 @@ import torch  # noqa: E402
 SENTENCE = "The children played in the [MASK] until the sun went down behind the quiet hills."
 
 
-def paired_times(models: dict, inputs: dict, repeat: int, mask_id: int | None = None) -> dict[str, list[float]]:
+def paired_times(models: dict, inputs: dict, repeat: int, mask_id: int | None = None,
+                 block: int = 1) -> dict[str, list[float]]:
     """Milliseconds per forward of each model, the models timed in turn ``repeat`` times; with ``mask_id`` the
-    vocabulary projection runs at the positions of that token only, as the Fill-Mask tab runs it."""
-    from model_utils.fill_mask import head_only_at
+    vocabulary projection runs at the positions of that token only, as the Fill-Mask tab runs it.
+
+    With ``block`` > 1 each turn is ``block`` forwards of one model in a row, the first left untimed: the
+    figures of one backend running alone (PyTorch's OpenMP threads keep spinning for a while after a call,
+    which slows an ONNX Runtime call right after it, and the reverse); with 1, every call follows another
+    model's, the pessimistic case of a server that mixes backends."""
+    from model_utils.projection import head_only_at
 
     times = {name: [] for name in models}
     masks = None if mask_id is None else (inputs["input_ids"] == mask_id).nonzero(as_tuple=True)
@@ -61,19 +70,23 @@ def paired_times(models: dict, inputs: dict, repeat: int, mask_id: int | None = 
             forward(model)  # warm-up
         for _ in range(repeat):
             for name, model in models.items():
-                start = time.perf_counter()
-                forward(model)
-                times[name].append((time.perf_counter() - start) * 1000)
+                if block > 1:
+                    forward(model)
+                for _ in range(max(1, block - 1)):
+                    start = time.perf_counter()
+                    forward(model)
+                    times[name].append((time.perf_counter() - start) * 1000)
     return times
 
 
-def speed(models: dict, tokenizer, repeat: int) -> None:
+def speed(models: dict, tokenizer, repeat: int, block: int) -> None:
     for at_masks in (False, True):
         print("whole forward (vocabulary logits at every position)" if not at_masks else
-              "as Fill-Mask serves it (vocabulary logits at the [MASK] only)")
+              "as Fill-Mask serves it (vocabulary logits at the [MASK] only)",
+              f"- each model alone, {block} calls in a row" if block > 1 else "- models called in turn")
         for batch in (1, 16):
             inputs = tokenizer([SENTENCE] * batch, return_tensors="pt")
-            times = paired_times(models, inputs, repeat, tokenizer.mask_token_id if at_masks else None)
+            times = paired_times(models, inputs, repeat, tokenizer.mask_token_id if at_masks else None, block)
             reference, reference_best = statistics.median(times["float32"]), min(times["float32"])
             for name, values in times.items():
                 median = statistics.median(values)
@@ -93,11 +106,20 @@ def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
     for batch in heldout_batches(heldout_test_documents(), load_tokenizer(), args):
         masked = batch["labels"] != -100
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        top_a = fp32(**inputs).logits[masked].argmax(-1)
-        top_b = int8(**inputs).logits[masked].argmax(-1)
-        same += int((top_a == top_b).sum())
+        same += int((top_at_masks(fp32, inputs, masked) == top_at_masks(int8, inputs, masked)).sum())
         total += int(masked.sum())
     return same / total, total
+
+
+def top_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
+    """Top-1 token at each masked position, the vocabulary projected at those positions only (as Fill-Mask does:
+    for dynamic int8 it matters, the head's activations are quantized with the scale of the rows it gets)."""
+    from model_utils.projection import head_only_at
+
+    rows, columns = masked.nonzero(as_tuple=True)
+    with head_only_at(model, rows, columns) as sparse:
+        logits = model(**inputs).logits
+    return (logits[0] if sparse else logits[rows, columns]).argmax(-1)
 
 
 @torch.inference_mode()
@@ -108,7 +130,7 @@ def cloze_agreement(fp32, int8, tokenizer) -> tuple[float, int]:
     rows = read_jsonl(CLOZE_EVERYDAY)
     enc = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
     masks = enc["input_ids"] == tokenizer.mask_token_id
-    same = fp32(**enc).logits[masks].argmax(-1) == int8(**enc).logits[masks].argmax(-1)
+    same = top_at_masks(fp32, dict(enc), masks) == top_at_masks(int8, dict(enc), masks)
     return float(same.float().mean()), len(rows)
 
 
@@ -158,12 +180,22 @@ def torchao_variants(model) -> dict:
     return variants
 
 
+def onnxruntime_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError:
+        return "not installed"
+    return onnxruntime.__version__
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--examples", type=int, default=2000, help="held-out pretraining examples (masks)")
     parser.add_argument("--torchao", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="skip the agreement measurements")
+    parser.add_argument("--block", type=int, default=6,
+                        help="calls of one model in a row per turn (the first untimed); 1: models called in turn")
     args = parser.parse_args()
 
     from model_utils.bundled import load_bundled
@@ -173,12 +205,19 @@ def main() -> None:
     fp32, tokenizer = load_bundled("bundled:minilm-pretrained", "masked-lm")
     start = time.perf_counter()
     int8 = quantize_int8(fp32, tokenizer)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}; "
-          f"calibrating and quantizing took {time.perf_counter() - start:.2f} s")
-    models = {"float32": fp32, "int8 (scaled, app)": int8, "int8 (torch.ao)": quantize_int8(fp32)}
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine {torch.backends.quantized.engine}, "
+          f"onnxruntime {onnxruntime_version()}; the app's int8 model is {type(int8).__name__}: calibrating, exporting and "
+          f"quantizing took {time.perf_counter() - start:.2f} s")
+    models = {"float32": fp32, "int8 (app)": int8}
+    if type(int8).__name__ == "OnnxRuntimeInt8Model":
+        # the trade-off: the feed-forward output layers (inputs: GELU outputs, the widest range) in float32
+        ffn_output = tuple(f"layer.{i}/output/dense/" for i in range(fp32.config.num_hidden_layers))
+        models["int8 (app, FFN out fp32)"] = quantize_int8(fp32, tokenizer, keep_float=ffn_output)
+    models.update({"int8 (torch, scaled)": quantize_int8(fp32, tokenizer, backend="torch"),
+                   "int8 (torch.ao)": quantize_int8(fp32)})
     if args.torchao:
         models.update(torchao_variants(fp32))
-    speed(models, tokenizer, args.repeat)
+    speed(models, tokenizer, args.repeat, args.block)
     if args.speed_only:
         return
 

@@ -15,10 +15,9 @@ gives one record per item: a bad text or an unusable model fails only its own it
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -26,6 +25,7 @@ from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define, error_record, raise_if_error
 from model_utils.inputs import check_text
 from model_utils.manager import LoadedModel, get_manager, gpu_task
+from model_utils.projection import head_only_at
 from model_utils.vocabulary import unreadable_notice
 
 MASK_PATTERN = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
@@ -116,33 +116,6 @@ def preprocess(text: str, tokenizer: Any, *, max_masks: int | None = None) -> Pr
         notices.append(notice)
     positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_token_id]
     return Prepared(ids, positions, notices)
-
-
-@contextlib.contextmanager
-def head_only_at(model: Any, rows: torch.Tensor, columns: torch.Tensor) -> Iterator[bool]:
-    """While active, the encoder hands the MLM head only the hidden states at (rows, columns).
-
-    The vocabulary projection is the costliest layer of a small masked LM (30k x hidden per
-    token), and Fill-Mask needs it at the masks only; the head is position-wise, so its output
-    there is unchanged. Yields False (and changes nothing) for a model without a separate encoder.
-    """
-    encoder = getattr(model, "base_model", model)
-    if encoder is model:
-        yield False
-        return
-
-    def gather(_module: Any, _inputs: Any, output: Any) -> Any:
-        picked = output[0][rows, columns].unsqueeze(0)  # (1, number of masks, hidden)
-        if isinstance(output, tuple):
-            return (picked, *output[1:])
-        output.last_hidden_state = picked
-        return output
-
-    handle = encoder.register_forward_hook(gather)
-    try:
-        yield True
-    finally:
-        handle.remove()
 
 
 def _forward(loaded: LoadedModel, batch: Sequence[Prepared]) -> list[torch.Tensor]:

@@ -355,8 +355,7 @@ class ModelManager:
         """One plain dict per loaded model, most recently used last."""
         with self._lock:
             return [{"checkpoint": m.checkpoint, "head": m.head, "device": str(m.device),
-                     "dtype": ("int8/" if m.quantized else "") + str(next(m.model.parameters()).dtype).replace(
-                         "torch.", ""),
+                     "dtype": _dtype_name(m),
                      "attn_implementation": m.attn_implementation or "default", "int8": m.quantized,
                      "approx_bytes": m.approx_bytes, "approx_mb": round(m.approx_bytes / 2**20, 1)}
                     for m in self._models.values()]
@@ -397,8 +396,16 @@ def warm_up(tasks: list[str], nice: int = 5) -> threading.Thread:
     return thread
 
 
+def _dtype_name(loaded: LoadedModel) -> str:
+    """``float32``, ``int8/float32`` (int8 linear layers, the rest float32), ``bfloat16``...: how ``loaded`` computes."""
+    weight = next(iter(loaded.model.parameters()), None)
+    rest = str(weight.dtype).replace("torch.", "") if weight is not None else "float32"  # ONNX Runtime's int8 graph
+    return ("int8/" if loaded.quantized else "") + rest
+
+
 def _quantized(loaded: LoadedModel) -> LoadedModel:
-    """``loaded`` with its model's ``nn.Linear`` layers scaled and dynamically quantized to int8 (float32 freed)."""
+    """``loaded`` with its model's linear layers scaled and dynamically quantized to int8 (ONNX Runtime where
+    installed, else PyTorch; float32 freed)."""
     model = quantize_int8(loaded.model, loaded.tokenizer)
     loaded.model, loaded.quantized = model, True
     loaded.approx_bytes = model_bytes(model) + quantized_bytes(model)
