@@ -406,7 +406,7 @@ def _dtype_name(loaded: LoadedModel) -> str:
 def _quantized(loaded: LoadedModel) -> LoadedModel:
     """``loaded`` with its model's linear layers scaled and dynamically quantized to int8 (ONNX Runtime where
     installed, else PyTorch; float32 freed)."""
-    model = quantize_int8(loaded.model, loaded.tokenizer)
+    model = quantize_int8(loaded.model, loaded.tokenizer, in_place=True)
     loaded.model, loaded.quantized = model, True
     loaded.approx_bytes = model_bytes(model) + quantized_bytes(model)
     return loaded

@@ -150,7 +150,7 @@ def test_manager_serves_int8_predictions_and_float32_internals(tiny_env: Path,
     assert sorted(m["int8"] for m in classifiers) == [False]
     assert cache.get("local:tiny-classifier", "sequence-classification").quantized
     assert any(m["dtype"] == "int8/float32" for m in cache.loaded())
-    assert type(masked.model).__name__ == "OnnxRuntimeInt8Model" and masked.approx_bytes >= masked.model.onnx_bytes
+    assert type(masked.model).__name__ == "OnnxRuntimeInt8Model" and masked.approx_bytes >= 2 * masked.model.onnx_bytes
 
 
 def test_off_serves_float32(tiny_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,6 +200,9 @@ def test_smoothing_is_the_same_function_and_leaves_tied_weights_alone(tiny_env: 
     assert (int8(**enc).logits.softmax(-1) - fp32(**enc).logits.softmax(-1)).abs().max() < 0.02
     served = quantize_int8(fp32, tokenizer)  # ONNX Runtime: the scaled model exported
     assert (served(**enc).logits.softmax(-1) - fp32(**enc).logits.softmax(-1)).abs().max() < 0.02
+    owned = copy.deepcopy(fp32)  # in place: the caller's model is scaled (the manager drops it), no copy
+    quantize_int8(owned, tokenizer, in_place=True)
+    assert {n for n, m in owned.named_modules() if isinstance(m, SmoothedLinear)} == wrapped
 
 
 @pytest.mark.slow
