@@ -191,11 +191,9 @@ class OnnxRuntimeInt8Model(torch.nn.Module):
         example = tokenizer(["Warm up.", "An example sentence for the export."], padding=True, return_tensors="pt")
         names = tuple(n for n in cls.INPUTS if n in example and n in accepted)
         inputs = tuple(example[n] for n in names)
-        was_training = model.training
-        model.eval()
         with tempfile.TemporaryDirectory(prefix="plm-int8-") as folder:
             fp32, int8 = Path(folder) / "model.onnx", Path(folder) / "model.int8.onnx"
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _restoring_mode(model):
                 warnings.simplefilter("ignore")
                 per_token = model(**dict(zip(names, inputs))).logits.dim() == 3
                 sparse = per_token and getattr(model, "base_model", model) is not model
@@ -209,7 +207,6 @@ class OnnxRuntimeInt8Model(torch.nn.Module):
                                   input_names=list(names) + (["rows", "columns"] if sparse else []),
                                   output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
                                   do_constant_folding=True)
-            model.train(was_training)
             excluded = _matmuls_named(fp32, keep_float) if keep_float else []
             root = logging.getLogger()
             root.addFilter(_no_preprocessing_hint)  # logged on every call; shape inference is all it would add
@@ -254,6 +251,17 @@ class OnnxRuntimeInt8Model(torch.nn.Module):
         if self.sparse and selected is None:
             logits = logits.reshape(*input_ids.shape, -1)
         return MaskedLMOutput(logits=logits) if logits.dim() == 3 else SequenceClassifierOutput(logits=logits)
+
+
+@contextlib.contextmanager
+def _restoring_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode while active, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _matmuls_named(path, parts: tuple[str, ...]) -> list[str]:
@@ -313,22 +321,20 @@ def input_ranges(model: torch.nn.Module, tokenizer, texts: list[str], batch_size
     if getattr(tokenizer, "pad_token", None) is None:
         batch_size = 1  # e.g. GPT-2's tokenizer cannot pad
     longest = model_token_limit(getattr(model, "config", None), tokenizer, cap=128)
-    was_training = model.training
-    model.eval()
     try:
-        generator = torch.Generator().manual_seed(0)
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=longest,
-                            return_tensors="pt", return_special_tokens_mask=True)
-            special = enc.pop("special_tokens_mask").bool() | (enc["attention_mask"] == 0)
-            if getattr(tokenizer, "mask_token_id", None) is not None:
-                chosen = (torch.rand(enc["input_ids"].shape, generator=generator) < CALIBRATION_MASKED) & ~special
-                enc["input_ids"] = enc["input_ids"].masked_fill(chosen, tokenizer.mask_token_id)
-            model(**enc)
+        with _restoring_mode(model):
+            generator = torch.Generator().manual_seed(0)
+            for i in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=longest,
+                                return_tensors="pt", return_special_tokens_mask=True)
+                special = enc.pop("special_tokens_mask").bool() | (enc["attention_mask"] == 0)
+                if getattr(tokenizer, "mask_token_id", None) is not None:
+                    chosen = (torch.rand(enc["input_ids"].shape, generator=generator) < CALIBRATION_MASKED) & ~special
+                    enc["input_ids"] = enc["input_ids"].masked_fill(chosen, tokenizer.mask_token_id)
+                model(**enc)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return ranges
 
 
