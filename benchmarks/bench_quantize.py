@@ -4,8 +4,8 @@ Measured in one run, the float32 model as the reference for every ratio:
 
 1. forward time of ``bundled:minilm-pretrained`` (masked LM) at batch 1 and batch 16 (an 18-token sentence),
    float32 and int8 timed in turn (A B A B ..., each turn ``--block`` calls) so a change of machine load hits
-   both alike; best and median of ``--repeat`` turns, and the ratios of medians and of bests (on a shared CPU the best is the
-   closer to an idle machine); once for the whole forward (vocabulary logits at every position) and once as the
+   both alike; best and median of ``--repeat`` turns, and the ratios of medians and of bests (on a shared CPU
+   the best is the closer to an idle machine); once for the whole forward (vocabulary logits at every position) and once as the
    Fill-Mask tab runs it (``model_utils.fill_mask``: the vocabulary projection at the [MASK] only);
    (``int8 (app)`` is what ``PLM_QUANTIZE=int8`` serves: inputs scaled per channel, exported to ONNX and
    served by ONNX Runtime with int8 matrix products, or PyTorch's dynamic int8 where ONNX Runtime is not
@@ -13,8 +13,8 @@ Measured in one run, the float32 model as the reference for every ratio:
    ``int8 (torch, scaled)`` PyTorch's dynamic int8 after the same scaling; ``int8 (torch.ao)`` plain dynamic
    int8); each model alone (``--block`` calls in a row) or called in turn (``--block 1``);
 2. Fill-Mask top-1 agreement with float32, the vocabulary projected at the masks as Fill-Mask does, on
-   held-out masked tokens (the fixed masks of ``model_utils.bundled.quality``, test half of the held-out documents) and on the hand-written cloze
-   sentences ``tests/data/cloze_everyday.jsonl`` (target >= 99%);
+   held-out masked tokens (the fixed masks of ``model_utils.bundled.quality``, test half of the held-out
+   documents) and on the hand-written cloze sentences ``tests/data/cloze_everyday.jsonl`` (target >= 99%);
 3. Next Sentence: share of held-out everyday pairs where int8 and float32 give the same side of 0.5, and the
    largest difference of P(IsNext);
 4. sentiment accuracy of ``bundled:minilm-sentiment`` on its test rows, float32 and int8 (target: within 0.5
@@ -95,6 +95,7 @@ def speed(models: dict, tokenizer, repeat: int, block: int) -> None:
                       f"best {reference_best / min(values):5.2f}x")
 
 
+@torch.inference_mode()
 def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
     """Share of held-out masked tokens whose top-1 prediction is the same in both models."""
     from model_utils.bundled.quality import WORDNET_SHARE, heldout_test_documents
