@@ -115,12 +115,9 @@ def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
 def top_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
     """Top-1 token at each masked position, the vocabulary projected at those positions only (as Fill-Mask does:
     for dynamic int8 it matters, the head's activations are quantized with the scale of the rows it gets)."""
-    from model_utils.projection import head_only_at
+    from model_utils.projection import logits_at
 
-    rows, columns = masked.nonzero(as_tuple=True)
-    with head_only_at(model, rows, columns) as sparse:
-        logits = model(**inputs).logits
-    return (logits[0] if sparse else logits[rows, columns]).argmax(-1)
+    return logits_at(model, inputs, *masked.nonzero(as_tuple=True)).argmax(-1)
 
 
 @torch.inference_mode()

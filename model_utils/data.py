@@ -74,6 +74,12 @@ class Document:
                           ensure_ascii=False)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON-lines file (blank lines skipped)."""
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
 def stable_bucket(key: str, buckets: int = 100) -> int:
     """A platform-independent hash bucket of ``key`` in ``[0, buckets)``."""
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:8], 16) % buckets

@@ -25,7 +25,7 @@ from model_utils.config import get_settings
 from model_utils.errors import Notice, UserError, define, error_record, raise_if_error
 from model_utils.inputs import check_text
 from model_utils.manager import LoadedModel, get_manager, gpu_task
-from model_utils.projection import head_only_at
+from model_utils.projection import logits_at
 from model_utils.vocabulary import unreadable_notice
 
 MASK_PATTERN = re.compile(r"\[mask\]|<mask>", re.IGNORECASE)
@@ -129,10 +129,9 @@ def _forward(loaded: LoadedModel, batch: Sequence[Prepared]) -> list[torch.Tenso
         attention[row, :len(prepared.input_ids)] = 1
     rows = torch.tensor([r for r, p in enumerate(batch) for _ in p.mask_positions], device=loaded.device)
     columns = torch.tensor([c for p in batch for c in p.mask_positions], device=loaded.device)
-    with torch.inference_mode(), head_only_at(loaded.model, rows, columns) as sparse:
-        logits = loaded.model(input_ids=ids.to(loaded.device),
-                              attention_mask=attention.to(loaded.device)).logits
-    picked = logits[0] if sparse else logits[rows, columns]  # (number of masks, vocabulary)
+    with torch.inference_mode():
+        picked = logits_at(loaded.model, {"input_ids": ids.to(loaded.device),
+                                          "attention_mask": attention.to(loaded.device)}, rows, columns)
     probs = picked.float().softmax(-1).cpu()
     return list(probs.split([len(p.mask_positions) for p in batch]))
 

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import torch
 
-from model_utils.data import Document, read_documents, stable_bucket
+from model_utils.data import Document, read_documents, read_jsonl, stable_bucket
 
 CALIBRATION_PERCENT = 50
 # Hand-written everyday pairs (45 coherent, 45 unrelated) for fitting only; the test set is tests/data/nsp_everyday.jsonl.
@@ -129,9 +129,9 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = 10) 
     return out
 
 
-def everyday_calibration_pairs(path: Path | None = EVERYDAY_CALIBRATION) -> tuple[list[tuple[str, str]], torch.Tensor]:
+def everyday_calibration_pairs(path: Path = EVERYDAY_CALIBRATION) -> tuple[list[tuple[str, str]], torch.Tensor]:
     """The hand-written everyday calibration pairs ``(first, second)`` and their IsNext labels (1/0)."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_jsonl(path)
     return [(r["first"], r["second"]) for r in rows], torch.tensor([1.0 if r["is_next"] else 0.0 for r in rows])
 
 

@@ -39,3 +39,11 @@ def head_only_at(model: Any, rows: torch.Tensor, columns: torch.Tensor) -> Itera
         yield True
     finally:
         handle.remove()
+
+
+def logits_at(model: Any, inputs: dict[str, torch.Tensor], rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """The masked LM's vocabulary logits at (rows[i], columns[i]) only, shape ``(len(rows), vocabulary)``,
+    projected there alone where the model allows it (:func:`head_only_at`), else picked from the whole output."""
+    with head_only_at(model, rows, columns) as sparse:
+        logits = model(**inputs).logits
+    return logits[0] if sparse else logits[rows, columns]

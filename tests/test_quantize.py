@@ -212,15 +212,14 @@ def test_int8_agreement_on_the_bundled_model() -> None:
     keeps 74% of float32's top words, scaled 90%, scaled and served by ONNX Runtime (the app) 97%."""
     from model_utils.bundled import load_bundled
     from model_utils.bundled.quality import CLOZE_EVERYDAY, read_jsonl
-    from model_utils.projection import head_only_at
+    from model_utils.projection import logits_at
 
     fp32, tokenizer = load_bundled("bundled:minilm-pretrained", "masked-lm")
     enc = tokenizer([r["text"] for r in read_jsonl(CLOZE_EVERYDAY)], padding=True, return_tensors="pt")
     rows, columns = (enc["input_ids"] == tokenizer.mask_token_id).nonzero(as_tuple=True)
 
     def top(model) -> torch.Tensor:
-        with head_only_at(model, rows, columns):
-            return model(**enc).logits[0].argmax(-1)
+        return logits_at(model, dict(enc), rows, columns).argmax(-1)
 
     reference = top(fp32)
     plain, scaled, served = (float((top(model) == reference).float().mean()) for model in (

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from model_utils.bundled import HERE, SAMPLE_SENTIMENT_CSV, load_bundled
+from model_utils.data import read_jsonl
 
 HELDOUT_SAMPLE = HERE / "data" / "heldout_test_half.jsonl"
 TESTS_DATA = HERE.parent.parent / "tests" / "data"
@@ -35,12 +36,6 @@ CLOZE_EVERYDAY = TESTS_DATA / "cloze_everyday.jsonl"
 WORDNET_SHARE = 0.4  # as in the pretraining run
 TARGETS = {"mlm_top1": 0.40, "nsp_heldout_accuracy": 0.90, "nsp_everyday_accuracy": 0.85, "nsp_everyday_ece": 0.10,
            "cloze_top5": 0.65, "causal_top1": 0.25, "causal_perplexity": 120.0}
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON-lines file."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 def heldout_test_documents(heldout: Path = HELDOUT_SAMPLE):
