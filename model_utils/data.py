@@ -376,11 +376,11 @@ def prepare(out: Path, vader_sdist: Path | None = None, wordnet_dir: Path = WORD
 
     ``extra_sources`` adds the book and the dialogues (downloaded from the package index unless given)."""
     out.mkdir(parents=True, exist_ok=True)
-    sdist = vader_sdist or download_vader_sdist(Path(tempfile.gettempdir()) / "plm-playground-sdists")
+    cache = Path(tempfile.gettempdir()) / "plm-playground-sdists"  # packages fetched once, kept for rebuilds
+    sdist = vader_sdist or download_vader_sdist(cache)
     files = read_hutto_files(sdist)
     docs = hutto_documents(files) + wordnet_documents(wordnet_dir) + fortune_documents(fortune_dir)
     if extra_sources:
-        cache = Path(tempfile.gettempdir()) / "plm-playground-sdists"
         sp_sdist = sentencepiece_sdist or download_package(SENTENCEPIECE_SDIST, cache, "sentencepiece-*.tar.gz")
         docs += book_documents(gutenberg_body(read_botchan(sp_sdist)), "botchan")
         wheel = chatterbot_wheel or download_package(CHATTERBOT_WHEEL, cache, "chatterbot_corpus-*.whl", source=False)
