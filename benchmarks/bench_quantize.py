@@ -21,11 +21,16 @@ Measured in one run, the float32 model as the reference for every ratio:
    points);
 5. memory of the weights, float32 and int8.
 
-    python benchmarks/bench_quantize.py [--repeat 20] [--block 6] [--examples 2000] [--torchao] [--speed-only]
+    python benchmarks/bench_quantize.py [--repeat 20] [--block 6] [--examples 2000] [--torchao] [--blockwise]
+                                        [--speed-only]
 
 ``--torchao`` adds torchao's eager ``Int8DynamicActivationInt8WeightConfig`` (activations scaled per token) and
 ``Int8WeightOnlyConfig`` to the speed and agreement comparison, when torchao is installed (``pip install torchao``;
-it is not a requirement of the app).
+it is not a requirement of the app). ``--blockwise`` adds ONNX Runtime's ``MatMulNBits`` at 8 bits (weights and
+activations quantized in blocks of 32 or 128 input channels, the finest ONNX Runtime offers; needs ``pip install
+onnx_ir``). After the agreement, the cost of checking the app's close calls in float32 (masks whose int8
+top-1/top-2 logit gap is small get a second, float32 pass): the share of masks it would take and the agreement
+it would give.
 """
 
 from __future__ import annotations
@@ -98,26 +103,50 @@ def speed(models: dict, tokenizer, repeat: int, block: int) -> None:
 @torch.inference_mode()
 def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
     """Share of held-out masked tokens whose top-1 prediction is the same in both models."""
+    same, _ = heldout_top1(fp32, int8, examples)
+    return float(same.float().mean()), len(same)
+
+
+@torch.inference_mode()
+def heldout_top1(fp32, int8, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per held-out masked token: whether both models' top-1 is the same, and ``int8``'s logit gap between its
+    top two words."""
     from model_utils.bundled.quality import WORDNET_SHARE, heldout_test_documents
     from model_utils.bundled import load_tokenizer
     from model_utils.pretrain import PretrainArguments, heldout_batches
 
     args = PretrainArguments(eval_examples=examples, wordnet_share=WORDNET_SHARE)
-    same = total = 0
+    same, gaps = [], []
     for batch in heldout_batches(heldout_test_documents(), load_tokenizer(), args):
         masked = batch["labels"] != -100
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        same += int((top_at_masks(fp32, inputs, masked) == top_at_masks(int8, inputs, masked)).sum())
-        total += int(masked.sum())
-    return same / total, total
+        top2 = logits_at_masks(int8, inputs, masked).topk(2, -1)
+        same.append(logits_at_masks(fp32, inputs, masked).argmax(-1) == top2.indices[:, 0])
+        gaps.append(top2.values[:, 0] - top2.values[:, 1])
+    return torch.cat(same), torch.cat(gaps)
+
+
+def close_call_tradeoff(fp32, int8, examples: int, gaps=(0.1, 0.2, 0.3, 0.5)) -> None:
+    """What checking close calls in float32 would cost: for masks whose int8 top-1/top-2 logit gap is under
+    ``gap``, the share (each a second, float32 forward pass) and the agreement if those took float32's answer."""
+    same, gap = heldout_top1(fp32, int8, examples)
+    for limit in gaps:
+        close = gap < limit
+        print(f"  int8 logit gap < {limit:.2f}: {float(close.float().mean()):6.1%} of masks recomputed in float32, "
+              f"agreement {float((same | close).float().mean()):.2%}")
+
+
+def logits_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits at each masked position, projected at those positions only (as Fill-Mask does: for
+    dynamic int8 it matters, the head's activations are quantized with the scale of the rows it gets)."""
+    from model_utils.projection import logits_at
+
+    return logits_at(model, inputs, *masked.nonzero(as_tuple=True))
 
 
 def top_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
-    """Top-1 token at each masked position, the vocabulary projected at those positions only (as Fill-Mask does:
-    for dynamic int8 it matters, the head's activations are quantized with the scale of the rows it gets)."""
-    from model_utils.projection import logits_at
-
-    return logits_at(model, inputs, *masked.nonzero(as_tuple=True)).argmax(-1)
+    """Top-1 token at each masked position (:func:`logits_at_masks`)."""
+    return logits_at_masks(model, inputs, masked).argmax(-1)
 
 
 @torch.inference_mode()
@@ -178,6 +207,19 @@ def torchao_variants(model) -> dict:
     return variants
 
 
+def blockwise_variants(model, tokenizer) -> dict:
+    """ONNX Runtime's ``MatMulNBits`` at 8 bits on the scaled model: weights and activations quantized in blocks
+    of 32 and of 128 input channels; none without the ``onnx_ir`` package its quantizer needs."""
+    import importlib.util
+
+    from model_utils.quantize import quantize_int8
+
+    if importlib.util.find_spec("onnx_ir") is None:
+        print("onnx_ir is not installed: the MatMulNBits variants are left out (pip install onnx_ir)")
+        return {}
+    return {f"int8 (ORT blocks of {size})": quantize_int8(model, tokenizer, block_size=size) for size in (32, 128)}
+
+
 def onnxruntime_version() -> str:
     try:
         import onnxruntime
@@ -192,6 +234,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=2000, help="held-out pretraining examples (masks)")
     parser.add_argument("--torchao", action="store_true")
     parser.add_argument("--speed-only", action="store_true", help="skip the agreement measurements")
+    parser.add_argument("--blockwise", action="store_true",
+                        help="add ONNX Runtime's MatMulNBits 8-bit (blocks of 32 and 128 channels; needs onnx_ir)")
     parser.add_argument("--block", type=int, default=6,
                         help="calls of one model in a row per turn (the first untimed); 1: models called in turn")
     args = parser.parse_args()
@@ -211,6 +255,8 @@ def main() -> None:
         # the trade-off: the feed-forward output layers (inputs: GELU outputs, the widest range) in float32
         ffn_output = tuple(f"layer.{i}/output/dense/" for i in range(fp32.config.num_hidden_layers))
         models["int8 (app, FFN out fp32)"] = quantize_int8(fp32, tokenizer, keep_float=ffn_output)
+        if args.blockwise:
+            models.update(blockwise_variants(fp32, tokenizer))
     models.update({"int8 (torch, scaled)": quantize_int8(fp32, tokenizer, backend="torch"),
                    "int8 (torch.ao)": quantize_int8(fp32)})
     if args.torchao:
@@ -226,6 +272,9 @@ def main() -> None:
         print(f"Fill-Mask top-1 agreement {name} vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
         cloze, sentences = cloze_agreement(fp32, model, tokenizer)
         print(f"Fill-Mask top-1 agreement {name} vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
+    if type(int8).__name__ == "OnnxRuntimeInt8Model":
+        print("int8 (app): close calls checked in float32 (held-out masks; not served, the cost of a gate):")
+        close_call_tradeoff(fp32, int8, args.examples)
     same_side, largest, pairs = nsp_agreement()
     print(f"Next Sentence same side of 0.5: {same_side:.2%} of {pairs} pairs; largest |dP(IsNext)| {largest:.4f}")
 
@@ -233,7 +282,8 @@ def main() -> None:
     acc32 = sentiment_accuracy(classifier, tok)
     acc8 = sentiment_accuracy(quantize_int8(classifier, tok), tok)
     print(f"sentiment accuracy: float32 {acc32:.2%}, int8 {acc8:.2%} (difference {100 * (acc8 - acc32):+.2f} points)")
-    weights8 = model_bytes(int8) + quantized_bytes(int8)
+    # ONNX Runtime's graph as stored (the cache reckons twice that for the session's working memory)
+    weights8 = getattr(int8, "onnx_bytes", None) or model_bytes(int8) + quantized_bytes(int8)
     print(f"masked-LM weights: float32 {model_bytes(fp32) / 2**20:.0f} MB, int8 {weights8 / 2**20:.0f} MB")
 
 

@@ -33,7 +33,11 @@ top-1/top-2 logit gap under 0.11), so small rounding flips the top word. Leaving
 layers (inputs: GELU outputs, the widest range) in float32 (``keep_float``) gives 96.1% and 98.9% for ~20% of the
 speed (as Fill-Mask runs it, 1.5x at batch 16), so the app quantizes every layer and the path stays opt-in.
 torchao 0.18 was measured earlier (``--torchao``): per-token activations 94%, weight-only 97.5%, but slower than
-float32 in eager mode on this CPU.
+float32 in eager mode on this CPU. ONNX Runtime's ``MatMulNBits`` at 8 bits (``block_size``; weights and
+activations in blocks of 32 input channels, the finest it offers) agrees on 98.1% of held-out masks but is no
+faster than float32 at batch 16, and recomputing close calls (int8 top-1/top-2 logit gap < 0.3) in float32 would
+reach 99.4% at the cost of a second pass for a quarter of the masks (``benchmarks/README.md``), so neither is
+served.
 
 Only heads that predict are quantized (:data:`QUANTIZED_HEADS`): the Attention tab and the Contextual lab show
 the model's internals and keep float32, and so does anything that needs gradients (explanations ask the
@@ -86,7 +90,8 @@ def int8_supported() -> bool:
 
 
 def quantize_int8(model: torch.nn.Module, tokenizer=None, alpha: float = SMOOTHING_ALPHA,
-                  backend: str | None = None, keep_float: tuple[str, ...] = (), in_place: bool = False) -> torch.nn.Module:
+                  backend: str | None = None, keep_float: tuple[str, ...] = (), in_place: bool = False,
+                  block_size: int | None = None) -> torch.nn.Module:
     """An int8 copy of ``model`` (float32, eval mode, on the CPU) that answers like it: ``model(**inputs).logits``.
 
     With a ``tokenizer`` (and ``alpha`` > 0) the linear layers' inputs are first scaled per channel from one pass
@@ -95,8 +100,9 @@ def quantize_int8(model: torch.nn.Module, tokenizer=None, alpha: float = SMOOTHI
     (:class:`OnnxRuntimeInt8Model`; needs a tokenizer for the example inputs of the export); ``"torch"`` uses
     PyTorch's dynamic int8 ``nn.Linear``; ``None`` (the app) takes ONNX Runtime where it is installed and the
     model exports, else PyTorch; ``keep_float`` names ONNX ``MatMul`` nodes to leave in float32
-    (:meth:`OnnxRuntimeInt8Model.from_model`). ``model`` is left as it was, unless ``in_place`` (for a caller
-    that drops it: no float32 copy beside it while quantizing).
+    (:meth:`OnnxRuntimeInt8Model.from_model`); ``block_size`` (ONNX Runtime only) quantizes in blocks of that
+    many input channels instead (``MatMulNBits``, measured in the benchmark, not served). ``model`` is left as it
+    was, unless ``in_place`` (for a caller that drops it: no float32 copy beside it while quantizing).
     """
     if backend not in (None, *BACKENDS):
         raise ValueError(f"int8 backend {backend!r} is not one of {', '.join(BACKENDS)}")
@@ -110,7 +116,8 @@ def quantize_int8(model: torch.nn.Module, tokenizer=None, alpha: float = SMOOTHI
             scaled = smooth_linears(model if in_place else copy.deepcopy(model), ranges, alpha)
     if backend != "torch" and tokenizer is not None and onnxruntime_available():
         try:
-            return OnnxRuntimeInt8Model.from_model(scaled if scaled is not None else model, tokenizer, keep_float)
+            return OnnxRuntimeInt8Model.from_model(scaled if scaled is not None else model, tokenizer, keep_float,
+                                                   block_size)
         except Exception:  # noqa: BLE001 - a model that does not export is served by the PyTorch path
             if backend == "onnxruntime":
                 raise
@@ -178,9 +185,15 @@ class OnnxRuntimeInt8Model(torch.nn.Module):
         self._selected = threading.local()
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, tokenizer, keep_float: tuple[str, ...] = ()) -> "OnnxRuntimeInt8Model":
+    def from_model(cls, model: torch.nn.Module, tokenizer, keep_float: tuple[str, ...] = (),
+                   block_size: int | None = None) -> "OnnxRuntimeInt8Model":
         """Export ``model`` with example inputs from ``tokenizer``, quantize (except the ``MatMul`` nodes whose
-        names contain one of ``keep_float``, e.g. ``"/cls/"``), and open an ONNX Runtime session."""
+        names contain one of ``keep_float``, e.g. ``"/cls/"``), and open an ONNX Runtime session.
+
+        With ``block_size`` the matrix products are ONNX Runtime's ``MatMulNBits`` instead (8-bit weights with one
+        scale per ``block_size`` input channels, activations quantized in blocks of the same size:
+        ``accuracy_level`` 4); it needs the ``onnx_ir`` package. Finer than one scale per activation matrix, and
+        closer to float32, but no faster than float32 at batch 16 on the 2-core machine (benchmark)."""
         import tempfile
         from pathlib import Path
 
@@ -211,8 +224,11 @@ class OnnxRuntimeInt8Model(torch.nn.Module):
             root = logging.getLogger()
             root.addFilter(_no_preprocessing_hint)  # logged on every call; shape inference is all it would add
             try:
-                quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                                 op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded)
+                if block_size:
+                    _quantize_blockwise(fp32, int8, block_size, excluded)
+                else:
+                    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True,
+                                     op_types_to_quantize=["MatMul"], nodes_to_exclude=excluded)
             finally:
                 root.removeFilter(_no_preprocessing_hint)
             options = onnxruntime.SessionOptions()
@@ -270,6 +286,24 @@ def _matmuls_named(path, parts: tuple[str, ...]) -> list[str]:
 
     return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node
             if node.op_type == "MatMul" and any(part in node.name for part in parts)]
+
+
+def _quantize_blockwise(source, target, block_size: int, excluded: list[str]) -> None:
+    """Write the ONNX graph at ``source`` to ``target`` with its ``MatMul`` nodes (but ``excluded``) as 8-bit
+    ``MatMulNBits``: symmetric weight blocks of ``block_size`` input channels, int8 compute (accuracy level 4)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quiet = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # it logs every node at INFO
+    try:
+        quantizer = MatMulNBitsQuantizer(onnx.load(str(source)), bits=8, block_size=block_size, is_symmetric=True,
+                                         accuracy_level=4, nodes_to_exclude=excluded)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(target), use_external_data_format=False)
+    finally:
+        quiet.setLevel(level)
 
 
 def _no_preprocessing_hint(record: logging.LogRecord) -> bool:

@@ -106,6 +106,26 @@ def test_onnxruntime_int8_answers_like_the_model_it_was_made_from(tiny_env: Path
     assert int8(**enc).logits.shape == reference.shape  # the selection ends with the context
 
 
+@torch.inference_mode()
+def test_blockwise_int8_is_closer_to_float32_than_one_scale_per_matrix(tiny_env: Path) -> None:
+    """The benchmark's ``block_size`` variant (ONNX Runtime's ``MatMulNBits``): its finer scales land nearer
+    float32 than the served path's one scale per activation matrix, and still not on it."""
+    pytest.importorskip("onnx_ir")  # ONNX Runtime's MatMulNBits quantizer needs it (requirements-dev.txt)
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    location = tiny_env / "tiny-bert"
+    fp32 = AutoModelForMaskedLM.from_pretrained(location).eval()
+    tokenizer = AutoTokenizer.from_pretrained(location)
+    enc = tokenizer(["the cat sat on the [MASK] .", "paris is the capital of [MASK] ."], padding=True,
+                    return_tensors="pt")
+    reference = fp32(**enc).logits
+    errors = {}
+    for block in (None, 16):
+        int8 = quantize_int8(fp32, tokenizer, alpha=0, backend="onnxruntime", block_size=block)
+        errors[block] = float((int8(**enc).logits - reference).abs().mean())
+    assert 0 < errors[16] < errors[None]
+
+
 def test_without_onnxruntime_or_when_the_export_fails_int8_is_pytorchs(tiny_env: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForMaskedLM, AutoTokenizer
