@@ -137,7 +137,7 @@ def add_decoder_adapter(model: BertLMHeadModel, rank: int, alpha: int, init_from
         from model_utils.bundled import artifact_dir
 
         delta = artifact_dir(init_from)
-        set_peft_model_state_dict(model.bert, load_file(str(delta / "adapter" / "adapter_model.safetensors")))
+        set_peft_model_state_dict(model.bert, widened_adapter(delta / "adapter", rank, alpha))
         heads = load_file(str(delta / "heads.safetensors"))
         # the head, and (continuing a causal model) the LayerNorms and biases it trained in full; a masked-LM
         # delta's NSP head and pooler have no place here; the tied word embeddings stay as they are
@@ -152,6 +152,35 @@ def add_decoder_adapter(model: BertLMHeadModel, rank: int, alpha: int, init_from
         if "lora_" in name or is_extra_trainable(name):
             p.requires_grad = True
     return model
+
+
+def widened_adapter(folder: Path, rank: int, alpha: int) -> dict[str, torch.Tensor]:
+    """The LoRA weights stored in ``folder`` for an adapter of ``rank`` and ``alpha``: a stored adapter of a lower
+    rank fills the first ranks (its ``B`` rescaled to the new ``alpha / rank``), the rest start as PEFT starts
+    them (``A`` random, ``B`` zero), so the model computes exactly what the stored one did and has more ranks to train."""
+    from safetensors.torch import load_file
+
+    stored = json.loads((folder / "adapter_config.json").read_text())
+    old_rank, old_alpha = int(stored["r"]), float(stored["lora_alpha"])
+    if old_rank > rank:
+        raise ValueError(f"the stored adapter has rank {old_rank}, more than --lora_rank {rank}")
+    weights = {name: tensor.float() for name, tensor in load_file(str(folder / "adapter_model.safetensors")).items()}
+    if old_rank == rank and old_alpha == alpha:
+        return weights
+    rescale = (old_alpha / old_rank) / (alpha / rank)
+    widened = {}
+    for name, tensor in weights.items():
+        if "lora_A" in name:  # (rank, in): new rows start as PEFT starts A (Kaiming uniform), B's new columns at zero
+            grown = torch.empty(rank, tensor.shape[1])
+            torch.nn.init.kaiming_uniform_(grown, a=math.sqrt(5))
+            grown[:old_rank] = tensor
+        elif "lora_B" in name:  # (out, rank)
+            grown = torch.zeros(tensor.shape[0], rank)
+            grown[:, :old_rank] = tensor * rescale
+        else:
+            grown = tensor
+        widened[name] = grown
+    return widened
 
 
 def is_extra_trainable(name: str) -> bool:

@@ -170,3 +170,32 @@ def test_upsample_repeats_one_sources_documents():
     assert len(more) == len(base) + 2 * 4  # two more copies of each one-sequence document of source u
     with pytest.raises(ValueError, match="source=N"):
         C.CausalArguments(upsample="u=0")
+
+
+def test_a_stored_adapter_widens_to_a_higher_rank_without_changing_the_model(tmp_path: Path):
+    """``--lora_rank 8`` from a rank-4 adapter (its alpha/rank scale 2 -> 16/8 = 2, then 24/8 = 3): the first
+    ranks carry the stored adapter, the new ones start as PEFT starts them, so the model computes what it did
+    and the new ranks learn (their ``B`` gets a gradient); a narrower rank than stored is refused."""
+    from peft import set_peft_model_state_dict
+
+    stored = C.add_decoder_adapter(tiny_decoder(), 4, 8)
+    with torch.no_grad():
+        for name, p in stored.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)  # a trained adapter, not PEFT's zero start
+    stored.bert.save_pretrained(str(tmp_path / "adapter"))
+    ids = torch.tensor([[2, 10, 11, 12, 13, 3]])
+    with torch.no_grad():
+        expected = stored.eval()(ids).logits
+    for alpha in (16, 24):
+        wide = C.add_decoder_adapter(tiny_decoder(), 8, alpha)
+        weights = C.widened_adapter(tmp_path / "adapter", 8, alpha)
+        assert all(t.shape[0 if "lora_A" in n else 1] == 8 for n, t in weights.items() if "lora_" in n)
+        set_peft_model_state_dict(wide.bert, weights)
+        torch.testing.assert_close(wide.eval()(ids).logits, expected, atol=1e-5, rtol=1e-5)
+    wide.train()
+    wide(ids, labels=ids).loss.backward()
+    new_columns = [p.grad[:, 4:] for n, p in wide.named_parameters() if "lora_B" in n]
+    assert all(g.abs().sum() > 0 for g in new_columns)
+    with pytest.raises(ValueError, match="more than --lora_rank"):
+        C.widened_adapter(tmp_path / "adapter", 2, 4)
