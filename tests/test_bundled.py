@@ -181,6 +181,22 @@ def test_heldout_same_source_pairs(no_network):
 
 
 @pytest.mark.slow
+def test_reader_check_on_heldout_pairs(no_network):
+    """The committed blind answers of a careful reader on 80 of those pairs, scored against their labels: 86.25%
+    (69 of 80), under the 90% target, and the model 75% on the same 80; the pairs printed for judging are those
+    scored (same sample, no label in the text)."""
+    require_bundled(PRETRAINED)
+    from model_utils.bundled.quality import heldout_nsp_probabilities, reader_check, reader_sample_text
+
+    probs, labels = heldout_nsp_probabilities()
+    check = reader_check(probs, labels)
+    assert check["pairs"] == 80 and check["reader_accuracy"] == pytest.approx(69 / 80), check
+    assert check["model_accuracy"] >= 0.70, check
+    text = reader_sample_text()
+    assert text.count("\n   B: ") == 80 and "label" not in text.lower()
+
+
+@pytest.mark.slow
 def test_everyday_cloze_top5(no_network):
     require_bundled(PRETRAINED)
     from model_utils.bundled.quality import everyday_cloze

@@ -7,7 +7,9 @@
   committed ``data/heldout_test_half.jsonl`` unless ``--heldout`` names the full split), with
   the fixed masking of training's evaluation; NSP accuracy and expected calibration error on the
   hand-written everyday pairs ``tests/data/nsp_everyday.jsonl``; top-5 hit rate on the hand-written
-  cloze sentences ``tests/data/cloze_everyday.jsonl``;
+  cloze sentences ``tests/data/cloze_everyday.jsonl``; beside the held-out NSP accuracy, a careful reader's
+  blind answers on 80 of those pairs (``data/nsp_heldout_reader.json``; ``--reader-sample`` prints the pairs
+  without labels) and the model's accuracy on the same 80;
 * ``bundled:minilm-causal``: next-token top-1 and perplexity on the same held-out documents
   (``--scratch runs/causal-scratch/final`` measures the from-scratch twin the same way), and on the
   hand-written everyday sentences of both sets above (coherent pairs joined, cloze answers filled in);
@@ -33,6 +35,8 @@ HELDOUT_SAMPLE = HERE / "data" / "heldout_test_half.jsonl"
 TESTS_DATA = HERE.parent.parent / "tests" / "data"
 NSP_EVERYDAY = TESTS_DATA / "nsp_everyday.jsonl"
 CLOZE_EVERYDAY = TESTS_DATA / "cloze_everyday.jsonl"
+# A careful reader's blind answers on 80 of the held-out same-source pairs: how far the target is from reach
+NSP_READER = HERE / "data" / "nsp_heldout_reader.json"
 WORDNET_SHARE = 0.4  # as in the pretraining run
 TARGETS = {"mlm_top1": 0.40, "nsp_heldout_accuracy": 0.90, "nsp_everyday_accuracy": 0.85, "nsp_everyday_ece": 0.10,
            "cloze_top5": 0.65, "causal_top1": 0.25, "causal_perplexity": 120.0}
@@ -55,19 +59,56 @@ def pretrained_quality(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000)
     return evaluate(model, heldout_batches(heldout_test_documents(heldout), tokenizer, args))
 
 
-def heldout_nsp_probabilities(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-    """P(IsNext) and labels (1 = IsNext) of the held-out same-source pairs (no masking)."""
+def heldout_nsp_examples(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000) -> list:
+    """The held-out same-source NSP pairs (pretraining examples with their next-sentence label, no masking)."""
+    from model_utils.bundled import load_tokenizer
     from model_utils.data import cap_source
-    from model_utils.nsp_calibration import example_inputs, nsp_margins
     from model_utils.pretrain import PretrainArguments, documents_to_examples
 
-    model, tokenizer = load_bundled("bundled:minilm-pretrained", "next-sentence")
     args = PretrainArguments(wordnet_share=WORDNET_SHARE)
     docs = cap_source(heldout_test_documents(heldout), "wordnet", WORDNET_SHARE, random.Random(args.seed + 1))
-    examples = [e for e in documents_to_examples(docs, tokenizer, args, args.seed + 1) if e.next_sentence_label != -100]
+    examples = [e for e in documents_to_examples(docs, load_tokenizer(), args, args.seed + 1)
+                if e.next_sentence_label != -100]
     random.Random(args.seed + 2).shuffle(examples)
-    inputs, labels = example_inputs(examples[:max_examples], tokenizer.pad_token_id)
+    return examples[:max_examples]
+
+
+def heldout_nsp_probabilities(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """P(IsNext) and labels (1 = IsNext) of the held-out same-source pairs (no masking)."""
+    from model_utils.nsp_calibration import example_inputs, nsp_margins
+
+    model, tokenizer = load_bundled("bundled:minilm-pretrained", "next-sentence")
+    inputs, labels = example_inputs(heldout_nsp_examples(heldout, max_examples), tokenizer.pad_token_id)
     return torch.sigmoid(nsp_margins(model, inputs)), labels
+
+
+def reader_sample(pairs: int) -> list[int]:
+    """Which of the ``pairs`` held-out NSP pairs the committed reader check judged (:data:`NSP_READER`)."""
+    check = json.loads(NSP_READER.read_text(encoding="utf-8"))
+    return random.Random(check["seed"]).sample(range(pairs), check["count"])
+
+
+def reader_sample_text(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000) -> str:
+    """The reader check's pairs as text, numbered, without their labels: what a reader judges blind."""
+    from model_utils.bundled import load_tokenizer
+
+    tokenizer, examples = load_tokenizer(), heldout_nsp_examples(heldout, max_examples)
+    lines = []
+    for number, index in enumerate(reader_sample(len(examples))):
+        example = examples[index]
+        first, second = ([i for i, t in zip(example.input_ids, example.token_type_ids) if t == part] for part in (0, 1))
+        lines.append(f"{number}. A: {tokenizer.decode(first, skip_special_tokens=True)}\n"
+                     f"   B: {tokenizer.decode(second, skip_special_tokens=True)}")
+    return "\n".join(lines)
+
+
+def reader_check(probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy of the committed blind reader answers (:data:`NSP_READER`) and of the model on the same pairs."""
+    chosen = torch.tensor(reader_sample(len(labels)))
+    answers = torch.tensor(json.loads(NSP_READER.read_text(encoding="utf-8"))["answers"], dtype=labels.dtype)
+    truth = labels[chosen]
+    return {"pairs": len(chosen), "reader_accuracy": float((answers == truth).float().mean()),
+            "model_accuracy": float(((probs[chosen] > 0.5).to(labels.dtype) == truth).float().mean())}
 
 
 def everyday_nsp(path: Path = NSP_EVERYDAY, model_name: str = "bundled:minilm-pretrained") -> dict:
@@ -203,7 +244,7 @@ def nsp_report(heldout: Path, max_examples: int) -> dict:
     probs, labels = heldout_nsp_probabilities(heldout, max_examples)
     held = {"accuracy": float(((probs > 0.5).float() == labels).float().mean()), "pairs": len(labels),
             "ece": expected_calibration_error(probs, labels), "bins": reliability_bins(probs, labels)}
-    return {"heldout_same_source": held, "everyday": everyday_nsp()}
+    return {"heldout_same_source": held, "heldout_reader_check": reader_check(probs, labels), "everyday": everyday_nsp()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,7 +254,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-examples", type=int, default=2000)
     parser.add_argument("--scratch", type=Path, default=None, help="delta folder of the from-scratch causal twin")
     parser.add_argument("--figure", type=Path, default=None, help="write the NSP reliability diagram (PNG) here")
+    parser.add_argument("--reader-sample", action="store_true",
+                        help="print the reader check's held-out NSP pairs without labels (to judge them blind) and stop")
     args = parser.parse_args(argv)
+    if args.reader_sample:
+        print(reader_sample_text(args.heldout, args.max_examples))
+        return
     nsp = nsp_report(args.heldout, args.max_examples)
     report = {"minilm-pretrained": {"heldout": pretrained_quality(args.heldout, args.max_examples),
                                     "nsp": nsp, "cloze_everyday": everyday_cloze()},
