@@ -30,7 +30,7 @@ it is not a requirement of the app). ``--blockwise`` adds ONNX Runtime's ``MatMu
 activations quantized in blocks of 32 or 128 input channels, the finest ONNX Runtime offers; needs ``pip install
 onnx_ir``). After the agreement, the cost of checking the app's close calls in float32 (masks whose int8
 top-1/top-2 logit gap is small get a second, float32 pass): the share of masks it would take and the agreement
-it would give.
+it would give; and, for scale, the agreement of the float32 model under bfloat16 autocast (no int8 at all).
 """
 
 from __future__ import annotations
@@ -207,6 +207,21 @@ def torchao_variants(model) -> dict:
     return variants
 
 
+class BFloat16Autocast(torch.nn.Module):
+    """``model`` run under CPU bfloat16 autocast, logits back in float32; shares ``model``'s encoder
+    (``base_model``) so that the projection at the masks works as for ``model``."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model, self.base_model = model, model.base_model
+
+    def forward(self, **inputs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = self.model(**inputs)
+        output.logits = output.logits.float()
+        return output
+
+
 def blockwise_variants(model, tokenizer) -> dict:
     """ONNX Runtime's ``MatMulNBits`` at 8 bits on the scaled model: weights and activations quantized in blocks
     of 32 and of 128 input channels; none without the ``onnx_ir`` package its quantizer needs."""
@@ -272,6 +287,12 @@ def main() -> None:
         print(f"Fill-Mask top-1 agreement {name} vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
         cloze, sentences = cloze_agreement(fp32, model, tokenizer)
         print(f"Fill-Mask top-1 agreement {name} vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
+    # for scale: no int8 at all, the float32 model under bfloat16 autocast (8-bit mantissas)
+    bf16 = BFloat16Autocast(fp32)
+    agreement, masks = heldout_agreement(fp32, bf16, args.examples)
+    cloze, sentences = cloze_agreement(fp32, bf16, tokenizer)
+    print(f"Fill-Mask top-1 agreement bfloat16 autocast (no int8) vs float32: held-out {agreement:.2%} of {masks}, "
+          f"cloze {cloze:.2%} of {sentences}")
     if type(int8).__name__ == "OnnxRuntimeInt8Model":
         print("int8 (app): close calls checked in float32 (held-out masks; not served, the cost of a gate):")
         close_call_tradeoff(fp32, int8, args.examples)
