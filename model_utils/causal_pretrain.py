@@ -54,7 +54,7 @@ class CausalArguments:
     max_seq_length: int = field(default=64, metadata={"help": "tokens per sequence, [CLS] and [SEP] included"})
     wordnet_share: float = field(default=0.25, metadata={"help": "most share of WordNet documents (glosses dominate the corpus)"})
     upsample: str = field(default="", metadata={"help": "repeat the training documents of some sources, e.g. 'botchan=3,chat=3'"})
-    lora_rank: int = field(default=32, metadata={"help": "LoRA rank on every encoder linear layer"})
+    lora_rank: int = field(default=32, metadata={"help": "LoRA rank on every encoder linear layer (above the init_from adapter's rank: that adapter is widened)"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator"})
     eval_every: int = field(default=250, metadata={"help": "held-out evaluation every N steps (0: only at the end)"})
     eval_sequences: int = field(default=1000, metadata={"help": "held-out sequences per evaluation"})
