@@ -54,7 +54,7 @@ class CausalArguments:
     max_seq_length: int = field(default=64, metadata={"help": "tokens per sequence, [CLS] and [SEP] included"})
     wordnet_share: float = field(default=0.25, metadata={"help": "most share of WordNet documents (glosses dominate the corpus)"})
     upsample: str = field(default="", metadata={"help": "repeat the training documents of some sources, e.g. 'botchan=3,chat=3'"})
-    lora_rank: int = field(default=32, metadata={"help": "LoRA rank on every encoder linear layer (above the init_from adapter's rank: that adapter is widened)"})
+    lora_rank: int = field(default=32, metadata={"help": "LoRA rank on every encoder linear layer; above the init_from adapter's rank that adapter is widened, below it the adapter's own rank and alpha are kept"})
     lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling numerator"})
     eval_every: int = field(default=250, metadata={"help": "held-out evaluation every N steps (0: only at the end)"})
     eval_sequences: int = field(default=1000, metadata={"help": "held-out sequences per evaluation"})
@@ -117,7 +117,14 @@ def build_model(args: CausalArguments) -> BertLMHeadModel:
         return BertLMHeadModel(config)
     with quiet_transformers():
         model = BertLMHeadModel.from_pretrained(str(minilm_dir()), config=config, use_safetensors=True)
-    return add_decoder_adapter(model, args.lora_rank, args.lora_alpha, args.init_from)
+    rank, alpha = args.lora_rank, args.lora_alpha
+    if args.init_from:
+        from model_utils.bundled import artifact_dir
+
+        stored = json.loads((artifact_dir(args.init_from) / "adapter" / "adapter_config.json").read_text())
+        if int(stored["r"]) > rank:  # a continuation keeps the adapter it starts from whole (never narrowed)
+            rank, alpha = int(stored["r"]), int(stored["lora_alpha"])
+    return add_decoder_adapter(model, rank, alpha, args.init_from)
 
 
 def add_decoder_adapter(model: BertLMHeadModel, rank: int, alpha: int, init_from: str = "") -> BertLMHeadModel:

@@ -19,9 +19,9 @@ EVERYDAY_ECE_CEILING = 0.10      # target 0.10, measured 0.090: met (corpus-only
 HELDOUT_NSP_FLOOR = 0.77         # target 0.90, measured 0.790: NOT met
 HELDOUT_MLM_FLOOR = 0.34         # target 0.40, measured 0.352: NOT met (the previous model: 0.323 on this split)
 CLOZE_TOP5_FLOOR = 0.35          # target 0.65, measured 0.375: NOT met (the previous model: 0.330)
-CAUSAL_TOP1_FLOOR = 0.215        # target 0.25, measured 0.224: NOT met (stage 2: 0.225, stage 1: 0.211; twin at 750 steps: 0.147)
-CAUSAL_PERPLEXITY_CEILING = 185  # target 120, measured 173.7: NOT met (stage 2: 174.2, stage 1: 194; twin at 750 steps: 458)
-CAUSAL_EVERYDAY_PERPLEXITY_CEILING = 90  # no target; measured 85.3 on the hand-written sentences (stage 2: 89.7, stage 1: 97.1)
+CAUSAL_TOP1_FLOOR = 0.22         # target 0.25, measured 0.228: NOT met (stage 3: 0.224, stage 1: 0.211; twin at 750 steps: 0.147)
+CAUSAL_PERPLEXITY_CEILING = 178  # target 120, measured 168.9: NOT met (stage 3: 173.7, stage 1: 194; twin at 750 steps: 458)
+CAUSAL_EVERYDAY_PERPLEXITY_CEILING = 89  # no target; measured 84.4 on the hand-written sentences (stage 3: 85.3, stage 1: 97.1)
 DRINKS = {"tea", "coffee", "chocolate", "milk", "water", "cocoa", "soup", "wine", "beer", "juice", "drink",
           "cider", "sake", "toddy", "punch", "broth"}
 
@@ -251,7 +251,7 @@ def _hand_built_causal():
             if ".lora_A." in key:
                 module = key.replace("base_model.model.", "").replace(".lora_A.weight", "")
                 b = adapter[key.replace(".lora_A.", ".lora_B.")]
-                model.bert.get_submodule(module).weight += lora["lora_alpha"] / lora["r"] * b @ a
+                model.bert.get_submodule(module).weight += lora["lora_alpha"] / lora["r"] * b.float() @ a.float()
     return model.eval()
 
 
