@@ -192,6 +192,7 @@ def test_reader_check_on_heldout_pairs(no_network):
     check = reader_check(probs, labels)
     assert check["pairs"] == 80 and check["reader_accuracy"] == pytest.approx(69 / 80), check
     assert check["model_accuracy"] >= 0.70, check
+    assert reader_check(probs[:300], labels[:300]) is None  # other pairs than those judged: no figure
     text = reader_sample_text()
     assert text.count("\n   B: ") == 80 and "label" not in text.lower()
 

@@ -102,10 +102,14 @@ def reader_sample_text(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000)
     return "\n".join(lines)
 
 
-def reader_check(probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """Accuracy of the committed blind reader answers (:data:`NSP_READER`) and of the model on the same pairs."""
+def reader_check(probs: torch.Tensor, labels: torch.Tensor) -> dict | None:
+    """Accuracy of the committed blind reader answers (:data:`NSP_READER`) and of the model on the same pairs;
+    None for another set of pairs than the one judged (``--heldout`` or ``--max-examples`` changed)."""
+    check = json.loads(NSP_READER.read_text(encoding="utf-8"))
+    if len(labels) != check["pairs"]:
+        return None
     chosen = torch.tensor(reader_sample(len(labels)))
-    answers = torch.tensor(json.loads(NSP_READER.read_text(encoding="utf-8"))["answers"], dtype=labels.dtype)
+    answers = torch.tensor(check["answers"], dtype=labels.dtype)
     truth = labels[chosen]
     return {"pairs": len(chosen), "reader_accuracy": float((answers == truth).float().mean()),
             "model_accuracy": float(((probs[chosen] > 0.5).to(labels.dtype) == truth).float().mean())}
@@ -244,7 +248,8 @@ def nsp_report(heldout: Path, max_examples: int) -> dict:
     probs, labels = heldout_nsp_probabilities(heldout, max_examples)
     held = {"accuracy": float(((probs > 0.5).float() == labels).float().mean()), "pairs": len(labels),
             "ece": expected_calibration_error(probs, labels), "bins": reliability_bins(probs, labels)}
-    return {"heldout_same_source": held, "heldout_reader_check": reader_check(probs, labels), "everyday": everyday_nsp()}
+    judged = reader_check(probs, labels) if heldout == HELDOUT_SAMPLE else None
+    return {"heldout_same_source": held, "heldout_reader_check": judged, "everyday": everyday_nsp()}
 
 
 def main(argv: list[str] | None = None) -> None:
