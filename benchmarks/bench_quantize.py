@@ -100,65 +100,47 @@ def speed(models: dict, tokenizer, repeat: int, block: int) -> None:
                       f"best {reference_best / min(values):5.2f}x")
 
 
-@torch.inference_mode()
-def heldout_agreement(fp32, int8, examples: int) -> tuple[float, int]:
-    """Share of held-out masked tokens whose top-1 prediction is the same in both models."""
-    same, _ = heldout_top1(fp32, int8, examples)
-    return float(same.float().mean()), len(same)
-
-
-@torch.inference_mode()
-def heldout_top1(fp32, int8, examples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per held-out masked token: whether both models' top-1 is the same, and ``int8``'s logit gap between its
-    top two words."""
+def heldout_masked_batches(examples: int) -> list[tuple[dict, torch.Tensor]]:
+    """The held-out test batches with their fixed masks: (model inputs, masked positions), built once per run."""
     from model_utils.bundled.quality import WORDNET_SHARE, heldout_test_documents
     from model_utils.bundled import load_tokenizer
     from model_utils.pretrain import PretrainArguments, heldout_batches
 
     args = PretrainArguments(eval_examples=examples, wordnet_share=WORDNET_SHARE)
-    same, gaps = [], []
-    for batch in heldout_batches(heldout_test_documents(), load_tokenizer(), args):
-        masked = batch["labels"] != -100
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        top2 = logits_at_masks(int8, inputs, masked).topk(2, -1)
-        same.append(logits_at_masks(fp32, inputs, masked).argmax(-1) == top2.indices[:, 0])
+    return [({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}, batch["labels"] != -100)
+            for batch in heldout_batches(heldout_test_documents(), load_tokenizer(), args)]
+
+
+def cloze_masked_batches(tokenizer) -> list[tuple[dict, torch.Tensor]]:
+    """The hand-written cloze sentences as one batch: (model inputs, mask positions)."""
+    from model_utils.bundled.quality import CLOZE_EVERYDAY, read_jsonl
+
+    enc = tokenizer([r["text"] for r in read_jsonl(CLOZE_EVERYDAY)], padding=True, return_tensors="pt")
+    return [(dict(enc), enc["input_ids"] == tokenizer.mask_token_id)]
+
+
+@torch.inference_mode()
+def top1_and_gaps(model, batches: list[tuple[dict, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``model``'s top-1 word at every mask of ``batches`` and its logit gap to the second word, the vocabulary
+    projected at the masks only (as Fill-Mask does: for dynamic int8 it matters, the head's activations are
+    quantized with the scale of the rows it gets)."""
+    from model_utils.projection import logits_at
+
+    tops, gaps = [], []
+    for inputs, masked in batches:
+        top2 = logits_at(model, inputs, *masked.nonzero(as_tuple=True)).topk(2, -1)
+        tops.append(top2.indices[:, 0])
         gaps.append(top2.values[:, 0] - top2.values[:, 1])
-    return torch.cat(same), torch.cat(gaps)
+    return torch.cat(tops), torch.cat(gaps)
 
 
-def close_call_tradeoff(fp32, int8, examples: int, gaps=(0.1, 0.2, 0.3, 0.5)) -> None:
-    """What checking close calls in float32 would cost: for masks whose int8 top-1/top-2 logit gap is under
-    ``gap``, the share (each a second, float32 forward pass) and the agreement if those took float32's answer."""
-    same, gap = heldout_top1(fp32, int8, examples)
+def close_call_tradeoff(same: torch.Tensor, gap: torch.Tensor, gaps=(0.1, 0.2, 0.3, 0.5)) -> None:
+    """What checking close calls in float32 would cost: for masks whose int8 top-1/top-2 logit ``gap`` is under a
+    limit, the share (each a second, float32 forward pass) and the agreement if those took float32's answer."""
     for limit in gaps:
         close = gap < limit
         print(f"  int8 logit gap < {limit:.2f}: {float(close.float().mean()):6.1%} of masks recomputed in float32, "
               f"agreement {float((same | close).float().mean()):.2%}")
-
-
-def logits_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
-    """Vocabulary logits at each masked position, projected at those positions only (as Fill-Mask does: for
-    dynamic int8 it matters, the head's activations are quantized with the scale of the rows it gets)."""
-    from model_utils.projection import logits_at
-
-    return logits_at(model, inputs, *masked.nonzero(as_tuple=True))
-
-
-def top_at_masks(model, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
-    """Top-1 token at each masked position (:func:`logits_at_masks`)."""
-    return logits_at_masks(model, inputs, masked).argmax(-1)
-
-
-@torch.inference_mode()
-def cloze_agreement(fp32, int8, tokenizer) -> tuple[float, int]:
-    """Share of the hand-written cloze sentences whose top-1 word is the same in both models."""
-    from model_utils.bundled.quality import CLOZE_EVERYDAY, read_jsonl
-
-    rows = read_jsonl(CLOZE_EVERYDAY)
-    enc = tokenizer([r["text"] for r in rows], padding=True, return_tensors="pt")
-    masks = enc["input_ids"] == tokenizer.mask_token_id
-    same = top_at_masks(fp32, dict(enc), masks) == top_at_masks(int8, dict(enc), masks)
-    return float(same.float().mean()), len(rows)
 
 
 @torch.inference_mode()
@@ -280,22 +262,26 @@ def main() -> None:
     if args.speed_only:
         return
 
-    for name, model in models.items():
-        if name == "float32":
-            continue
-        agreement, masks = heldout_agreement(fp32, model, args.examples)
-        print(f"Fill-Mask top-1 agreement {name} vs float32, held-out masked tokens: {agreement:.2%} of {masks}")
-        cloze, sentences = cloze_agreement(fp32, model, tokenizer)
-        print(f"Fill-Mask top-1 agreement {name} vs float32, hand-written cloze:     {cloze:.2%} of {sentences}")
+    # float32's answers once; each variant against them
+    heldout, cloze = heldout_masked_batches(args.examples), cloze_masked_batches(tokenizer)
+    reference_heldout, reference_cloze = top1_and_gaps(fp32, heldout)[0], top1_and_gaps(fp32, cloze)[0]
     # for scale: no int8 at all, the float32 model under bfloat16 autocast (8-bit mantissas)
-    bf16 = BFloat16Autocast(fp32)
-    agreement, masks = heldout_agreement(fp32, bf16, args.examples)
-    cloze, sentences = cloze_agreement(fp32, bf16, tokenizer)
-    print(f"Fill-Mask top-1 agreement bfloat16 autocast (no int8) vs float32: held-out {agreement:.2%} of {masks}, "
-          f"cloze {cloze:.2%} of {sentences}")
+    variants = {**{n: m for n, m in models.items() if n != "float32"},
+                "bfloat16 autocast (no int8)": BFloat16Autocast(fp32)}
+    app_same = app_gaps = None
+    for name, model in variants.items():
+        top, gaps = top1_and_gaps(model, heldout)
+        same = top == reference_heldout
+        print(f"Fill-Mask top-1 agreement {name} vs float32, held-out masked tokens: {float(same.float().mean()):.2%} "
+              f"of {len(same)}")
+        cloze_same = top1_and_gaps(model, cloze)[0] == reference_cloze
+        print(f"Fill-Mask top-1 agreement {name} vs float32, hand-written cloze:     "
+              f"{float(cloze_same.float().mean()):.2%} of {len(cloze_same)}")
+        if name == "int8 (app)":
+            app_same, app_gaps = same, gaps
     if type(int8).__name__ == "OnnxRuntimeInt8Model":
         print("int8 (app): close calls checked in float32 (held-out masks; not served, the cost of a gate):")
-        close_call_tradeoff(fp32, int8, args.examples)
+        close_call_tradeoff(app_same, app_gaps)
     same_side, largest, pairs = nsp_agreement()
     print(f"Next Sentence same side of 0.5: {same_side:.2%} of {pairs} pairs; largest |dP(IsNext)| {largest:.4f}")
 

@@ -82,19 +82,27 @@ def heldout_nsp_probabilities(heldout: Path = HELDOUT_SAMPLE, max_examples: int 
     return torch.sigmoid(nsp_margins(model, inputs)), labels
 
 
-def reader_sample(pairs: int) -> list[int]:
-    """Which of the ``pairs`` held-out NSP pairs the committed reader check judged (:data:`NSP_READER`)."""
-    check = json.loads(NSP_READER.read_text(encoding="utf-8"))
-    return random.Random(check["seed"]).sample(range(pairs), check["count"])
+def reader_answers() -> dict:
+    """The committed reader check (:data:`NSP_READER`): how many pairs there were, the sample's seed and size,
+    and the answers (1 = B is the next sentence)."""
+    return json.loads(NSP_READER.read_text(encoding="utf-8"))
+
+
+def reader_sample(check: dict) -> list[int]:
+    """Which of the held-out NSP pairs the reader ``check`` judged, in the order of its answers."""
+    return random.Random(check["seed"]).sample(range(check["pairs"]), check["count"])
 
 
 def reader_sample_text(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000) -> str:
     """The reader check's pairs as text, numbered, without their labels: what a reader judges blind."""
     from model_utils.bundled import load_tokenizer
 
-    tokenizer, examples = load_tokenizer(), heldout_nsp_examples(heldout, max_examples)
+    tokenizer, examples, check = load_tokenizer(), heldout_nsp_examples(heldout, max_examples), reader_answers()
+    if len(examples) != check["pairs"]:
+        raise ValueError(f"the reader check judged {check['pairs']} pairs, these are {len(examples)}: "
+                         "use the committed held-out test half and the default --max-examples")
     lines = []
-    for number, index in enumerate(reader_sample(len(examples))):
+    for number, index in enumerate(reader_sample(check)):
         example = examples[index]
         first, second = ([i for i, t in zip(example.input_ids, example.token_type_ids) if t == part] for part in (0, 1))
         lines.append(f"{number}. A: {tokenizer.decode(first, skip_special_tokens=True)}\n"
@@ -105,10 +113,10 @@ def reader_sample_text(heldout: Path = HELDOUT_SAMPLE, max_examples: int = 2000)
 def reader_check(probs: torch.Tensor, labels: torch.Tensor) -> dict | None:
     """Accuracy of the committed blind reader answers (:data:`NSP_READER`) and of the model on the same pairs;
     None for another set of pairs than the one judged (``--heldout`` or ``--max-examples`` changed)."""
-    check = json.loads(NSP_READER.read_text(encoding="utf-8"))
+    check = reader_answers()
     if len(labels) != check["pairs"]:
         return None
-    chosen = torch.tensor(reader_sample(len(labels)))
+    chosen = torch.tensor(reader_sample(check))
     answers = torch.tensor(check["answers"], dtype=labels.dtype)
     truth = labels[chosen]
     return {"pairs": len(chosen), "reader_accuracy": float((answers == truth).float().mean()),
